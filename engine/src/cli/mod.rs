@@ -1,0 +1,111 @@
+//! Command-line interface: `beast serve`, `beast config show|check`, `beast version`.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
+
+mod config_cmd;
+mod serve;
+mod version;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use beast_engine::config::{ConfigArgs, ConfigError};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// Beast: a thread-per-core crypto price server (UDP and HTTP/1.1) fed by six exchanges.
+#[derive(Parser, Debug)]
+#[command(
+    name = "beast",
+    version,
+    propagate_version = true,
+    max_term_width = 110
+)]
+pub struct Cli {
+    /// beast.toml to read [default: ./beast.toml when it exists]
+    #[arg(long, env = "BEAST_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the price server.
+    Serve(Box<serve::ServeArgs>),
+    /// Show or check the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Print the version, git commit, target and I/O backends.
+    Version(version::VersionArgs),
+}
+
+/// A failure, sorted by exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad configuration or usage: exit 2.
+    Config(ConfigError),
+    /// Anything else: exit 1.
+    Runtime(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Config(e)
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, &matches) {
+        Ok(code) => code,
+        Err(Failure::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
+    let sub = |name: &str| matches.subcommand_matches(name);
+    match cli.command {
+        Command::Serve(args) => serve::run(&args, sub("serve"), cli.config.as_deref()),
+        Command::Config(command) => {
+            let config_matches = sub("config").and_then(|m| m.subcommand().map(|(_, m)| m));
+            config_cmd::run(command, config_matches, cli.config.as_deref())
+        }
+        Command::Version(args) => version::run(&args),
+    }
+}
+
+/// Writes command output. A closed pipe (`beast config show | head`) is not an error.
+fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::Runtime(e.into())),
+        _ => Ok(()),
+    }
+}
+
+/// The settings flattened into a command, resolved with its matches.
+fn load_config(
+    args: &ConfigArgs,
+    matches: Option<&ArgMatches>,
+    file: Option<&std::path::Path>,
+) -> Result<beast_engine::config::Loaded, ConfigError> {
+    beast_engine::config::Config::load(args, matches, file)
+}

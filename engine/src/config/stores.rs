@@ -1,0 +1,31 @@
+//! Where state lives: the embedded store and journals on disk, and the optional external stores.
+
+use std::path::PathBuf;
+
+use super::group::settings_group;
+use super::setting::{CacheKind, DatabaseKind, HttpKind, Name, PathSetting, Url};
+
+settings_group! {
+    /// Stores. With none of the URLs set, the engine runs on its embedded store alone.
+    pub struct StoreConfig, args StoreArgs, heading "Stores" {
+        /// Directory of the embedded store (SQLite) and the usage journals.
+        beast_data_dir: PathSetting = PathSetting(PathBuf::from("./data")), env = "BEAST_DATA_DIR";
+        /// Valkey/Redis URL for the shared price cache and node stats.
+        cache_url: Option<Url<CacheKind>> = None, env = "CACHE_URL";
+        /// PostgreSQL (Aurora) URL for keys, parameters and usage records.
+        database_url: Option<Url<DatabaseKind>> = None, env = "DATABASE_URL";
+        /// Alias of DATABASE_URL, used when DATABASE_URL is not set.
+        aurora_url: Option<Url<DatabaseKind>> = None, env = "AURORA_URL";
+        /// SQS queue URL that receives usage records.
+        sqs_usage_log_queue_url: Option<Url<HttpKind>> = None, env = "SQS_USAGE_LOG_QUEUE_URL";
+        /// AWS region of the SQS queue.
+        aws_region: Name = Name("us-east-1".into()), env = "AWS_REGION";
+    }
+}
+
+impl StoreConfig {
+    /// The PostgreSQL URL in effect: DATABASE_URL, else AURORA_URL.
+    pub fn database(&self) -> Option<&Url<DatabaseKind>> {
+        self.database_url.as_ref().or(self.aurora_url.as_ref())
+    }
+}

@@ -1,0 +1,89 @@
+//! Helpers for the end-to-end tests: find the built `beast`, run it in a clean environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `beast` binary built alongside these tests (`target/<profile>/beast`).
+///
+/// The workspace test command builds every binary first; run `cargo build --bin beast` before
+/// running this crate's tests alone.
+pub fn beast_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/beast
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let bin = dir.join("beast");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --bin beast`",
+        bin.display()
+    );
+    bin
+}
+
+/// A scratch directory for one test: the working directory of the processes it runs, so no
+/// stray beast.toml or data directory is picked up. Removed on drop.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::Builder::new()
+                .prefix("beast-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `name` in the scratch directory and returns its path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, contents).expect("write scratch file");
+        path
+    }
+
+    /// `beast` with `args`, run in this directory with an empty environment (plus `PATH`), so
+    /// settings from the machine or the CI job cannot leak in.
+    pub fn beast(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(beast_bin());
+        command.args(args).current_dir(self.path()).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+    }
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch::new()
+    }
+}
+
+/// stdout and stderr as text, and the exit code.
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(command: &mut Command) -> Ran {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("run beast");
+    Ran {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    }
+}
