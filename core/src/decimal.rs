@@ -348,6 +348,12 @@ impl Decimal {
         }
     }
 
+    /// `self + other`, rounded only if the sum needs more than 20 significant digits.
+    pub fn checked_add(&self, other: &Decimal) -> Option<Decimal> {
+        let (x, y, scale) = Decimal::aligned(self, other);
+        Decimal::from_u128(x.checked_add(y)?, scale)
+    }
+
     /// `self - other` when `self >= other`.
     pub fn checked_sub(&self, other: &Decimal) -> Option<Decimal> {
         let (x, y, scale) = Decimal::aligned(self, other);
@@ -844,6 +850,10 @@ mod tests {
             Some("9.5".into())
         );
         assert_eq!(d("1").checked_sub(&d("2")), None);
+        assert_eq!(
+            d("97000.5").checked_add(&d("0.25")).map(|v| v.to_string()),
+            Some("97000.75".into())
+        );
         assert_eq!(d("101").excess_bps(&d("100")), Some(100));
         assert_eq!(d("100").excess_bps(&d("0")), None);
         assert_eq!(d("100.0001").excess_bps(&d("100")), Some(0));

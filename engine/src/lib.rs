@@ -1,11 +1,20 @@
 //! The Beast price server engine.
 //!
 //! - [`price`]: the asset registry and the seqlock price table (one writer, lock-free readers).
+//! - [`protocol`]: HTTP/1.1 and UDP (text, binary v8) request handling, backend-independent.
+//! - [`reactor`]: thread-per-core event loops on io_uring or epoll.
+//! - [`server`]: start-up, the price thread, shutdown.
 //! - [`config`]: every setting, from flags, environment, beast.toml and defaults.
-//! - [`build_info`]: what `beast version` reports.
 
 pub mod build_info;
 pub mod config;
+pub mod keys;
+pub mod metrics;
+pub mod node;
 pub mod price;
+pub mod pricing;
+pub mod protocol;
+pub mod reactor;
+pub mod server;
 
 pub use beast_core::{Decimal, Source, Symbol, Venue};

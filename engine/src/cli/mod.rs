@@ -44,6 +44,8 @@ pub enum Command {
 pub enum Failure {
     /// Bad configuration or usage: exit 2.
     Config(ConfigError),
+    /// A bad input file named by the configuration (prices, API keys): exit 2.
+    Input(String),
     /// Anything else: exit 1.
     Runtime(anyhow::Error),
 }
@@ -69,6 +71,10 @@ pub fn main() -> ExitCode {
     match run(cli, &matches) {
         Ok(code) => code,
         Err(Failure::Config(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Input(e)) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
         }

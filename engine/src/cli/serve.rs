@@ -1,10 +1,22 @@
-//! `beast serve`.
+//! `beast serve`: the price server. Logs go to stderr; one JSON line on stdout says when it is
+//! ready and where it listens (scripts and tests read it).
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::mpsc;
 
-use beast_engine::config::ConfigArgs;
+use anyhow::Context as _;
+use beast_core::Venue;
+use beast_engine::config::setting::LogFormat;
+use beast_engine::config::{ConfigArgs, Loaded};
+use beast_engine::keys::ApiKeys;
+use beast_engine::node::wall_ms;
+use beast_engine::price::PriceTable;
+use beast_engine::pricing::{self, PriceThread, PriceThreadOptions};
+use beast_engine::server::{ServeOptions, Server};
 use clap::ArgMatches;
+
+use super::Failure;
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -12,14 +24,123 @@ pub struct ServeArgs {
     pub settings: ConfigArgs,
 }
 
+/// What ends `serve`.
+enum Stop {
+    Signal(i32),
+    ReactorDied(usize),
+}
+
 pub fn run(
     args: &ServeArgs,
     matches: Option<&ArgMatches>,
     file: Option<&Path>,
-) -> Result<ExitCode, super::Failure> {
-    let _loaded = super::load_config(&args.settings, matches, file)?;
-    eprintln!(
-        "error: the serving engine is not built yet; `beast config show` checks the configuration"
+) -> Result<ExitCode, Failure> {
+    let Loaded { config, .. } = super::load_config(&args.settings, matches, file)?;
+    init_logging(&config.runtime.beast_log.0, config.runtime.beast_log_format);
+
+    let keys = match &config.engine.api_keys {
+        Some(path) => ApiKeys::load(&path.0).map_err(|e| Failure::Input(e.to_string()))?,
+        None => ApiKeys::default(),
+    };
+    let seeds = match &config.engine.prices {
+        Some(path) => {
+            pricing::seed::load(&path.0, wall_ms()).map_err(|e| Failure::Input(e.to_string()))?
+        }
+        None => Vec::new(),
+    };
+    let params = &config.params;
+    let prewarm = vec![
+        (Venue::Coinbase, params.coinbase_prewarm_assets.0.clone()),
+        (Venue::Gemini, params.gemini_prewarm_assets.0.clone()),
+        (Venue::Kraken, params.kraken_prewarm_assets.0.clone()),
+        (Venue::Gateio, params.gateio_prewarm_assets.0.clone()),
+        (Venue::Cryptocom, params.cryptocom_prewarm_assets.0.clone()),
+        (Venue::Okx, params.okx_prewarm_assets.0.clone()),
+    ];
+    let options = ServeOptions::from_config(&config, keys);
+    let (stop_tx, stop_rx) = mpsc::channel::<Stop>();
+    let (table, writer) = PriceTable::new(config.runtime.beast_max_assets.get_usize());
+    let prices = PriceThread::start(
+        writer,
+        PriceThreadOptions {
+            prewarm,
+            seeds,
+            demo_walk: config.engine.demo_walk.0,
+            stale_after_ms: options.stale_after_ms,
+        },
     );
-    Ok(ExitCode::from(2))
+
+    // Signals are registered before the reactors start, so none is missed.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot install signal handlers")?;
+    let signal_tx = stop_tx.clone();
+    std::thread::Builder::new()
+        .name("beast-signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                let _ = signal_tx.send(Stop::Signal(signal));
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let died = stop_tx.clone();
+    let options = ServeOptions {
+        on_reactor_exit: Some(std::sync::Arc::new(move |index| {
+            let _ = died.send(Stop::ReactorDied(index));
+        })),
+        ..options
+    };
+    let server = Server::start(options, table).context("cannot start the engine")?;
+    let addrs = server.addrs();
+    let ready = serde_json::json!({
+        "event": "ready",
+        "node": server.node().name,
+        "io": server.backend().name(),
+        "io_fallback": server.fallback_reason(),
+        "reactors": server.reactors(),
+        "tcp_lpo": addrs.tcp_lpo.to_string(),
+        "tcp_lrs": addrs.tcp_lrs.to_string(),
+        "health_lpo": addrs.health_lpo.to_string(),
+        "health_lrs": addrs.health_lrs.to_string(),
+        "udp_lpo": addrs.udp_lpo.to_string(),
+        "udp_lrs": addrs.udp_lrs.to_string(),
+    });
+    tracing::info!(io = server.backend().name(), reactors = server.reactors(), tcp_lpo = %addrs.tcp_lpo, udp_lpo = %addrs.udp_lpo, "serving");
+    super::print_out(&format!("{ready}\n"))?;
+
+    // Every sender lives as long as `serve`, so this returns only on a signal or a reactor exit.
+    let stop = stop_rx.recv().unwrap_or(Stop::Signal(0));
+    match stop {
+        Stop::Signal(signal) => tracing::info!(signal, "shutting down: draining connections"),
+        Stop::ReactorDied(index) => {
+            tracing::error!(reactor = index, "a reactor stopped; shutting down")
+        }
+    }
+    let errors = server.stop();
+    prices.stop();
+    if errors.is_empty() {
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for e in &errors {
+            tracing::error!(error = %e, "reactor failed");
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }

@@ -32,6 +32,8 @@ macro_rules! settings_group {
                     long,
                     env = $env,
                     value_name = <$ty as $crate::config::setting::Setting>::VALUE_NAME,
+                    num_args = $crate::config::group::num_args(<$ty as $crate::config::setting::Setting>::WITHOUT_VALUE),
+                    default_missing_value = <$ty as $crate::config::setting::Setting>::WITHOUT_VALUE,
                     hide_env_values = <$ty as $crate::config::setting::Setting>::SECRET,
                     help = $crate::config::group::help_line(
                         concat!($($doc, "\n"),+),
@@ -89,6 +91,14 @@ macro_rules! settings_group {
     };
 }
 pub(crate) use settings_group;
+
+/// A switch takes zero or one value; every other setting exactly one.
+pub fn num_args(without_value: Option<&'static str>) -> clap::builder::ValueRange {
+    match without_value {
+        Some(_) => clap::builder::ValueRange::new(0..=1),
+        None => clap::builder::ValueRange::new(1),
+    }
+}
 
 /// `--help` text: the doc comment's first paragraph and the default.
 pub fn help_line(doc: &str, default: &str) -> String {

@@ -5,6 +5,7 @@
 //! arguments, its typed config struct, its beast.toml keys and its documentation. A bad value
 //! stops start-up with one line naming the setting and where it came from.
 
+mod engine;
 mod file;
 pub(crate) mod group;
 mod params;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
+pub use engine::{EngineArgs, EngineConfig};
 pub use file::FileValues;
 pub use params::{Params, ParamsArgs};
 pub use runtime::{RuntimeArgs, RuntimeConfig};
@@ -37,6 +39,8 @@ pub struct ConfigArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub params: ParamsArgs,
@@ -47,6 +51,7 @@ pub struct ConfigArgs {
 pub struct Config {
     pub server: ServerConfig,
     pub stores: StoreConfig,
+    pub engine: EngineConfig,
     pub runtime: RuntimeConfig,
     pub params: Params,
 }
@@ -244,6 +249,7 @@ impl Config {
         let config = Config {
             server: args.server.resolve(&mut resolver)?,
             stores: args.stores.resolve(&mut resolver)?,
+            engine: args.engine.resolve(&mut resolver)?,
             runtime: args.runtime.resolve(&mut resolver)?,
             params: args.params.resolve(&mut resolver)?,
         };

@@ -22,6 +22,8 @@ pub trait Setting: Sized {
     fn document(&self) -> String {
         self.show()
     }
+    /// A switch (`--demo-walk`) may be given without a value, meaning this.
+    const WITHOUT_VALUE: Option<&'static str> = None;
     /// Operator text as it may appear in an error message: secrets masked.
     fn redact(text: &str) -> String {
         if Self::SECRET {
@@ -117,6 +119,48 @@ impl<const MIN: u64, const MAX: u64> Setting for Int<MIN, MAX> {
         } else {
             Err(format!("out of range ({MIN}-{MAX})"))
         }
+    }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// On or off. As a flag it may stand alone (`--demo-walk` means true).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switch(pub bool);
+
+impl Setting for Switch {
+    const VALUE_NAME: &'static str = "BOOL";
+    const WITHOUT_VALUE: Option<&'static str> = Some("true");
+    fn kind() -> String {
+        "true | false".into()
+    }
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Switch(true)),
+            "false" | "0" | "no" | "off" => Ok(Switch(false)),
+            _ => Err("expected true or false".into()),
+        }
+    }
+    fn show(&self) -> String {
+        self.0.to_string()
+    }
+}
+
+/// An IP address to listen on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindAddr(pub std::net::IpAddr);
+
+impl Setting for BindAddr {
+    const VALUE_NAME: &'static str = "IP";
+    fn kind() -> String {
+        "IPv4 or IPv6 address".into()
+    }
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map(BindAddr)
+            .map_err(|_| "not an IP address".into())
     }
     fn show(&self) -> String {
         self.0.to_string()
@@ -381,6 +425,16 @@ word_setting! {
         AppReport => "APP_REPORT_SERVER",
         /// Pushes prices to subscribers.
         Webhook => "WEBHOOK_SERVER",
+    }
+}
+
+word_setting! {
+    /// Which I/O backend the reactors use.
+    pub enum IoChoice, "BACKEND" {
+        /// io_uring when the kernel and sandbox allow it, otherwise epoll (logged once).
+        Auto => "auto",
+        Uring => "uring",
+        Epoll => "epoll",
     }
 }
 

@@ -1,5 +1,6 @@
 //! The price core: the asset registry, the seqlock and the price table built from them.
 
+pub mod aggregate;
 pub mod registry;
 pub mod seqlock;
 pub mod table;

@@ -1,0 +1,281 @@
+//! Prometheus text exposition (version 0.0.4) of every reactor's metrics and the node's.
+
+use std::fmt::Write as _;
+
+use super::{CLOSE_REASONS, ERROR_CODES, LATENCY_BOUNDS_US, ReactorMetrics, STATUSES, UDP_DROPS};
+
+/// Node-wide facts for `/metrics` and `/health`.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeFacts {
+    pub uptime_s: u64,
+    pub assets: usize,
+    pub priced: usize,
+    pub stale: usize,
+    pub draining: bool,
+}
+
+/// Renders into `out` (cleared first).
+pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, io_backend: &str) {
+    out.clear();
+    let sum = |f: &dyn Fn(&ReactorMetrics) -> u64| reactors.iter().map(f).sum::<u64>();
+
+    family(out, "beast_build_info", "gauge", "Build and runtime facts.");
+    let _ = writeln!(
+        out,
+        "beast_build_info{{version=\"{}\",commit=\"{}\",io=\"{io_backend}\"}} 1",
+        crate::build_info::VERSION,
+        crate::build_info::GIT_COMMIT
+    );
+    gauge(
+        out,
+        "beast_uptime_seconds",
+        "Seconds since start.",
+        node.uptime_s,
+    );
+    gauge(
+        out,
+        "beast_draining",
+        "1 while shutting down.",
+        u64::from(node.draining),
+    );
+    gauge(
+        out,
+        "beast_assets",
+        "Assets in the price table.",
+        node.assets as u64,
+    );
+    gauge(
+        out,
+        "beast_assets_priced",
+        "Assets with a price.",
+        node.priced as u64,
+    );
+    gauge(
+        out,
+        "beast_assets_stale",
+        "Assets whose price is older than the stale limit.",
+        node.stale as u64,
+    );
+
+    family(
+        out,
+        "beast_http_responses_total",
+        "counter",
+        "HTTP responses by status code.",
+    );
+    for (i, status) in STATUSES.iter().enumerate() {
+        let n = sum(&|m| m.http_responses.get(i).map_or(0, |c| c.get()));
+        let _ = writeln!(
+            out,
+            "beast_http_responses_total{{status=\"{}\"}} {n}",
+            status.code()
+        );
+    }
+    family(
+        out,
+        "beast_http_errors_total",
+        "counter",
+        "HTTP error responses by error code.",
+    );
+    for (i, code) in ERROR_CODES.iter().enumerate() {
+        let n = sum(&|m| m.http_errors.get(i).map_or(0, |c| c.get()));
+        let _ = writeln!(
+            out,
+            "beast_http_errors_total{{code=\"{}\"}} {n}",
+            code.as_str()
+        );
+    }
+    family(
+        out,
+        "beast_udp_requests_total",
+        "counter",
+        "UDP datagrams received, by request form.",
+    );
+    let _ = writeln!(
+        out,
+        "beast_udp_requests_total{{form=\"text\"}} {}",
+        sum(&|m| m.udp_text.get())
+    );
+    let _ = writeln!(
+        out,
+        "beast_udp_requests_total{{form=\"v8\"}} {}",
+        sum(&|m| m.udp_v8.get())
+    );
+    counter(
+        out,
+        "beast_udp_replies_total",
+        "UDP replies sent.",
+        sum(&|m| m.udp_replies.get()),
+    );
+    family(
+        out,
+        "beast_udp_dropped_total",
+        "counter",
+        "UDP datagrams not answered, by reason.",
+    );
+    for (i, reason) in UDP_DROPS.iter().enumerate() {
+        let n = sum(&|m| m.udp_drops.get(i).map_or(0, |c| c.get()));
+        let _ = writeln!(
+            out,
+            "beast_udp_dropped_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+
+    family(
+        out,
+        "beast_request_duration_seconds",
+        "histogram",
+        "Time from a request's arrival in the reactor to its reply being queued.",
+    );
+    for (protocol, pick) in [("http", 0), ("udp", 1)] {
+        let mut buckets = [0u64; LATENCY_BOUNDS_US.len() + 1];
+        let (mut total_ns, mut count) = (0u64, 0u64);
+        for m in reactors {
+            let (b, s, c) = if pick == 0 {
+                m.http_latency.snapshot()
+            } else {
+                m.udp_latency.snapshot()
+            };
+            for (acc, v) in buckets.iter_mut().zip(b) {
+                *acc += v;
+            }
+            total_ns += s;
+            count += c;
+        }
+        let mut cumulative = 0;
+        for (bound, n) in LATENCY_BOUNDS_US.iter().zip(buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "beast_request_duration_seconds_bucket{{protocol=\"{protocol}\",le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        let _ = writeln!(
+            out,
+            "beast_request_duration_seconds_bucket{{protocol=\"{protocol}\",le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "beast_request_duration_seconds_sum{{protocol=\"{protocol}\"}} {}",
+            total_ns as f64 / 1e9
+        );
+        let _ = writeln!(
+            out,
+            "beast_request_duration_seconds_count{{protocol=\"{protocol}\"}} {count}"
+        );
+    }
+
+    gauge(
+        out,
+        "beast_connections_open",
+        "Open HTTP connections.",
+        sum(&|m| m.open_connections.get()),
+    );
+    gauge(
+        out,
+        "beast_connections_limit",
+        "Connections admitted at once (connection governor).",
+        sum(&|m| m.connection_limit.get()),
+    );
+    counter(
+        out,
+        "beast_connections_accepted_total",
+        "HTTP connections accepted.",
+        sum(&|m| m.accepted.get()),
+    );
+    counter(
+        out,
+        "beast_connections_rejected_total",
+        "Connections refused with 503 overloaded.",
+        sum(&|m| m.rejected_overloaded.get()),
+    );
+    counter(
+        out,
+        "beast_accept_errors_total",
+        "Failed accepts.",
+        sum(&|m| m.accept_errors.get()),
+    );
+    family(
+        out,
+        "beast_connections_closed_total",
+        "counter",
+        "Connections closed, by reason.",
+    );
+    for (i, reason) in CLOSE_REASONS.iter().enumerate() {
+        let n = sum(&|m| m.closed.get(i).map_or(0, |c| c.get()));
+        let _ = writeln!(
+            out,
+            "beast_connections_closed_total{{reason=\"{}\"}} {n}",
+            reason.as_str()
+        );
+    }
+
+    family(
+        out,
+        "beast_reactor_loop_turns_total",
+        "counter",
+        "Event loop turns per reactor.",
+    );
+    for (i, m) in reactors.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "beast_reactor_loop_turns_total{{reactor=\"{i}\"}} {}",
+            m.loop_turns.get()
+        );
+    }
+    family(
+        out,
+        "beast_reactor_completions_total",
+        "counter",
+        "I/O completions (or readiness events) handled per reactor.",
+    );
+    for (i, m) in reactors.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "beast_reactor_completions_total{{reactor=\"{i}\"}} {}",
+            m.completions.get()
+        );
+    }
+    family(
+        out,
+        "beast_reactor_stalls_total",
+        "counter",
+        "Loop turns longer than the stall threshold.",
+    );
+    for (i, m) in reactors.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "beast_reactor_stalls_total{{reactor=\"{i}\"}} {}",
+            m.loop_stalls.get()
+        );
+    }
+    family(
+        out,
+        "beast_reactor_max_turn_seconds",
+        "gauge",
+        "Longest loop turn since start.",
+    );
+    for (i, m) in reactors.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "beast_reactor_max_turn_seconds{{reactor=\"{i}\"}} {}",
+            m.loop_max_turn_ns.get() as f64 / 1e9
+        );
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}

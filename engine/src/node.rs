@@ -1,0 +1,95 @@
+//! State every reactor shares read-only: the price table, the node's identity and facts, the
+//! API keys, every reactor's metrics (for `/metrics`), and the draining flag.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::keys::ApiKeys;
+use crate::metrics::{NodeFacts, ReactorMetrics};
+use crate::price::PriceTable;
+use crate::protocol::answer::Freshness;
+
+pub struct Node {
+    pub name: String,
+    pub table: Arc<PriceTable>,
+    pub keys: ApiKeys,
+    pub stale_after_ms: u64,
+    pub io_backend: &'static str,
+    pub reactors: Box<[ReactorMetrics]>,
+    started: Instant,
+    draining: AtomicBool,
+}
+
+impl Node {
+    pub fn new(
+        name: String,
+        table: Arc<PriceTable>,
+        keys: ApiKeys,
+        stale_after_ms: u64,
+        io_backend: &'static str,
+        reactors: usize,
+    ) -> Node {
+        Node {
+            name,
+            table,
+            keys,
+            stale_after_ms,
+            io_backend,
+            reactors: (0..reactors.max(1))
+                .map(|_| ReactorMetrics::new())
+                .collect(),
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Reactor `reactor`'s metrics (an uncounted stand-in for an index the node does not have).
+    pub fn metrics(&self, reactor: usize) -> &ReactorMetrics {
+        self.reactors
+            .get(reactor)
+            .unwrap_or(&crate::metrics::DETACHED)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn freshness(&self, now_ms: u64) -> Freshness {
+        Freshness {
+            now_ms,
+            stale_after_ms: self.stale_after_ms,
+        }
+    }
+
+    /// Counts assets, priced and stale ones: a walk over the table, for `/health` and `/metrics`.
+    pub fn facts(&self, now_ms: u64) -> NodeFacts {
+        let fresh = self.freshness(now_ms);
+        let registry = self.table.registry();
+        let (mut priced, mut stale) = (0, 0);
+        for (id, _) in registry.iter() {
+            if let Some(price) = self.table.aggregate(id) {
+                priced += 1;
+                stale += usize::from(fresh.is_stale(price.exchange_ms));
+            }
+        }
+        NodeFacts {
+            uptime_s: self.started.elapsed().as_secs(),
+            assets: registry.len(),
+            priced,
+            stale,
+            draining: self.is_draining(),
+        }
+    }
+}
+
+/// Wall clock in Unix milliseconds (vDSO, no system call).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

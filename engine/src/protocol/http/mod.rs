@@ -1,0 +1,6 @@
+//! HTTP/1.1: request heads, routes, response heads. The connection state machine that drives
+//! them (keep-alive, pipelining, timeouts) is `reactor::conn`.
+
+pub mod request;
+pub mod response;
+pub mod routes;

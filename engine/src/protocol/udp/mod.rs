@@ -1,0 +1,332 @@
+//! UDP request handling: one datagram in, at most one datagram out.
+//!
+//! Never an amplifier: unless the request carries a valid API key, the reply is never larger
+//! than the request. A reply that would be larger is replaced by a short error that fits, or,
+//! when even that does not fit, the datagram is dropped and counted.
+
+pub mod text;
+pub mod v8;
+
+use super::answer::{Answer, ErrorCode, Freshness, write_error};
+use super::sink::Fixed;
+use crate::keys::ApiKeys;
+use crate::price::PriceTable;
+
+/// Largest reply sent: one datagram that fits loopback and jumbo frames comfortably; larger
+/// answers are refused with an error.
+pub const MAX_REPLY: usize = 4096;
+
+/// Which form a datagram used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Text,
+    V8,
+}
+
+/// Why a datagram got no reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    /// Not text, not v8: binary garbage, control bytes, or nothing but separators.
+    Malformed,
+    /// The reply, even a short error, would be larger than the request (no valid key).
+    Amplification,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// `len` bytes of reply are in the output buffer. `priced`: every asset asked for was
+    /// answered with a price.
+    Reply {
+        len: usize,
+        form: Form,
+        priced: bool,
+    },
+    Dropped(Drop),
+}
+
+/// What answering needs, fixed for a batch of datagrams.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub table: &'a PriceTable,
+    pub keys: &'a ApiKeys,
+    pub fresh: Freshness,
+}
+
+/// Answers one datagram into `out` (at least [`MAX_REPLY`] bytes). Allocates nothing.
+pub fn answer(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
+    if v8::is_v8(datagram) {
+        return answer_v8(datagram, ctx, out);
+    }
+    let Some(request) = text::parse(datagram) else {
+        return Outcome::Dropped(Drop::Malformed);
+    };
+    let authorized = request.key.is_some_and(|k| ctx.keys.contains(k));
+    let limit = if authorized {
+        out.len().min(MAX_REPLY)
+    } else {
+        datagram.len().min(MAX_REPLY)
+    };
+    let out = out.get_mut(..MAX_REPLY.min(out.len())).unwrap_or_default();
+    let mut sink = Fixed::new(out);
+    let written = text::write_reply(&request, ctx.table, ctx.fresh, &mut sink);
+    if let Some(priced) = written
+        && sink.len() <= limit
+    {
+        return Outcome::Reply {
+            len: sink.len(),
+            form: Form::Text,
+            priced,
+        };
+    }
+    // Too large for this requester: say so in as few bytes as we can, if even that fits.
+    sink.clear();
+    if written.is_some() {
+        write_error(&mut sink, ErrorCode::TooSmall, b"pad request or use key=");
+    } else {
+        write_error(&mut sink, ErrorCode::TooManyAssets, b"reply too large");
+    }
+    if sink.len() <= limit {
+        Outcome::Reply {
+            len: sink.len(),
+            form: Form::Text,
+            priced: false,
+        }
+    } else {
+        Outcome::Dropped(Drop::Amplification)
+    }
+}
+
+fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
+    let request_id = datagram
+        .get(4..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    let header_only = |status, out: &mut [u8]| {
+        // A header is 12 bytes; anything claiming v8 that is shorter is dropped.
+        if datagram.len() < v8::HEADER_LEN
+            || v8::write_reply_header(out, status, request_id, 0).is_err()
+        {
+            return Outcome::Dropped(Drop::Malformed);
+        }
+        Outcome::Reply {
+            len: v8::HEADER_LEN,
+            form: Form::V8,
+            priced: false,
+        }
+    };
+    let request = match v8::parse_request(datagram) {
+        Ok(request) => request,
+        Err(v8::V8Error::Count) => return header_only(v8::ReplyStatus::TooManySymbols, out),
+        Err(_) => return header_only(v8::ReplyStatus::Malformed, out),
+    };
+    let len = v8::reply_len(request.count());
+    let authorized = request.key.is_some_and(|k| ctx.keys.contains(k));
+    if !authorized && len > datagram.len() {
+        return header_only(v8::ReplyStatus::TooSmall, out);
+    }
+    if len > out.len()
+        || v8::write_reply_header(
+            out,
+            v8::ReplyStatus::Ok,
+            request.request_id,
+            request.count(),
+        )
+        .is_err()
+    {
+        return Outcome::Dropped(Drop::Malformed);
+    }
+    let mut priced = true;
+    let records = out.get_mut(v8::HEADER_LEN..len).unwrap_or_default();
+    for (slot, symbol) in records
+        .chunks_exact_mut(v8::RECORD_LEN)
+        .zip(request.symbols())
+    {
+        let record = match Answer::lookup(ctx.table, symbol) {
+            Answer::Price { price, .. } => {
+                let fresh = ctx.fresh;
+                let mut flags = 0;
+                if fresh.is_stale(price.exchange_ms) {
+                    flags |= v8::RECORD_STALE;
+                }
+                if price.source.channel == beast_core::Channel::Rest {
+                    flags |= v8::RECORD_REST;
+                }
+                v8::Record {
+                    status: v8::RecordStatus::Ok,
+                    flags,
+                    scale: price.price.scale(),
+                    venue: price.source.venue as u8,
+                    age_ms: u32::try_from(fresh.age_ms(price.exchange_ms)).unwrap_or(u32::MAX),
+                    mantissa: price.price.mantissa(),
+                    exchange_ms: price.exchange_ms,
+                }
+            }
+            Answer::Unknown(_) => v8::Record::empty(v8::RecordStatus::UnknownAsset),
+            Answer::NoPrice(_) => v8::Record::empty(v8::RecordStatus::NoPrice),
+            Answer::Invalid(_) => v8::Record::empty(v8::RecordStatus::InvalidSymbol),
+        };
+        priced &= record.status == v8::RecordStatus::Ok;
+        if record.write(slot).is_err() {
+            return Outcome::Dropped(Drop::Malformed);
+        }
+    }
+    Outcome::Reply {
+        len,
+        form: Form::V8,
+        priced,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::Aggregate;
+    use beast_core::{Decimal, Source, Symbol, Venue};
+
+    fn setup() -> (std::sync::Arc<PriceTable>, ApiKeys) {
+        let (table, mut writer) = PriceTable::new(8);
+        let btc = writer.add_asset(&Symbol::parse(b"BTC").unwrap()).unwrap();
+        writer.add_asset(&Symbol::parse(b"ETH").unwrap()).unwrap();
+        let price = Aggregate {
+            price: Decimal::parse("97123.45").unwrap(),
+            source: Source::stream(Venue::Coinbase),
+            exchange_ms: 1_000,
+            received_ms: 1_000,
+            sources: 1,
+            spread_bps: 0,
+        };
+        writer.publish_aggregate(btc, &price);
+        (table, ApiKeys::from_keys(["good-key-123"]))
+    }
+
+    fn run(datagram: &[u8]) -> (Outcome, Vec<u8>) {
+        let (table, keys) = setup();
+        let ctx = Context {
+            table: &table,
+            keys: &keys,
+            fresh: Freshness {
+                now_ms: 1_010,
+                stale_after_ms: 9_000,
+            },
+        };
+        let mut out = [0u8; MAX_REPLY];
+        let outcome = answer(datagram, ctx, &mut out);
+        let len = match outcome {
+            Outcome::Reply { len, .. } => len,
+            Outcome::Dropped(_) => 0,
+        };
+        (outcome, out[..len].to_vec())
+    }
+
+    fn padded(text: &str) -> Vec<u8> {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.resize(200, b' ');
+        bytes
+    }
+
+    #[test]
+    fn text_requests() {
+        let btc =
+            r#"{"asset":"BTC","price":"97123.45","source":"coinbase-ws","ts":1000,"age_ms":10}"#;
+        let (outcome, reply) = run(&padded("BTC"));
+        assert_eq!(String::from_utf8(reply).unwrap(), btc);
+        assert!(matches!(
+            outcome,
+            Outcome::Reply {
+                form: Form::Text,
+                priced: true,
+                ..
+            }
+        ));
+
+        let (_, reply) = run(&padded("btc nope"));
+        let expected =
+            format!(r#"[{btc},{{"error":"unknown_asset","message":"unknown asset NOPE"}}]"#);
+        assert_eq!(String::from_utf8(reply).unwrap(), expected);
+
+        let (outcome, reply) = run(b"key=good-key-123 BTC");
+        assert_eq!(
+            String::from_utf8(reply).unwrap(),
+            btc,
+            "a valid key lifts the size rule"
+        );
+        assert!(matches!(outcome, Outcome::Reply { priced: true, .. }));
+    }
+
+    #[test]
+    fn never_larger_than_the_request_without_a_key() {
+        let cases: &[(&[u8], Option<Drop>)] = &[
+            (b"BTC", Some(Drop::Amplification)),
+            (b"key=wrong-key BTC", Some(Drop::Amplification)),
+            (b"\x01\x02garbage", Some(Drop::Malformed)),
+            (b"     ", Some(Drop::Malformed)),
+            (b"", Some(Drop::Malformed)),
+        ];
+        for (datagram, drop) in cases {
+            let (outcome, reply) = run(datagram);
+            assert_eq!(outcome, Outcome::Dropped(drop.unwrap()), "{datagram:?}");
+            assert!(reply.is_empty());
+        }
+        // A request that fits an error but not the price gets the error, no larger than itself.
+        let request = padded("BTC")[..70].to_vec();
+        let (_, reply) = run(&request);
+        assert!(
+            reply.len() <= request.len(),
+            "{} > {}",
+            reply.len(),
+            request.len()
+        );
+        assert!(String::from_utf8(reply).unwrap().contains("too_small"));
+    }
+
+    #[test]
+    fn v8_requests() {
+        let mut request = [0u8; 128];
+        let len = v8::encode_request(
+            &mut request,
+            42,
+            None,
+            &[b"btc", b"eth", b"nope"],
+            v8::reply_len(3),
+        )
+        .unwrap();
+        let (outcome, reply) = run(&request[..len]);
+        assert_eq!(
+            outcome,
+            Outcome::Reply {
+                len: v8::reply_len(3),
+                form: Form::V8,
+                priced: false
+            }
+        );
+        let (header, records) = v8::parse_reply(&reply).unwrap();
+        assert_eq!((header.status, header.request_id, header.count), (0, 42, 3));
+        let records: Vec<v8::Record> = records.map(Result::unwrap).collect();
+        assert_eq!(
+            (records[0].mantissa, records[0].scale, records[0].age_ms),
+            (9_712_345, 2, 10)
+        );
+        assert_eq!(records[0].venue(), Some(Venue::Coinbase));
+        assert_eq!(records[1].status, v8::RecordStatus::NoPrice);
+        assert_eq!(records[2].status, v8::RecordStatus::UnknownAsset);
+
+        // Unpadded and keyless: header-only "too small", which is smaller than the request.
+        let len = v8::encode_request(&mut request, 43, None, &[b"btc"], 0).unwrap();
+        let (_, reply) = run(&request[..len]);
+        assert_eq!(reply.len(), v8::HEADER_LEN);
+        assert_eq!(
+            v8::parse_reply(&reply).unwrap().0.status,
+            v8::ReplyStatus::TooSmall as u8
+        );
+
+        // With a valid key, no padding needed.
+        let len =
+            v8::encode_request(&mut request, 44, Some(b"good-key-123"), &[b"btc"], 0).unwrap();
+        let (outcome, _) = run(&request[..len]);
+        assert!(matches!(outcome, Outcome::Reply { priced: true, .. }));
+
+        // Claims v8, too short for a header: dropped.
+        let (outcome, _) = run(&request[..5]);
+        assert_eq!(outcome, Outcome::Dropped(Drop::Malformed));
+    }
+}

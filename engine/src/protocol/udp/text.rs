@@ -1,0 +1,131 @@
+//! The text request form: `BTC`, `BTC ETH`, `key=<api key> BTC`, answered with the HTTP JSON
+//! (an object for one asset, an array for several).
+//!
+//! Tokens are separated by spaces, tabs, line breaks, commas or NUL bytes, so clients can pad a
+//! request with any of them to make room for the reply. Any other byte outside printable
+//! ASCII makes the datagram malformed: it is dropped, never answered.
+
+use super::super::answer::{Answer, ErrorCode, Freshness, write_answer, write_error};
+use super::super::sink::{Fixed, Sink};
+use crate::price::PriceTable;
+
+/// Most assets one text request may ask for.
+pub const MAX_ASSETS: usize = 32;
+
+/// A tokenised text request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TextRequest<'a> {
+    pub key: Option<&'a [u8]>,
+    pub assets: [&'a [u8]; MAX_ASSETS],
+    pub count: usize,
+    /// More assets than [`MAX_ASSETS`] were listed.
+    pub too_many: bool,
+}
+
+fn is_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b',' | 0)
+}
+
+/// Splits a datagram into its key and assets; `None` if it is not text or lists no asset.
+pub fn parse(datagram: &[u8]) -> Option<TextRequest<'_>> {
+    if datagram
+        .iter()
+        .any(|&b| !is_separator(b) && !(0x21..=0x7e).contains(&b))
+    {
+        return None;
+    }
+    let mut request = TextRequest {
+        key: None,
+        assets: [&[]; MAX_ASSETS],
+        count: 0,
+        too_many: false,
+    };
+    for (i, token) in datagram
+        .split(|&b| is_separator(b))
+        .filter(|t| !t.is_empty())
+        .enumerate()
+    {
+        if i == 0
+            && let Some(key) = token.strip_prefix(b"key=")
+        {
+            request.key = Some(key);
+            continue;
+        }
+        match request.assets.get_mut(request.count) {
+            Some(slot) => {
+                *slot = token;
+                request.count += 1;
+            }
+            None => request.too_many = true,
+        }
+    }
+    (request.count > 0 || request.too_many).then_some(request)
+}
+
+/// Writes the JSON reply. `None` if `out` overflowed, otherwise whether every asset asked for
+/// was answered with a price.
+pub fn write_reply(
+    request: &TextRequest<'_>,
+    table: &PriceTable,
+    fresh: Freshness,
+    out: &mut Fixed<'_>,
+) -> Option<bool> {
+    if request.too_many {
+        write_error(
+            out,
+            ErrorCode::TooManyAssets,
+            b"at most 32 assets per request",
+        );
+        return (!out.overflowed()).then_some(false);
+    }
+    let assets = request.assets.get(..request.count).unwrap_or_default();
+    let mut priced = true;
+    let mut answer = |out: &mut Fixed<'_>, asset: &[u8]| {
+        let answer = Answer::lookup(table, asset);
+        priced &= answer.is_price();
+        write_answer(out, &answer, fresh);
+    };
+    if let [only] = assets {
+        answer(out, only);
+    } else {
+        out.put(b"[");
+        for (i, asset) in assets.iter().enumerate() {
+            if i > 0 {
+                out.put(b",");
+            }
+            answer(out, asset);
+        }
+        out.put(b"]");
+    }
+    (!out.overflowed()).then_some(priced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenises() {
+        // (datagram, key, assets)
+        let cases: &[(&[u8], Option<&[u8]>, &[&[u8]])] = &[
+            (b"BTC", None, &[b"BTC"]),
+            (b"BTC ETH", None, &[b"BTC", b"ETH"]),
+            (b"  btc,eth\n", None, &[b"btc", b"eth"]),
+            (b"key=abc BTC", Some(b"abc"), &[b"BTC"]),
+            (b"BTC\0\0\0\0\0\0", None, &[b"BTC"]),
+            (b"BTC key=abc", None, &[b"BTC", b"key=abc"]),
+        ];
+        for (datagram, key, assets) in cases {
+            let request = parse(datagram).unwrap();
+            assert_eq!(request.key, *key);
+            assert_eq!(&request.assets[..request.count], *assets);
+        }
+        assert!(parse(b"").is_none());
+        assert!(parse(b"   ,, ").is_none());
+        assert!(parse(b"key=abc").is_none());
+        assert!(parse(b"BTC\x01").is_none(), "control byte");
+        assert!(parse(b"\xa7\xbe\x08").is_none(), "binary");
+        let many = "A ".repeat(33);
+        assert!(parse(many.as_bytes()).unwrap().too_many);
+    }
+}

@@ -1,0 +1,432 @@
+//! One HTTP connection's buffers and state, and the logic both backends share: answer every
+//! complete request in the read buffer, in order, into the write buffer; enforce the limits and
+//! timeouts. The backends only move bytes in and out.
+//!
+//! Buffers are allocated the first time a slab slot is used and kept when the connection ends,
+//! so once warm a new connection allocates nothing. The read buffer holds one request head at
+//! most (8 KiB); bodies are read and discarded as they arrive. The write buffer starts at
+//! 16 KiB and only grows for the rare large bodies (`/assets`, `/metrics`).
+
+use std::time::Instant;
+
+use crate::metrics::{CloseReason, ReactorMetrics};
+use crate::node::Node;
+use crate::protocol::answer::{ErrorCode, Freshness};
+use crate::protocol::http::request::{self, HeadError, MAX_HEAD, Method, Parsed};
+use crate::protocol::http::response::{self, Persist, Status};
+use crate::protocol::http::routes::{self, PortKind};
+
+pub const WRITE_CAPACITY: usize = 16 * 1024;
+/// Stop answering pipelined requests once this much output waits: the client must read.
+const WRITE_HIGH_WATER: usize = 12 * 1024;
+
+/// Timeouts, in ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// A started request must be complete within this (408 otherwise).
+    pub read_ms: u64,
+    /// A connection with nothing to do is closed after this.
+    pub idle_ms: u64,
+    /// Output must drain within this.
+    pub write_ms: u64,
+}
+
+pub struct Conn {
+    pub read: Box<[u8]>,
+    pub read_len: usize,
+    pub write: Vec<u8>,
+    pub written: usize,
+    pub port: PortKind,
+    /// Close once the write buffer is flushed (error, `Connection: close`, draining).
+    pub closing: bool,
+    /// Why it will close, once `closing`.
+    pub close_reason: CloseReason,
+    /// Body bytes still to read and discard.
+    discard: usize,
+    /// When the first byte of an incomplete request arrived (0: none pending).
+    request_started_ms: u64,
+    pub last_active_ms: u64,
+    /// When the current output started waiting to be written (0: nothing waiting).
+    write_started_ms: u64,
+}
+
+/// What a reactor needs to answer requests, fixed for one batch.
+pub struct Env<'a> {
+    pub node: &'a Node,
+    pub metrics: &'a ReactorMetrics,
+    pub fresh: Freshness,
+    /// Reusable buffer for response bodies.
+    pub body: &'a mut Vec<u8>,
+    /// When this batch's input arrived, for the latency histogram.
+    pub arrived: Instant,
+    pub draining: bool,
+}
+
+impl Conn {
+    pub fn new(port: PortKind) -> Conn {
+        Conn {
+            read: vec![0u8; MAX_HEAD].into_boxed_slice(),
+            read_len: 0,
+            write: Vec::with_capacity(WRITE_CAPACITY),
+            written: 0,
+            port,
+            closing: false,
+            close_reason: CloseReason::Peer,
+            discard: 0,
+            request_started_ms: 0,
+            last_active_ms: 0,
+            write_started_ms: 0,
+        }
+    }
+
+    /// Readies a (possibly reused) connection for a new client, keeping its buffers.
+    pub fn reset(&mut self, port: PortKind, now_ms: u64) {
+        self.read_len = 0;
+        self.write.clear();
+        if self.write.capacity() > 4 * WRITE_CAPACITY {
+            self.write.shrink_to(WRITE_CAPACITY);
+        }
+        self.written = 0;
+        self.port = port;
+        self.closing = false;
+        self.close_reason = CloseReason::Peer;
+        self.discard = 0;
+        self.request_started_ms = 0;
+        self.last_active_ms = now_ms;
+        self.write_started_ms = 0;
+    }
+
+    /// Room left for the next read.
+    pub fn read_space(&mut self) -> &mut [u8] {
+        self.read.get_mut(self.read_len..).unwrap_or_default()
+    }
+
+    /// Output not yet written.
+    pub fn pending_output(&self) -> &[u8] {
+        self.write.get(self.written..).unwrap_or_default()
+    }
+
+    pub fn has_output(&self) -> bool {
+        self.written < self.write.len()
+    }
+
+    /// Records `n` bytes read into [`Conn::read_space`].
+    pub fn on_read(&mut self, n: usize, now_ms: u64) {
+        self.read_len = (self.read_len + n).min(self.read.len());
+        self.last_active_ms = now_ms;
+    }
+
+    /// Records `n` bytes written from [`Conn::pending_output`]; true once all is written.
+    pub fn on_written(&mut self, n: usize, now_ms: u64) -> bool {
+        self.written = (self.written + n).min(self.write.len());
+        self.last_active_ms = now_ms;
+        if self.written < self.write.len() {
+            return false;
+        }
+        self.write.clear();
+        self.written = 0;
+        self.write_started_ms = 0;
+        true
+    }
+
+    /// True if the read buffer can take more bytes and the connection still wants them.
+    pub fn wants_read(&self) -> bool {
+        !self.closing && self.read_len < self.read.len()
+    }
+
+    /// Answers every complete request buffered, in order, while output has room. Stops at an
+    /// incomplete request (waiting for more bytes) or after a response that closes.
+    pub fn process(&mut self, env: &mut Env<'_>, now_ms: u64) -> Served {
+        let mut served = Served::default();
+        let mut consumed = 0;
+        while !self.closing && self.write.len() < WRITE_HIGH_WATER {
+            let available = self.read_len - consumed;
+            if self.discard > 0 {
+                let skip = self.discard.min(available);
+                self.discard -= skip;
+                consumed += skip;
+                if self.discard > 0 {
+                    break;
+                }
+                continue;
+            }
+            if available == 0 {
+                self.request_started_ms = 0;
+                break;
+            }
+            let data = self.read.get(consumed..self.read_len).unwrap_or_default();
+            let head = match request::parse(data) {
+                Parsed::Partial => {
+                    if self.request_started_ms == 0 {
+                        self.request_started_ms = now_ms;
+                    }
+                    break;
+                }
+                Parsed::Error(error) => {
+                    let (status, code, message): (Status, ErrorCode, &[u8]) = match error {
+                        HeadError::Malformed(why) => {
+                            (Status::BadRequest, ErrorCode::BadRequest, why.as_bytes())
+                        }
+                        HeadError::UriTooLong => (
+                            Status::UriTooLong,
+                            ErrorCode::UriTooLong,
+                            b"request target longer than 2048 bytes",
+                        ),
+                        HeadError::HeadersTooLarge => (
+                            Status::HeadersTooLarge,
+                            ErrorCode::HeadersTooLarge,
+                            b"request head larger than 8 KiB or over 32 headers",
+                        ),
+                        HeadError::BodyTooLarge => (
+                            Status::PayloadTooLarge,
+                            ErrorCode::PayloadTooLarge,
+                            b"request body larger than 4 KiB",
+                        ),
+                    };
+                    self.fail(env, status, code, message);
+                    served.ok += 1; // the client's fault, not the server's
+                    consumed = self.read_len;
+                    break;
+                }
+                Parsed::Complete(head) => head,
+            };
+            consumed += head.head_len;
+            self.discard = head.content_length;
+            self.request_started_ms = 0;
+            let reply = routes::respond(&head, env.node, env.fresh, self.port, env.body);
+            let persist = if !head.keep_alive || env.draining {
+                Persist::Close
+            } else if head.http10 {
+                Persist::KeepAlive10
+            } else {
+                Persist::KeepAlive
+            };
+            if self.write_started_ms == 0 {
+                self.write_started_ms = now_ms;
+            }
+            response::write(
+                &mut self.write,
+                reply.status,
+                reply.content_type,
+                env.body,
+                persist,
+                head.method == Method::Head,
+                reply.extra,
+            );
+            env.metrics.http_response(reply.status);
+            if reply.status.code() >= 500 {
+                served.failed += 1;
+            } else {
+                served.ok += 1;
+            }
+            if let Some(code) = reply.error {
+                env.metrics.http_error(code);
+            }
+            env.metrics
+                .http_latency
+                .record_ns(u64::try_from(env.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX));
+            if persist == Persist::Close {
+                self.closing = true;
+                self.close_reason = CloseReason::Peer;
+            }
+        }
+        // Keep the unanswered bytes at the front of the buffer.
+        if consumed > 0 {
+            self.read.copy_within(consumed..self.read_len, 0);
+            self.read_len -= consumed;
+        }
+        served
+    }
+
+    /// Answers with an error and closes after it is written.
+    pub fn fail(&mut self, env: &mut Env<'_>, status: Status, code: ErrorCode, message: &[u8]) {
+        self.start_output(env.fresh.now_ms);
+        response::write_error_response(
+            &mut self.write,
+            env.body,
+            status,
+            code,
+            message,
+            Persist::Close,
+            b"",
+        );
+        env.metrics.http_response(status);
+        env.metrics.http_error(code);
+        self.closing = true;
+        self.close_reason = if status == Status::RequestTimeout {
+            CloseReason::Timeout
+        } else {
+            CloseReason::Error
+        };
+    }
+
+    fn start_output(&mut self, now_ms: u64) {
+        if self.write_started_ms == 0 {
+            self.write_started_ms = now_ms;
+        }
+    }
+
+    /// The periodic check: what this connection's clock says must happen now.
+    pub fn check_timers(&self, now_ms: u64, timeouts: Timeouts) -> Timer {
+        if self.write_started_ms != 0
+            && now_ms.saturating_sub(self.write_started_ms) > timeouts.write_ms
+        {
+            return Timer::Close(CloseReason::Timeout);
+        }
+        if self.closing {
+            return Timer::None;
+        }
+        if self.request_started_ms != 0
+            && now_ms.saturating_sub(self.request_started_ms) > timeouts.read_ms
+        {
+            return Timer::RequestTimeout;
+        }
+        if self.read_len == 0
+            && !self.has_output()
+            && now_ms.saturating_sub(self.last_active_ms) > timeouts.idle_ms
+        {
+            return Timer::Close(CloseReason::Idle);
+        }
+        Timer::None
+    }
+
+    /// An idle keep-alive connection (nothing buffered either way) can be closed at once when
+    /// the server drains.
+    pub fn is_idle(&self) -> bool {
+        self.read_len == 0 && !self.has_output() && self.discard == 0
+    }
+}
+
+/// Responses written by one call to [`Conn::process`], for the connection governor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Served {
+    /// Answered (2xx, 4xx).
+    pub ok: u32,
+    /// Failed on our side (5xx).
+    pub failed: u32,
+}
+
+/// What a connection's timers ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    None,
+    /// The request did not arrive whole in time: answer 408 and close.
+    RequestTimeout,
+    Close(CloseReason),
+}
+
+/// Answers a request that timed out.
+pub fn request_timeout(conn: &mut Conn, env: &mut Env<'_>) {
+    conn.fail(
+        env,
+        Status::RequestTimeout,
+        ErrorCode::RequestTimeout,
+        b"request not completed in time",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::ApiKeys;
+    use crate::price::PriceTable;
+    use beast_core::Symbol;
+
+    fn node() -> Node {
+        let (table, mut writer) = PriceTable::new(4);
+        writer.add_asset(&Symbol::parse(b"BTC").unwrap()).unwrap();
+        Node::new("test".into(), table, ApiKeys::default(), 9_000, "test", 1)
+    }
+
+    fn feed(conn: &mut Conn, node: &Node, bytes: &[u8], now_ms: u64) -> String {
+        conn.read_space()[..bytes.len()].copy_from_slice(bytes);
+        conn.on_read(bytes.len(), now_ms);
+        let mut body = Vec::new();
+        let mut env = Env {
+            node,
+            metrics: &node.reactors[0],
+            fresh: node.freshness(now_ms),
+            body: &mut body,
+            arrived: Instant::now(),
+            draining: false,
+        };
+        conn.process(&mut env, now_ms);
+        let out = String::from_utf8_lossy(conn.pending_output()).into_owned();
+        conn.on_written(conn.pending_output().len(), now_ms);
+        out
+    }
+
+    #[test]
+    fn answers_pipelined_requests_in_order() {
+        let node = node();
+        let mut conn = Conn::new(PortKind::Api);
+        let out = feed(&mut conn, &node, b"GET /price?asset=BTC HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\nGET /price?asset=XYZ HTTP/1.1\r\n\r\n", 1);
+        let statuses: Vec<&str> = out
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &out[i + 9..i + 12])
+            .collect();
+        assert_eq!(statuses, ["503", "404", "404"]);
+        assert!(!conn.closing);
+    }
+
+    #[test]
+    fn waits_for_a_whole_request_and_times_out_a_slow_one() {
+        let node = node();
+        let mut conn = Conn::new(PortKind::Api);
+        let timeouts = Timeouts {
+            read_ms: 5_000,
+            idle_ms: 300_000,
+            write_ms: 5_000,
+        };
+        assert_eq!(
+            feed(&mut conn, &node, b"GET /price?asset=BTC HT", 1_000),
+            ""
+        );
+        assert_eq!(conn.check_timers(5_999, timeouts), Timer::None);
+        assert_eq!(feed(&mut conn, &node, b"TP/1.1\r\nHost", 2_000), "");
+        assert_eq!(
+            conn.check_timers(6_001, timeouts),
+            Timer::RequestTimeout,
+            "the clock runs from the first byte"
+        );
+        let out = feed(&mut conn, &node, b": x\r\n\r\n", 3_000);
+        assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+        assert_eq!(conn.check_timers(6_001, timeouts), Timer::None);
+        assert_eq!(
+            conn.check_timers(303_001, timeouts),
+            Timer::Close(CloseReason::Idle)
+        );
+    }
+
+    #[test]
+    fn skips_bodies_and_closes_when_asked() {
+        let node = node();
+        let mut conn = Conn::new(PortKind::Api);
+        let out = feed(
+            &mut conn,
+            &node,
+            b"POST /price HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel",
+            1,
+        );
+        assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+        let out = feed(&mut conn, &node, b"loGET /health HTTP/1.0\r\n\r\n", 2);
+        assert!(
+            out.starts_with("HTTP/1.1 503") && out.contains("Connection: close"),
+            "{out}"
+        );
+        assert!(conn.closing);
+    }
+
+    #[test]
+    fn malformed_input_closes_after_the_error() {
+        let node = node();
+        let mut conn = Conn::new(PortKind::Api);
+        let out = feed(&mut conn, &node, b"\x16\x03\x01garbage\r\n\r\n", 1);
+        assert!(
+            out.starts_with("HTTP/1.1 400") && out.contains("Connection: close"),
+            "{out}"
+        );
+        assert!(conn.closing);
+        assert_eq!(conn.close_reason, CloseReason::Error);
+    }
+}

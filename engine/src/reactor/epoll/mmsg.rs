@@ -1,0 +1,247 @@
+//! Batched UDP I/O for the epoll backend: `recvmmsg` fills up to [`BATCH`] datagrams per
+//! system call, `sendmmsg` sends up to [`BATCH`] replies per call. Every buffer, address and
+//! header is allocated once; the headers point into them.
+
+#![allow(
+    unsafe_code,
+    reason = "recvmmsg/sendmmsg take raw pointers to our buffers"
+)]
+
+use std::os::fd::RawFd;
+
+use crate::protocol::udp::MAX_REPLY;
+
+pub const BATCH: usize = 64;
+pub const RECV_LEN: usize = 2048;
+
+struct Side<const LEN: usize> {
+    bufs: Box<[[u8; LEN]]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+}
+
+impl<const LEN: usize> Side<LEN> {
+    fn new() -> Side<LEN> {
+        // SAFETY: these libc structs are plain old data; all-zero is a valid value.
+        let zeroed_addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut side = Side {
+            bufs: vec![[0u8; LEN]; BATCH].into_boxed_slice(),
+            addrs: vec![zeroed_addr; BATCH].into_boxed_slice(),
+            iovs: vec![
+                libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0
+                };
+                BATCH
+            ]
+            .into_boxed_slice(),
+            // SAFETY: as above.
+            hdrs: (0..BATCH)
+                .map(|_| unsafe { std::mem::zeroed::<libc::mmsghdr>() })
+                .collect(),
+        };
+        // Point each header at its own iovec and address, and each iovec at its buffer. The
+        // boxed slices never move, so the pointers stay valid for the life of `side`.
+        for i in 0..BATCH {
+            let (Some(buf), Some(iov), Some(addr), Some(hdr)) = (
+                side.bufs.get_mut(i),
+                side.iovs.get_mut(i),
+                side.addrs.get_mut(i),
+                side.hdrs.get_mut(i),
+            ) else {
+                continue;
+            };
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = LEN;
+            hdr.msg_hdr.msg_iov = iov;
+            hdr.msg_hdr.msg_iovlen = 1;
+            hdr.msg_hdr.msg_name = (addr as *mut libc::sockaddr_storage).cast();
+            hdr.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+        }
+        side
+    }
+}
+
+fn socklen(len: usize) -> libc::socklen_t {
+    libc::socklen_t::try_from(len).unwrap_or(0)
+}
+
+pub struct Mmsg {
+    recv: Side<RECV_LEN>,
+    send: Side<MAX_REPLY>,
+    received: usize,
+    queued: usize,
+}
+
+impl Default for Mmsg {
+    fn default() -> Self {
+        Mmsg::new()
+    }
+}
+
+impl Mmsg {
+    pub fn new() -> Mmsg {
+        Mmsg {
+            recv: Side::new(),
+            send: Side::new(),
+            received: 0,
+            queued: 0,
+        }
+    }
+
+    /// Receives up to [`BATCH`] datagrams; 0 when none is waiting.
+    pub fn receive(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        for (hdr, iov) in self.recv.hdrs.iter_mut().zip(self.recv.iovs.iter_mut()) {
+            iov.iov_len = RECV_LEN;
+            hdr.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
+        }
+        // SAFETY: the headers point at buffers, iovecs and addresses owned by `self.recv`,
+        // sized as declared; the kernel writes only within them.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.recv.hdrs.as_mut_ptr(),
+                libc::c_uint::try_from(BATCH).unwrap_or(1),
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        self.received = 0;
+        if n < 0 {
+            let error = std::io::Error::last_os_error();
+            return if error.kind() == std::io::ErrorKind::WouldBlock {
+                Ok(0)
+            } else {
+                Err(error)
+            };
+        }
+        self.received = usize::try_from(n).unwrap_or(0);
+        Ok(self.received)
+    }
+
+    /// Calls `answer(datagram, truncated, reply)` for each datagram of the last receive;
+    /// when it returns a length, that many bytes of `reply` are queued for the sender.
+    pub fn answer_each(&mut self, mut answer: impl FnMut(&[u8], bool, &mut [u8]) -> Option<usize>) {
+        self.queued = 0;
+        for i in 0..self.received {
+            let (Some(from), Some(buf), Some(from_addr)) = (
+                self.recv.hdrs.get(i),
+                self.recv.bufs.get(i),
+                self.recv.addrs.get(i),
+            ) else {
+                break;
+            };
+            let len = usize::try_from(from.msg_len).unwrap_or(0).min(RECV_LEN);
+            let truncated = from.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let slot = self.queued;
+            let (Some(reply), Some(to_addr), Some(iov), Some(hdr)) = (
+                self.send.bufs.get_mut(slot),
+                self.send.addrs.get_mut(slot),
+                self.send.iovs.get_mut(slot),
+                self.send.hdrs.get_mut(slot),
+            ) else {
+                break;
+            };
+            if let Some(reply_len) = answer(buf.get(..len).unwrap_or_default(), truncated, reply) {
+                *to_addr = *from_addr;
+                iov.iov_len = reply_len.min(MAX_REPLY);
+                hdr.msg_hdr.msg_namelen = from.msg_hdr.msg_namelen;
+                self.queued += 1;
+            }
+        }
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Sends every queued reply; returns how many went out. Replies the socket would not take
+    /// right now are given up (UDP may drop; the caller counts them).
+    pub fn flush(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        let mut sent = 0;
+        while sent < self.queued {
+            let remaining = self.queued - sent;
+            let Some(first) = self.send.hdrs.get_mut(sent) else {
+                break;
+            };
+            // SAFETY: the headers from `sent` on point at buffers, iovecs and addresses owned
+            // by `self.send`; the kernel only reads them.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    first,
+                    libc::c_uint::try_from(remaining).unwrap_or(1),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n < 0 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.queued = 0;
+                return if sent > 0 || error.kind() == std::io::ErrorKind::WouldBlock {
+                    Ok(sent)
+                } else {
+                    Err(error)
+                };
+            }
+            if n == 0 {
+                break;
+            }
+            sent += usize::try_from(n).unwrap_or(0);
+        }
+        self.queued = 0;
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn receives_and_replies_in_batches() {
+        let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for word in ["one", "two", "skip", "three"] {
+            client
+                .send_to(word.as_bytes(), server.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut mmsg = Mmsg::new();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let n = mmsg.receive(server.as_raw_fd()).unwrap();
+            mmsg.answer_each(|payload, truncated, reply| {
+                assert!(!truncated);
+                got.push(String::from_utf8(payload.to_vec()).unwrap());
+                (payload != b"skip").then(|| {
+                    reply[..payload.len()].copy_from_slice(payload);
+                    payload.len()
+                })
+            });
+            let queued = mmsg.queued();
+            assert!(queued <= n);
+            assert_eq!(mmsg.flush(server.as_raw_fd()).unwrap(), queued);
+        }
+        let mut buf = [0u8; 16];
+        for word in ["one", "two", "three"] {
+            let (n, from) = client.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                (&buf[..n], from),
+                (word.as_bytes(), server.local_addr().unwrap())
+            );
+        }
+        assert_eq!(
+            mmsg.receive(server.as_raw_fd()).unwrap(),
+            0,
+            "nothing waiting"
+        );
+    }
+}

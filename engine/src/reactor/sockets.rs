@@ -1,0 +1,206 @@
+//! Listening sockets: every reactor gets its own socket per port, all bound with
+//! `SO_REUSEPORT`, so the kernel spreads clients across reactors and no socket is shared.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::protocol::http::routes::PortKind;
+
+/// UDP socket buffers: room for a burst while the reactor is busy (capped by the kernel's
+/// `net.core.rmem_max`/`wmem_max`, see tuning/).
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// The ports asked for (0: any free port).
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub tcp_lpo: u16,
+    pub tcp_lrs: u16,
+    pub health_lpo: u16,
+    pub health_lrs: u16,
+    pub udp_lpo: u16,
+    pub udp_lrs: u16,
+}
+
+/// The addresses actually bound (ports resolved when 0 was asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoundAddrs {
+    pub tcp_lpo: SocketAddr,
+    pub tcp_lrs: SocketAddr,
+    pub health_lpo: SocketAddr,
+    pub health_lrs: SocketAddr,
+    pub udp_lpo: SocketAddr,
+    pub udp_lrs: SocketAddr,
+}
+
+pub struct Listener {
+    pub socket: TcpListener,
+    pub port: PortKind,
+}
+
+/// One reactor's sockets.
+pub struct ReactorSockets {
+    pub udp: Vec<UdpSocket>,
+    pub tcp: Vec<Listener>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {setting} {addr}: {source}")]
+pub struct BindError {
+    pub setting: &'static str,
+    pub addr: SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// Binds every port for every reactor.
+pub fn bind_all(
+    ip: IpAddr,
+    ports: Ports,
+    reactors: usize,
+) -> Result<(Vec<ReactorSockets>, BoundAddrs), BindError> {
+    let mut sets: Vec<ReactorSockets> = (0..reactors)
+        .map(|_| ReactorSockets {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        })
+        .collect();
+    let udp = |setting: &'static str,
+               port: u16,
+               sets: &mut Vec<ReactorSockets>|
+     -> Result<SocketAddr, BindError> {
+        let mut addr = SocketAddr::new(ip, port);
+        for set in sets.iter_mut() {
+            let socket = udp_socket(addr).map_err(|source| BindError {
+                setting,
+                addr,
+                source,
+            })?;
+            addr = socket.local_addr().map_err(|source| BindError {
+                setting,
+                addr,
+                source,
+            })?;
+            set.udp.push(socket);
+        }
+        Ok(addr)
+    };
+    let udp_lpo = udp("UDP_PORT_LPO", ports.udp_lpo, &mut sets)?;
+    let udp_lrs = udp("UDP_PORT_LRS", ports.udp_lrs, &mut sets)?;
+    let tcp = |setting: &'static str,
+               port: u16,
+               kind: PortKind,
+               sets: &mut Vec<ReactorSockets>|
+     -> Result<SocketAddr, BindError> {
+        let mut addr = SocketAddr::new(ip, port);
+        for set in sets.iter_mut() {
+            let socket = tcp_listener(addr).map_err(|source| BindError {
+                setting,
+                addr,
+                source,
+            })?;
+            addr = socket.local_addr().map_err(|source| BindError {
+                setting,
+                addr,
+                source,
+            })?;
+            set.tcp.push(Listener { socket, port: kind });
+        }
+        Ok(addr)
+    };
+    let tcp_lpo = tcp("TCP_PORT_LPO", ports.tcp_lpo, PortKind::Api, &mut sets)?;
+    let tcp_lrs = tcp("TCP_PORT_LRS", ports.tcp_lrs, PortKind::Api, &mut sets)?;
+    let health_lpo = tcp(
+        "HEALTH_PORT_LPO",
+        ports.health_lpo,
+        PortKind::Health,
+        &mut sets,
+    )?;
+    let health_lrs = tcp(
+        "HEALTH_PORT_LRS",
+        ports.health_lrs,
+        PortKind::Health,
+        &mut sets,
+    )?;
+    Ok((
+        sets,
+        BoundAddrs {
+            tcp_lpo,
+            tcp_lrs,
+            health_lpo,
+            health_lrs,
+            udp_lpo,
+            udp_lrs,
+        },
+    ))
+}
+
+fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    // Best effort: the kernel caps these at rmem_max/wmem_max.
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    // Accepted sockets inherit TCP_NODELAY on Linux: small responses leave at once.
+    socket.set_tcp_nodelay(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reactor_shares_each_resolved_port() {
+        let ports = Ports {
+            tcp_lpo: 0,
+            tcp_lrs: 0,
+            health_lpo: 0,
+            health_lrs: 0,
+            udp_lpo: 0,
+            udp_lrs: 0,
+        };
+        let (sets, addrs) = bind_all(IpAddr::from([127, 0, 0, 1]), ports, 3).unwrap();
+        assert_eq!(sets.len(), 3);
+        for set in &sets {
+            assert_eq!(set.udp[0].local_addr().unwrap(), addrs.udp_lpo);
+            assert_eq!(set.tcp[2].socket.local_addr().unwrap(), addrs.health_lpo);
+            assert_eq!(set.tcp[2].port, PortKind::Health);
+        }
+        assert_ne!(addrs.tcp_lpo.port(), 0);
+        let taken = Ports {
+            tcp_lpo: addrs.tcp_lpo.port(),
+            ..ports
+        };
+        // Without SO_REUSEPORT from another owner the port is refused, naming the setting.
+        let _hold = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = match bind_all(
+            IpAddr::from([127, 0, 0, 1]),
+            Ports {
+                tcp_lpo: _hold.local_addr().unwrap().port(),
+                ..taken
+            },
+            1,
+        ) {
+            Err(e) => e,
+            Ok(_) => panic!("bound a port another socket holds"),
+        };
+        assert!(
+            err.to_string()
+                .starts_with("cannot listen on TCP_PORT_LPO 127.0.0.1:"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,255 @@
+//! Start-up and shutdown of the serving engine: bind every port for every reactor, start the
+//! reactor threads (pinned), wait until each one is ready, and on shutdown wake them all and
+//! wait until they have drained.
+
+use std::net::IpAddr;
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::config::setting::IoChoice;
+use crate::keys::ApiKeys;
+use crate::node::Node;
+use crate::price::PriceTable;
+use crate::reactor::{self, Backend, BoundAddrs, Limits, Ports, ReactorSpec, Timeouts};
+
+/// Called on each reactor thread before its loop starts (tests install counters with it).
+pub type ReactorHook = Arc<dyn Fn(usize) + Send + Sync>;
+
+/// Everything the serving engine needs besides the price table.
+#[derive(Clone)]
+pub struct ServeOptions {
+    pub node_name: String,
+    pub bind: IpAddr,
+    pub ports: Ports,
+    /// 0: one per CPU this process may run on.
+    pub reactors: usize,
+    pub io: IoChoice,
+    pub pin: bool,
+    /// Connections the node serves at once (split across reactors).
+    pub max_connections: usize,
+    pub success_threshold: f64,
+    /// UDP replies in flight per node (split across reactors).
+    pub udp_in_flight: usize,
+    pub timeouts: Timeouts,
+    pub stall_threshold: Duration,
+    pub drain_grace: Duration,
+    pub stale_after_ms: u64,
+    pub keys: ApiKeys,
+    pub on_reactor_start: Option<ReactorHook>,
+    /// Called on each reactor thread when its loop has ended (normally only after shutdown).
+    pub on_reactor_exit: Option<ReactorHook>,
+}
+
+impl ServeOptions {
+    pub fn from_config(config: &Config, keys: ApiKeys) -> ServeOptions {
+        let (server, engine, params) = (&config.server, &config.engine, &config.params);
+        ServeOptions {
+            node_name: server.cluster_node.as_str().to_string(),
+            bind: engine.bind.0,
+            ports: Ports {
+                tcp_lpo: server.tcp_port_lpo.0,
+                tcp_lrs: server.tcp_port_lrs.0,
+                health_lpo: server.health_port_lpo.0,
+                health_lrs: server.health_port_lrs.0,
+                udp_lpo: server.udp_port_lpo.0,
+                udp_lrs: server.udp_port_lrs.0,
+            },
+            reactors: engine.reactors.get_usize(),
+            io: engine.io,
+            pin: engine.pin.0,
+            max_connections: params.adaptive_max_concurrent.get_usize(),
+            success_threshold: params.adaptive_success_threshold.0,
+            udp_in_flight: params.udp_max_concurrent_lpo.get_usize(),
+            timeouts: Timeouts {
+                read_ms: params.http_read_timeout_seconds.get() * 1000,
+                idle_ms: params.http_idle_timeout_seconds.get() * 1000,
+                write_ms: params.http_write_timeout_seconds.get() * 1000,
+            },
+            stall_threshold: Duration::from_millis(engine.stall_threshold_ms.get()),
+            drain_grace: Duration::from_millis(engine.shutdown_grace_ms.get()),
+            stale_after_ms: params.cache_ttl_seconds.get() * 1000,
+            keys,
+            on_reactor_start: None,
+            on_reactor_exit: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Backend(#[from] reactor::BackendError),
+    #[error(transparent)]
+    Bind(#[from] reactor::BindError),
+    #[error("reactor {index} failed to start: {source}")]
+    Reactor {
+        index: usize,
+        source: std::io::Error,
+    },
+    #[error("cannot create the wake-up socket of reactor {index}: {source}")]
+    Waker {
+        index: usize,
+        source: std::io::Error,
+    },
+}
+
+/// A running engine.
+pub struct Server {
+    node: Arc<Node>,
+    addrs: BoundAddrs,
+    backend: Backend,
+    fallback: Option<String>,
+    wakers: Vec<UnixDatagram>,
+    threads: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds, starts every reactor and returns once all of them are serving.
+    pub fn start(options: ServeOptions, table: Arc<PriceTable>) -> Result<Server, StartError> {
+        let (backend, fallback) = reactor::select_backend(options.io)?;
+        if let Some(reason) = &fallback {
+            tracing::warn!(reason = %reason, "io_uring unavailable; using epoll");
+        }
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let reactors = match options.reactors {
+            0 => cores.len().max(1),
+            n => n,
+        };
+        let (sockets, addrs) = reactor::sockets::bind_all(options.bind, options.ports, reactors)?;
+        let node = Arc::new(Node::new(
+            options.node_name.clone(),
+            table,
+            options.keys.clone(),
+            options.stale_after_ms,
+            backend.name(),
+            reactors,
+        ));
+        let limits = Limits {
+            max_connections: options.max_connections.div_ceil(reactors).max(1),
+            success_threshold: options.success_threshold,
+            timeouts: options.timeouts,
+            stall_threshold: options.stall_threshold,
+            udp_send_slots: options.udp_in_flight.div_ceil(reactors).max(64),
+            drain_grace: options.drain_grace,
+        };
+        let (ready_tx, ready_rx) = mpsc::channel::<(usize, std::io::Result<()>)>();
+        let mut wakers = Vec::with_capacity(reactors);
+        let mut threads = Vec::with_capacity(reactors);
+        for (index, sockets) in sockets.into_iter().enumerate() {
+            let (wake_send, wake_recv) =
+                UnixDatagram::pair().map_err(|source| StartError::Waker { index, source })?;
+            wake_recv
+                .set_nonblocking(true)
+                .map_err(|source| StartError::Waker { index, source })?;
+            wakers.push(wake_send);
+            let spec = ReactorSpec {
+                index,
+                sockets,
+                node: Arc::clone(&node),
+                limits,
+                waker: wake_recv,
+            };
+            let core = if options.pin {
+                cores.get(index % cores.len().max(1)).copied()
+            } else {
+                None
+            };
+            let (hook, exit_hook) = (
+                options.on_reactor_start.clone(),
+                options.on_reactor_exit.clone(),
+            );
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("beast-reactor-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core)
+                    {
+                        tracing::warn!(reactor = index, core = core.id, "could not pin reactor");
+                    }
+                    if let Some(hook) = hook {
+                        hook(index);
+                    }
+                    let result = reactor::run(backend, spec, move |started| {
+                        let _ = ready.send((index, started));
+                    });
+                    if let Err(e) = &result {
+                        tracing::error!(reactor = index, error = %e, "reactor stopped");
+                    }
+                    if let Some(hook) = exit_hook {
+                        hook(index);
+                    }
+                    result
+                })
+                .map_err(|source| StartError::Reactor { index, source })?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let server = Server {
+            node,
+            addrs,
+            backend,
+            fallback,
+            wakers,
+            threads,
+        };
+        for _ in 0..reactors {
+            match ready_rx.recv() {
+                Ok((_, Ok(()))) => {}
+                Ok((index, Err(source))) => {
+                    server.stop();
+                    return Err(StartError::Reactor { index, source });
+                }
+                Err(_) => {
+                    server.stop();
+                    return Err(StartError::Reactor {
+                        index: 0,
+                        source: std::io::Error::other("reactor thread ended during start-up"),
+                    });
+                }
+            }
+        }
+        Ok(server)
+    }
+
+    pub fn addrs(&self) -> BoundAddrs {
+        self.addrs
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Why io_uring was not used, when `auto` fell back to epoll.
+    pub fn fallback_reason(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    pub fn reactors(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Drains: stop accepting, finish what is in flight (bounded by the grace period), stop.
+    pub fn stop(self) -> Vec<std::io::Error> {
+        self.node.start_draining();
+        for waker in &self.wakers {
+            let _ = waker.send(b"stop");
+        }
+        self.threads
+            .into_iter()
+            .filter_map(|thread| match thread.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(std::io::Error::other("reactor panicked")),
+            })
+            .collect()
+    }
+}
