@@ -382,10 +382,15 @@ impl Decimal {
         let n = values.len();
         let upper = values.get(n / 2)?;
         if n % 2 == 1 {
-            return Some(upper.canonical());
+            return Some(*upper);
         }
         let lower = values.get(n / 2 - 1)?;
-        Decimal::midpoint(lower, upper)
+        // Equal middles: keep a source's own text rather than a computed one.
+        if lower == upper {
+            Some(*upper)
+        } else {
+            Decimal::midpoint(lower, upper)
+        }
     }
 }
 
@@ -828,6 +833,9 @@ mod tests {
             (&["97000.10", "97000.30"], Some("97000.2")),
             (&["1", "2"], Some("1.5")),
             (&["3", "1", "2"], Some("2")),
+            (&["3512.50"], Some("3512.50")),
+            (&["2.0", "2.00", "1"], Some("2.0")),
+            (&["7.10", "7.1"], Some("7.1")),
             (&["0.00001234", "0.00001235"], Some("0.000012345")),
             (&["4", "1", "3", "2"], Some("2.5")),
             (

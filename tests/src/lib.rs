@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests: find the built `beast`, run it in a clean environment.
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -37,8 +37,11 @@ pub struct Conn {
     pub write: Vec<u8>,
     pub written: usize,
     pub port: PortKind,
-    /// Close once the write buffer is flushed (error, `Connection: close`, draining).
+    /// Close once the write buffer is flushed (error, `Connection: close`, draining, or the
+    /// peer finished sending and everything it sent is answered).
     pub closing: bool,
+    /// The peer closed its side: answer what is buffered, read nothing more.
+    pub peer_closed: bool,
     /// Why it will close, once `closing`.
     pub close_reason: CloseReason,
     /// Body bytes still to read and discard.
@@ -71,6 +74,7 @@ impl Conn {
             written: 0,
             port,
             closing: false,
+            peer_closed: false,
             close_reason: CloseReason::Peer,
             discard: 0,
             request_started_ms: 0,
@@ -89,6 +93,7 @@ impl Conn {
         self.written = 0;
         self.port = port;
         self.closing = false;
+        self.peer_closed = false;
         self.close_reason = CloseReason::Peer;
         self.discard = 0;
         self.request_started_ms = 0;
@@ -131,7 +136,7 @@ impl Conn {
 
     /// True if the read buffer can take more bytes and the connection still wants them.
     pub fn wants_read(&self) -> bool {
-        !self.closing && self.read_len < self.read.len()
+        !self.closing && !self.peer_closed && self.read_len < self.read.len()
     }
 
     /// Answers every complete request buffered, in order, while output has room. Stops at an
@@ -230,6 +235,13 @@ impl Conn {
                 self.close_reason = CloseReason::Peer;
             }
         }
+        served.blocked =
+            !self.closing && self.write.len() >= WRITE_HIGH_WATER && consumed < self.read_len;
+        if self.peer_closed && !served.blocked && !self.closing {
+            // Everything the peer sent is answered (a trailing partial request never will be).
+            self.closing = true;
+            self.close_reason = CloseReason::Peer;
+        }
         // Keep the unanswered bytes at the front of the buffer.
         if consumed > 0 {
             self.read.copy_within(consumed..self.read_len, 0);
@@ -304,6 +316,9 @@ pub struct Served {
     pub ok: u32,
     /// Failed on our side (5xx).
     pub failed: u32,
+    /// Stopped because output is full while whole requests still wait in the read buffer:
+    /// write first, then call [`Conn::process`] again (and read nothing meanwhile).
+    pub blocked: bool,
 }
 
 /// What a connection's timers ask for.

@@ -26,6 +26,10 @@ pub use sockets::{BindError, BoundAddrs, Ports, ReactorSockets};
 /// The end of a wake-up socket a reactor listens on; a datagram on it means "drain and stop".
 pub type Waker = UnixDatagram;
 
+/// Connections a reactor keeps beyond the governor's limit for the health ports, which the
+/// governor does not refuse: load balancer health checks must get through an overload.
+pub const HEALTH_CONNECTIONS: usize = 64;
+
 /// What a connection past the governor's limit gets before it is closed.
 pub const REJECT_OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 60\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"overloaded\",\"message\":\"too many open connections\"}";
 

@@ -49,8 +49,6 @@ fn token_key(token: Token) -> Option<Key> {
 struct ConnIo {
     conn: Conn,
     stream: Option<TcpStream>,
-    /// The peer closed its side: nothing more to read.
-    eof: bool,
 }
 
 pub struct Reactor {
@@ -102,7 +100,7 @@ impl Reactor {
             udp,
             mmsg: Mmsg::new(),
             listeners,
-            conns: Slab::with_capacity(spec.limits.max_connections),
+            conns: Slab::with_capacity(spec.limits.max_connections + super::HEALTH_CONNECTIONS),
             governor: Governor::new(spec.limits.max_connections, spec.limits.success_threshold),
             waker,
             body: Vec::with_capacity(64 * 1024),
@@ -286,7 +284,8 @@ impl Reactor {
             if self.draining.is_some() {
                 continue; // dropped: closed
             }
-            if !self.governor.admits(self.conns.len()) || self.conns.is_full() {
+            let governed = port == PortKind::Api;
+            if (governed && !self.governor.admits(self.conns.len())) || self.conns.is_full() {
                 self.metrics().rejected_overloaded.inc();
                 self.governor.record(false);
                 // Best effort on a fresh socket: its send buffer is empty, so this fits.
@@ -296,12 +295,10 @@ impl Reactor {
             let Some((key, io)) = self.conns.insert_with(|| ConnIo {
                 conn: Conn::new(port),
                 stream: None,
-                eof: false,
             }) else {
                 return;
             };
             io.conn.reset(port, now_ms);
-            io.eof = false;
             if self
                 .poll
                 .registry()
@@ -326,11 +323,11 @@ impl Reactor {
     /// Reads what is there, answers it, writes the answers; repeats while a full read buffer
     /// may have left bytes in the socket.
     fn service(&mut self, key: Key, arrived: Instant, now_ms: u64) {
-        let draining = self.draining.is_some();
+        let draining = self.draining.is_some() || self.node.is_draining();
         let node = &*self.node;
         let metrics = node.metrics(self.index);
         let mut outcome = None;
-        for _ in 0..8 {
+        for _ in 0..64 {
             let Some(io) = self.conns.get_mut(key) else {
                 return;
             };
@@ -338,13 +335,9 @@ impl Reactor {
                 return;
             };
             let mut filled = false;
-            while io.conn.wants_read() && !io.eof {
+            while io.conn.wants_read() {
                 match stream.read(io.conn.read_space()) {
-                    Ok(0) => {
-                        io.eof = true;
-                        io.conn.closing = true;
-                        io.conn.close_reason = CloseReason::Peer;
-                    }
+                    Ok(0) => io.conn.peer_closed = true,
                     Ok(n) => {
                         io.conn.on_read(n, now_ms);
                         filled = !io.conn.wants_read();
@@ -382,7 +375,9 @@ impl Reactor {
                 outcome = Some(io.conn.close_reason);
                 break;
             }
-            if !filled {
+            // Go round again while whole requests wait behind a full write buffer, or while a
+            // full read buffer may have left bytes in the socket.
+            if !served.blocked && !filled {
                 break;
             }
         }

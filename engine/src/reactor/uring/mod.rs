@@ -199,7 +199,7 @@ impl Reactor {
             free_sends: (0..u32::try_from(slots).unwrap_or(u32::MAX))
                 .rev()
                 .collect(),
-            conns: Slab::with_capacity(spec.limits.max_connections),
+            conns: Slab::with_capacity(spec.limits.max_connections + super::HEALTH_CONNECTIONS),
             governor: Governor::new(spec.limits.max_connections, spec.limits.success_threshold),
             waker: spec.waker,
             wake_buf: Box::new([0; 8]),
@@ -501,7 +501,8 @@ impl Reactor {
             .listeners
             .get(index)
             .map_or(crate::protocol::http::routes::PortKind::Api, |l| l.port);
-        if !self.governor.admits(self.conns.len()) || self.conns.is_full() {
+        let governed = port == crate::protocol::http::routes::PortKind::Api;
+        if (governed && !self.governor.admits(self.conns.len())) || self.conns.is_full() {
             self.metrics().rejected_overloaded.inc();
             self.governor.record(false);
             let raw = fd.as_raw_fd();
@@ -594,11 +595,7 @@ impl Reactor {
             return;
         }
         match usize::try_from(result) {
-            Ok(0) => {
-                // The client closed its side: answer what is buffered, then close.
-                io.conn.closing = true;
-                io.conn.close_reason = CloseReason::Peer;
-            }
+            Ok(0) => io.conn.peer_closed = true, // answer what is buffered, then close
             Ok(n) => io.conn.on_read(n, now_ms),
             Err(_) => {
                 self.retire(key, CloseReason::Error);
@@ -629,20 +626,23 @@ impl Reactor {
             self.arm_send(key);
             return;
         }
-        if io.input_pending || io.conn.read_len > 0 {
-            io.input_pending = false;
-            self.service(key, arrived, now_ms);
-        } else if io.conn.closing {
+        if io.conn.closing {
             let reason = io.conn.close_reason;
             self.retire(key, reason);
-        } else {
-            self.arm_recv(key);
+            return;
         }
+        if io.recv_in_flight {
+            // The recv's completion answers whatever is buffered by then.
+            return;
+        }
+        io.input_pending = false;
+        self.service(key, arrived, now_ms);
     }
 
-    /// Answers what is buffered, then starts the next send and/or recv.
+    /// Answers what is buffered, then starts the next send and/or recv. Called only when no
+    /// recv is in flight: answering moves unanswered bytes within the read buffer.
     fn service(&mut self, key: Key, arrived: Instant, now_ms: u64) {
-        let draining = self.draining.is_some();
+        let draining = self.draining.is_some() || self.node.is_draining();
         let (served, has_output, closing, reason) = {
             let node = &*self.node;
             let metrics = node.metrics(self.spec_index);
@@ -672,7 +672,9 @@ impl Reactor {
             self.retire(key, reason);
             return;
         }
-        self.arm_recv(key);
+        if !served.blocked {
+            self.arm_recv(key);
+        }
     }
 
     /// Ends a connection: cancels what is in flight; the slot is freed when all has completed.

@@ -1,0 +1,431 @@
+//! A real `beast serve` process on loopback ports, and small HTTP and UDP clients for it.
+//! Every wait is bounded; nothing sleeps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::Scratch;
+
+/// The I/O backends every protocol test runs against.
+pub const BACKENDS: [&str; 2] = ["uring", "epoll"];
+
+/// How long any single wait in these tests may take before it fails the test.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Seed prices every test server starts with.
+pub const SEED: &str = r#"{"asset":"BTC","price":"97123.45","source":"coinbase-ws"}
+{"asset":"ETH","price":"3512.50","source":"kraken-ws"}
+{"asset":"PEPE","price":"0.00001234","source":"okx-ws"}
+{"asset":"OLD","price":"1.5","source":"gemini-ws","ts":1000}
+"#;
+
+pub struct Beast {
+    pid: libc::pid_t,
+    /// The exit status, sent by a thread blocked in waitpid(2).
+    exited: mpsc::Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+    pub ready: Value,
+    pub stderr: std::path::PathBuf,
+    pub scratch: Scratch,
+}
+
+impl Beast {
+    /// Starts `beast serve` on `backend` with every port on 127.0.0.1:0, the [`SEED`] prices,
+    /// two reactors, and `extra` arguments; returns once it is ready.
+    pub fn start(backend: &str, extra: &[&str]) -> Beast {
+        Beast::start_with(backend, extra, |_| {})
+    }
+
+    /// As [`Beast::start`], letting the caller adjust the command (environment, limits).
+    pub fn start_with(
+        backend: &str,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Beast {
+        let scratch = Scratch::new();
+        let prices = scratch.write("prices.jsonl", SEED);
+        let stderr = scratch.path().join("stderr.log");
+        let mut args = vec![
+            "serve",
+            "--io",
+            backend,
+            "--bind",
+            "127.0.0.1",
+            "--reactors",
+            "2",
+            "--prices",
+            prices.to_str().unwrap(),
+        ];
+        for port in [
+            "--tcp-port-lpo",
+            "--tcp-port-lrs",
+            "--health-port-lpo",
+            "--health-port-lrs",
+            "--udp-port-lpo",
+            "--udp-port-lrs",
+        ] {
+            args.extend([port, "0"]);
+        }
+        args.extend_from_slice(extra);
+        let mut command = scratch.beast(&args);
+        command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .env("BEAST_LOG", "info");
+        adjust(&mut command);
+        let mut child = command.spawn().expect("spawn beast");
+        let stdout = child.stdout.take().unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        let (exit_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = exit_tx.send(child.wait().expect("wait for beast"));
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(WAIT).unwrap_or_default();
+        let Ok(ready) = serde_json::from_str::<Value>(&line) else {
+            kill(pid, libc::SIGKILL);
+            let _ = exited.recv_timeout(WAIT);
+            panic!(
+                "beast did not become ready: {line:?}\nstderr:\n{}",
+                std::fs::read_to_string(&stderr).unwrap_or_default()
+            );
+        };
+        Beast {
+            pid,
+            exited,
+            status: None,
+            ready,
+            stderr,
+            scratch,
+        }
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.ready[name]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {}", self.ready))
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.pid
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: i32) {
+        if self.status.is_none() {
+            kill(self.pid, signal);
+        }
+    }
+
+    /// Sends a signal and waits (bounded) for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: i32) -> ExitStatus {
+        self.signal(signal);
+        self.wait()
+    }
+
+    /// Waits (bounded) for the process to exit on its own.
+    pub fn wait(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let status = self
+            .exited
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("beast did not exit within {WAIT:?}"));
+        self.status = Some(status);
+        status
+    }
+
+    /// Returns once the server has started draining: its health port answers `draining`, or
+    /// no longer accepts connections. Bounded by [`WAIT`].
+    pub fn wait_until_draining(&self) {
+        let deadline = std::time::Instant::now() + WAIT;
+        let addr = self.addr("health_lpo");
+        loop {
+            let Ok(mut stream) = TcpStream::connect_timeout(&addr, WAIT) else {
+                return;
+            };
+            let _ = stream.set_read_timeout(Some(WAIT));
+            let _ = stream.write_all(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n");
+            let mut reply = String::new();
+            let _ = stream.read_to_string(&mut reply);
+            if reply.is_empty() || reply.contains("\"draining\"") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not start draining"
+            );
+        }
+    }
+
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// One request on a fresh connection, read to the end of the response.
+    pub fn get(&self, path: &str) -> Response {
+        let mut client = HttpClient::connect(self.addr("tcp_lpo"));
+        client.send(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes());
+        client.response()
+    }
+
+    /// `/metrics` from the health port, as text.
+    pub fn metrics(&self) -> String {
+        let mut client = HttpClient::connect(self.addr("health_lpo"));
+        client.send(b"GET /metrics HTTP/1.1\r\n\r\n");
+        client.response().body_text()
+    }
+
+    /// The value of one metric line (`name{labels}` exactly), summed if it repeats.
+    pub fn metric(&self, series: &str) -> f64 {
+        metric(&self.metrics(), series)
+    }
+
+    pub fn udp_client(&self, port: &str) -> UdpClient {
+        UdpClient::connect(self.addr(port))
+    }
+}
+
+impl Drop for Beast {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            kill(self.pid, libc::SIGKILL);
+            let _ = self.exited.recv_timeout(WAIT);
+        }
+    }
+}
+
+fn kill(pid: libc::pid_t, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child we started and have not reaped yet.
+    #[allow(unsafe_code, reason = "sending a signal to our own child process")]
+    let _ = unsafe { libc::kill(pid, signal) };
+}
+
+/// The value of `series` in Prometheus text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body_text()))
+    }
+}
+
+/// A raw HTTP/1.1 client over one connection.
+pub struct HttpClient {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl HttpClient {
+    pub fn connect(addr: SocketAddr) -> HttpClient {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_write_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        HttpClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write request");
+    }
+
+    /// Reads one response (head plus Content-Length body).
+    pub fn response(&mut self) -> Response {
+        self.try_response().unwrap_or_else(|| {
+            panic!(
+                "connection closed before a whole response; got {:?}",
+                String::from_utf8_lossy(&self.buf)
+            )
+        })
+    }
+
+    /// One response, or `None` if the server closed the connection first.
+    pub fn try_response(&mut self) -> Option<Response> {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .expect("status code");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                let head_only = false;
+                let total = end + 4 + if head_only { 0 } else { length };
+                if self.buf.len() >= total {
+                    let body = self.buf[end + 4..total].to_vec();
+                    self.buf.drain(..total);
+                    return Some(Response { status, head, body });
+                }
+            }
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Reads one response to a HEAD request (no body follows the head).
+    pub fn head_response(&mut self) -> Response {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 4);
+                let status = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .expect("status code");
+                return Response {
+                    status,
+                    head,
+                    body: Vec::new(),
+                };
+            }
+            assert!(self.fill() > 0, "closed before the head");
+        }
+    }
+
+    /// True once the server has closed the connection (reads to the end, bounded by WAIT).
+    pub fn closed_by_server(&mut self) -> bool {
+        loop {
+            match self.fill_result() {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    fn fill(&mut self) -> usize {
+        self.fill_result().unwrap_or(0)
+    }
+
+    fn fill_result(&mut self) -> std::io::Result<usize> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk)?;
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A UDP client `connect`ed to one server port.
+pub struct UdpClient {
+    socket: UdpSocket,
+}
+
+impl UdpClient {
+    pub fn connect(addr: SocketAddr) -> UdpClient {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.connect(addr).unwrap();
+        socket.set_read_timeout(Some(WAIT)).unwrap();
+        UdpClient { socket }
+    }
+
+    pub fn send(&self, datagram: &[u8]) {
+        self.socket.send(datagram).expect("send datagram");
+    }
+
+    /// Sends and waits for the reply.
+    pub fn ask(&self, datagram: &[u8]) -> Vec<u8> {
+        self.send(datagram);
+        self.recv()
+    }
+
+    pub fn recv(&self) -> Vec<u8> {
+        let mut buf = [0u8; 65536];
+        let n = self.socket.recv(&mut buf).expect("a reply within the wait");
+        buf[..n].to_vec()
+    }
+
+    /// Sends `datagram`, then a probe (a padded v8 request with a request id no test uses),
+    /// and returns every reply that came before the probe's. One socket's datagrams are
+    /// answered in order, so an empty result proves `datagram` got no reply, without waiting
+    /// for a timeout.
+    pub fn ask_then_probe(&self, datagram: &[u8]) -> Vec<Vec<u8>> {
+        use beast_engine::protocol::udp::v8;
+        const PROBE_ID: u32 = 0x00C0_FFEE;
+        let mut probe = [0u8; 64];
+        let len = v8::encode_request(&mut probe, PROBE_ID, None, &[b"BTC"], v8::reply_len(1))
+            .expect("probe");
+        self.send(datagram);
+        self.send(&probe[..len]);
+        let mut replies = Vec::new();
+        loop {
+            let reply = self.recv();
+            if v8::parse_reply(&reply).is_ok_and(|(header, _)| header.request_id == PROBE_ID) {
+                return replies;
+            }
+            replies.push(reply);
+        }
+    }
+}
+
+/// `text` padded with spaces to `len` bytes.
+pub fn padded(text: &str, len: usize) -> Vec<u8> {
+    let mut bytes = text.as_bytes().to_vec();
+    if bytes.len() < len {
+        bytes.resize(len, b' ');
+    }
+    bytes
+}
