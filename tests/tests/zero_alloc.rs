@@ -1,0 +1,283 @@
+//! Once warm, the request path allocates nothing: the engine runs in this process under a
+//! counting global allocator that counts only on reactor threads, then serves 100 000 UDP text,
+//! 100 000 UDP v8 and 100 000 HTTP `GET /price` requests through real sockets on each backend.
+
+#![allow(unsafe_code, reason = "a global allocator is an unsafe trait")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use beast_engine::config::Config;
+use beast_engine::config::setting::IoChoice;
+use beast_engine::keys::ApiKeys;
+use beast_engine::price::PriceTable;
+use beast_engine::pricing::{PriceThread, PriceThreadOptions, seed};
+use beast_engine::protocol::udp::v8;
+use beast_engine::reactor::Ports;
+use beast_engine::server::{ServeOptions, Server};
+use beast_tests::server::{SEED, WAIT, padded};
+
+/// Allocations (alloc, alloc_zeroed, realloc) made on threads that opted in.
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+struct Counting;
+
+fn count() {
+    // `try_with`: thread-local storage may already be gone while a thread exits.
+    if COUNTED.try_with(Cell::get).unwrap_or(false) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches only an
+// atomic and a const-initialised thread-local, neither of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const REQUESTS: usize = 100_000;
+const WARM_UP: usize = 2_000;
+/// Client sockets per UDP load: enough that both reactors get some (SO_REUSEPORT hashes them;
+/// all 16 on one reactor has a chance of 2^-15).
+const UDP_CLIENTS: usize = 16;
+const CLIENTS: usize = 4;
+const WINDOW: usize = 50;
+
+fn start(io: IoChoice) -> (Server, PriceThread) {
+    let (table, writer) = PriceTable::new(256);
+    let seeds = seed::parse(SEED, beast_engine::node::wall_ms()).expect("seed");
+    let prices = PriceThread::start(
+        writer,
+        PriceThreadOptions {
+            prewarm: Vec::new(),
+            seeds,
+            demo_walk: false,
+            stale_after_ms: 9_000,
+        },
+    );
+    let mut options = ServeOptions::from_config(&Config::default(), ApiKeys::default());
+    options.bind = [127, 0, 0, 1].into();
+    options.ports = Ports {
+        tcp_lpo: 0,
+        tcp_lrs: 0,
+        health_lpo: 0,
+        health_lrs: 0,
+        udp_lpo: 0,
+        udp_lrs: 0,
+    };
+    options.reactors = 2;
+    options.io = io;
+    options.stall_threshold = Duration::from_secs(60);
+    options.on_reactor_start = Some(Arc::new(|_| COUNTED.with(|c| c.set(true))));
+    (Server::start(options, table).expect("start engine"), prices)
+}
+
+/// Sends `total` datagrams over `CLIENTS` sockets, `WINDOW` at a time per socket, and checks
+/// every reply with `valid`.
+fn udp_load(server: &Server, request: &[u8], total: usize, valid: impl Fn(&[u8]) -> bool + Sync) {
+    let addr = server.addrs().udp_lpo;
+    std::thread::scope(|scope| {
+        for _ in 0..UDP_CLIENTS {
+            scope.spawn(|| {
+                let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                socket.connect(addr).unwrap();
+                socket.set_read_timeout(Some(WAIT)).unwrap();
+                let mut buf = [0u8; 4096];
+                let mut done = 0;
+                while done < total / UDP_CLIENTS {
+                    let burst = WINDOW.min(total / UDP_CLIENTS - done);
+                    for _ in 0..burst {
+                        socket.send(request).unwrap();
+                    }
+                    for _ in 0..burst {
+                        let n = socket
+                            .recv(&mut buf)
+                            .expect("reply (none lost on loopback)");
+                        assert!(
+                            valid(&buf[..n]),
+                            "bad reply {:?}",
+                            String::from_utf8_lossy(&buf[..n])
+                        );
+                    }
+                    done += burst;
+                }
+            });
+        }
+    });
+}
+
+/// Sends `total` `GET /price` requests over `connections`, pipelined `WINDOW` at a time.
+fn http_load(connections: &mut [TcpStream], total: usize) {
+    let request = b"GET /price?asset=BTC HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let batch: Vec<u8> = request
+        .iter()
+        .copied()
+        .cycle()
+        .take(request.len() * WINDOW)
+        .collect();
+    std::thread::scope(|scope| {
+        for stream in connections.iter_mut() {
+            let batch = &batch;
+            scope.spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut done = 0;
+                while done < total / CLIENTS {
+                    stream.write_all(batch).unwrap();
+                    let mut pending = Vec::new();
+                    let mut answered = 0;
+                    while answered < WINDOW {
+                        let n = stream.read(&mut buf).expect("read responses");
+                        assert!(n > 0, "connection closed");
+                        pending.extend_from_slice(&buf[..n]);
+                        answered += take_responses(&mut pending);
+                    }
+                    assert_eq!(answered, WINDOW);
+                    done += WINDOW;
+                }
+            });
+        }
+    });
+}
+
+/// Removes every whole `200 OK` response from the front of `pending`; returns how many.
+fn take_responses(pending: &mut Vec<u8>) -> usize {
+    let mut count = 0;
+    loop {
+        let Some(head_end) = pending.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return count;
+        };
+        let head = std::str::from_utf8(&pending[..head_end]).expect("ASCII head");
+        assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.parse().ok())
+            .expect("length");
+        if pending.len() < head_end + 4 + length {
+            return count;
+        }
+        pending.drain(..head_end + 4 + length);
+        count += 1;
+    }
+}
+
+fn run(io: IoChoice) {
+    let (server, prices) = start(io);
+    let text = padded("BTC", 200);
+    let mut v8_request = [0u8; 64];
+    let v8_len = v8::encode_request(&mut v8_request, 1, None, &[b"BTC"], v8::reply_len(1)).unwrap();
+    let v8_request = &v8_request[..v8_len];
+    let text_ok = |reply: &[u8]| reply.starts_with(b"{\"asset\":\"BTC\",\"price\":\"97123.45\"");
+    let v8_ok =
+        |reply: &[u8]| v8::parse_reply(reply).is_ok_and(|(h, _)| h.status == 0 && h.count == 1);
+    let mut connections: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| {
+            let stream = TcpStream::connect(server.addrs().tcp_lpo).unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            stream.set_nodelay(true).unwrap();
+            stream
+        })
+        .collect();
+
+    // Warm up every path, every reactor, every connection.
+    udp_load(&server, &text, WARM_UP, text_ok);
+    udp_load(&server, v8_request, WARM_UP, v8_ok);
+    http_load(&mut connections, WARM_UP);
+
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    udp_load(&server, &text, REQUESTS, text_ok);
+    let after_text = ALLOCATIONS.load(Ordering::Relaxed);
+    udp_load(&server, v8_request, REQUESTS, v8_ok);
+    let after_v8 = ALLOCATIONS.load(Ordering::Relaxed);
+    http_load(&mut connections, REQUESTS);
+    let after_http = ALLOCATIONS.load(Ordering::Relaxed);
+
+    let served = |name: &str| -> u64 {
+        let m = &server.node().reactors;
+        match name {
+            "udp" => m.iter().map(|r| r.udp_replies.get()).sum(),
+            _ => m.iter().map(|r| r.http_responses[0].get()).sum(),
+        }
+    };
+    assert!(
+        served("udp") >= (2 * (REQUESTS + WARM_UP)) as u64,
+        "{io:?}: UDP replies {}",
+        served("udp")
+    );
+    assert!(
+        served("http") >= (REQUESTS + WARM_UP) as u64,
+        "{io:?}: HTTP responses {}",
+        served("http")
+    );
+    assert!(
+        server.node().reactors.iter().all(|r| r.udp_text.get() > 0),
+        "{io:?}: every reactor served"
+    );
+    // Control: a path that does allocate (rendering /metrics) is seen by the counter, so the
+    // zeros above are measured, not missed.
+    let mut health = TcpStream::connect(server.addrs().health_lpo).unwrap();
+    health.set_read_timeout(Some(WAIT)).unwrap();
+    health
+        .write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut metrics = String::new();
+    health.read_to_string(&mut metrics).unwrap();
+    assert!(metrics.contains("beast_udp_replies_total"));
+    assert!(
+        ALLOCATIONS.load(Ordering::Relaxed) > after_http,
+        "{io:?}: the counter sees reactor allocations"
+    );
+    drop(connections);
+    let errors = server.stop();
+    prices.stop();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(
+        (
+            after_text - before,
+            after_v8 - after_text,
+            after_http - after_v8
+        ),
+        (0, 0, 0),
+        "{io:?}: reactor allocations during 100 000 UDP text, v8 and HTTP requests"
+    );
+}
+
+#[test]
+fn the_request_path_allocates_nothing_on_io_uring() {
+    run(IoChoice::Uring);
+}
+
+#[test]
+fn the_request_path_allocates_nothing_on_epoll() {
+    run(IoChoice::Epoll);
+}
