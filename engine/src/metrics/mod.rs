@@ -103,6 +103,24 @@ impl Histogram {
         self.count.inc();
     }
 
+    /// Records `n` requests that all took `ns` (a batch answered together).
+    #[inline]
+    pub fn record_many_ns(&self, ns: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let us = ns / 1_000;
+        let bucket = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&bound| us < bound)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        if let Some(counter) = self.buckets.get(bucket) {
+            counter.add(n);
+        }
+        self.sum_ns.add(ns.saturating_mul(n));
+        self.count.add(n);
+    }
+
     /// Per-bucket (not cumulative) counts, then the sum in ns and the count.
     pub fn snapshot(&self) -> ([u64; LATENCY_BOUNDS_US.len() + 1], u64, u64) {
         (

@@ -22,44 +22,85 @@ pub struct TextRequest<'a> {
     pub too_many: bool,
 }
 
-fn is_separator(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b',' | 0)
-}
+/// Byte classes: what may appear in a text request.
+const INVALID: u8 = 0;
+const SEPARATOR: u8 = 1;
+const TOKEN: u8 = 2;
 
-/// Splits a datagram into its key and assets; `None` if it is not text or lists no asset.
-pub fn parse(datagram: &[u8]) -> Option<TextRequest<'_>> {
-    if datagram
-        .iter()
-        .any(|&b| !is_separator(b) && !(0x21..=0x7e).contains(&b))
-    {
-        return None;
+#[allow(
+    clippy::indexing_slicing,
+    reason = "const evaluation: an out-of-range index fails the build"
+)]
+const CLASS: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        table[b] = TOKEN;
+        b += 1;
     }
+    table[b' ' as usize] = SEPARATOR;
+    table[b'\t' as usize] = SEPARATOR;
+    table[b'\r' as usize] = SEPARATOR;
+    table[b'\n' as usize] = SEPARATOR;
+    table[b',' as usize] = SEPARATOR;
+    table[0] = SEPARATOR;
+    table
+};
+
+/// Splits a datagram into its key and assets in one pass; `None` if it is not text or lists
+/// no asset.
+pub fn parse(datagram: &[u8]) -> Option<TextRequest<'_>> {
     let mut request = TextRequest {
         key: None,
         assets: [&[]; MAX_ASSETS],
         count: 0,
         too_many: false,
     };
-    for (i, token) in datagram
-        .split(|&b| is_separator(b))
-        .filter(|t| !t.is_empty())
-        .enumerate()
-    {
-        if i == 0
-            && let Some(key) = token.strip_prefix(b"key=")
-        {
-            request.key = Some(key);
-            continue;
-        }
-        match request.assets.get_mut(request.count) {
-            Some(slot) => {
-                *slot = token;
-                request.count += 1;
+    let mut first = true;
+    let mut start = None;
+    for (i, &b) in datagram.iter().enumerate() {
+        match CLASS.get(usize::from(b)).copied().unwrap_or(INVALID) {
+            TOKEN => {
+                if start.is_none() {
+                    start = Some(i);
+                }
             }
-            None => request.too_many = true,
+            SEPARATOR => {
+                if let Some(s) = start.take() {
+                    add_token(
+                        &mut request,
+                        datagram.get(s..i).unwrap_or_default(),
+                        &mut first,
+                    );
+                }
+            }
+            _ => return None,
         }
     }
+    if let Some(s) = start {
+        add_token(
+            &mut request,
+            datagram.get(s..).unwrap_or_default(),
+            &mut first,
+        );
+    }
     (request.count > 0 || request.too_many).then_some(request)
+}
+
+fn add_token<'a>(request: &mut TextRequest<'a>, token: &'a [u8], first: &mut bool) {
+    if std::mem::take(first)
+        && let Some(key) = token.strip_prefix(b"key=")
+    {
+        request.key = Some(key);
+        return;
+    }
+    match request.assets.get_mut(request.count) {
+        Some(slot) => {
+            *slot = token;
+            request.count += 1;
+        }
+        None => request.too_many = true,
+    }
 }
 
 /// Writes the JSON reply. `None` if `out` overflowed, otherwise whether every asset asked for

@@ -234,12 +234,7 @@ impl Reactor {
                     metrics.udp_text.inc();
                 }
                 match udp::answer(datagram, ctx, reply) {
-                    Outcome::Reply { len, .. } => {
-                        metrics.udp_latency.record_ns(
-                            u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                        );
-                        Some(len)
-                    }
+                    Outcome::Reply { len, .. } => Some(len),
                     Outcome::Dropped(udp::Drop::Malformed) => {
                         metrics.udp_drop(UdpDrop::Malformed);
                         None
@@ -252,6 +247,9 @@ impl Reactor {
             });
             let queued = self.mmsg.queued();
             let sent = self.mmsg.flush(fd).unwrap_or(0);
+            // One clock read per batch: every datagram in it waited this long at most.
+            let ns = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            metrics.udp_latency.record_many_ns(ns, queued as u64);
             metrics.udp_replies.add(sent as u64);
             for _ in sent..queued {
                 metrics.udp_drop(UdpDrop::SendError);

@@ -121,6 +121,8 @@ struct SendSlot {
 }
 
 struct UdpPort {
+    /// Owns the descriptor registered with the ring at this port's index.
+    #[allow(dead_code, reason = "held open for the ring, which uses it by index")]
     socket: UdpSocket,
     /// Template for multishot recvmsg: only the name length matters. Boxed: the kernel keeps
     /// its address while the operation is armed.
@@ -148,6 +150,10 @@ pub struct Reactor {
     accepting: Vec<bool>,
     sends: Box<[SendSlot]>,
     free_sends: Vec<u32>,
+    /// Slots whose send was queued this turn: free once the next submission has returned.
+    sent: Vec<u32>,
+    /// Datagrams answered in the current batch of completions, for the latency histogram.
+    udp_answered: u64,
     conns: Slab<ConnIo>,
     governor: Governor,
     waker: Waker,
@@ -167,6 +173,9 @@ impl Reactor {
     pub fn new(spec: ReactorSpec) -> std::io::Result<Reactor> {
         let ring = build_ring(SQ_ENTRIES)?;
         let buffers = BufRing::new(&ring, UDP_BUFFERS, UDP_BUFFER_LEN, BUFFER_GROUP)?;
+        // Registered descriptors spare the kernel a file lookup and reference per operation.
+        let udp_fds: Vec<RawFd> = spec.sockets.udp.iter().map(AsRawFd::as_raw_fd).collect();
+        ring.submitter().register_files(&udp_fds)?;
         let udp = spec
             .sockets
             .udp
@@ -199,6 +208,8 @@ impl Reactor {
             free_sends: (0..u32::try_from(slots).unwrap_or(u32::MAX))
                 .rev()
                 .collect(),
+            sent: Vec::with_capacity(slots),
+            udp_answered: 0,
             conns: Slab::with_capacity(spec.limits.max_connections + super::HEALTH_CONNECTIONS),
             governor: Governor::new(spec.limits.max_connections, spec.limits.success_threshold),
             waker: spec.waker,
@@ -247,6 +258,8 @@ impl Reactor {
                     ) => {}
                 Err(e) => return Err(e),
             }
+            // Every send queued last turn has been issued by that submission.
+            self.free_sends.extend(self.sent.drain(..));
             let started = Instant::now();
             let now_ms = wall_ms();
             let mut events = 0;
@@ -260,6 +273,15 @@ impl Reactor {
                     if let Some(&(data, result, flags)) = self.batch.get(i) {
                         self.complete(data, result, flags, started, now_ms);
                     }
+                }
+                // One clock read per batch: every datagram in it waited this long at most.
+                let answered = std::mem::take(&mut self.udp_answered);
+                if answered > 0 {
+                    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.node
+                        .metrics(self.spec_index)
+                        .udp_latency
+                        .record_many_ns(ns, answered);
                 }
             }
             self.buffers.publish();
@@ -293,6 +315,12 @@ impl Reactor {
 
     fn push(&mut self, entry: &squeue::Entry) {
         self.in_flight += 1;
+        self.push_uncounted(entry);
+    }
+
+    /// Queues an entry whose success posts no completion (`SKIP_SUCCESS`), so it is not
+    /// counted as in flight.
+    fn push_uncounted(&mut self, entry: &squeue::Entry) {
         loop {
             // SAFETY: every entry built in this file points into memory the reactor owns and
             // keeps at a fixed address until the operation's final completion: boxed send
@@ -313,8 +341,8 @@ impl Reactor {
         let Some(port) = self.udp.get(index) else {
             return;
         };
-        let fd = types::Fd(port.socket.as_raw_fd());
-        // msghdr: boxed in `UdpPort`, alive as long as the reactor.
+        // The socket is registered at its index; msghdr is boxed in `UdpPort`.
+        let fd = types::Fixed(u32::try_from(index).unwrap_or(0));
         let entry = opcode::RecvMsgMulti::new(fd, &*port.msghdr, self.buffers.group())
             .build()
             .user_data(user_data(Op::UdpRecv, index as u64, 0));
@@ -353,16 +381,14 @@ impl Reactor {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         match op {
-            Some(Op::UdpRecv) => {
-                self.on_udp_recv(index as usize, result, flags, more, arrived, now_ms)
-            }
+            Some(Op::UdpRecv) => self.on_udp_recv(index as usize, result, flags, more, now_ms),
             Some(Op::UdpSend) => {
-                if result < 0 {
-                    self.metrics().udp_drop(UdpDrop::SendError);
-                } else {
-                    self.metrics().udp_replies.inc();
-                }
-                self.free_sends.push(index);
+                // Only failures complete (see `answer_datagram`); the slot is already free, and
+                // the reply was counted as sent when it was queued.
+                self.in_flight += 1; // sends are not counted in flight: undo the decrement above
+                let metrics = self.metrics();
+                metrics.udp_drop(UdpDrop::SendError);
+                metrics.udp_replies.add(u64::MAX); // wrapping add: minus one
             }
             Some(Op::Accept) => self.on_accept(index as usize, result, more, now_ms),
             Some(Op::Recv) => self.on_recv(Key { index, generation }, result, arrived, now_ms),
@@ -383,20 +409,12 @@ impl Reactor {
         }
     }
 
-    fn on_udp_recv(
-        &mut self,
-        index: usize,
-        result: i32,
-        flags: u32,
-        more: bool,
-        arrived: Instant,
-        now_ms: u64,
-    ) {
+    fn on_udp_recv(&mut self, index: usize, result: i32, flags: u32, more: bool, now_ms: u64) {
         if result == -libc::ENOBUFS {
             self.metrics().udp_drop(UdpDrop::NoBuffers);
         } else if let (Ok(len), Some(bid)) = (usize::try_from(result), cqueue::buffer_select(flags))
         {
-            self.answer_datagram(index, bid, len, arrived, now_ms);
+            self.answer_datagram(index, bid, len, now_ms);
             self.buffers.recycle(bid);
         }
         if !more && self.draining.is_none() {
@@ -404,14 +422,7 @@ impl Reactor {
         }
     }
 
-    fn answer_datagram(
-        &mut self,
-        index: usize,
-        bid: u16,
-        len: usize,
-        arrived: Instant,
-        now_ms: u64,
-    ) {
+    fn answer_datagram(&mut self, index: usize, bid: u16, len: usize, now_ms: u64) {
         let metrics = self.node.metrics(self.spec_index);
         let Some(port) = self.udp.get(index) else {
             return;
@@ -464,17 +475,22 @@ impl Reactor {
             );
         }
         slot.addr_len = libc::socklen_t::try_from(name_len).unwrap_or(0);
-        metrics
-            .udp_latency
-            .record_ns(u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let fd = types::Fd(port.socket.as_raw_fd());
-        // The slot (buffer and address) is boxed and stays reserved until this send completes.
+        self.udp_answered += 1;
+        let fd = types::Fixed(u32::try_from(index).unwrap_or(0));
+        // MSG_DONTWAIT: the send is done (copied into the socket, or failed with EAGAIN) when
+        // the kernel issues it during the next submission, never retried later; so the slot
+        // (boxed buffer and address) is free again once that submission has returned, and a
+        // success needs no completion at all (SKIP_SUCCESS). Failures still complete.
         let entry = opcode::Send::new(fd, slot.buf.as_ptr(), u32::try_from(reply_len).unwrap_or(0))
             .dest_addr((&raw const slot.addr).cast::<libc::sockaddr>())
             .dest_addr_len(slot.addr_len)
+            .flags(libc::MSG_DONTWAIT)
             .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
             .user_data(user_data(Op::UdpSend, slot_index, 0));
-        self.push(&entry);
+        self.sent.push(slot_index);
+        metrics.udp_replies.inc();
+        self.push_uncounted(&entry);
     }
 
     fn on_accept(&mut self, index: usize, result: i32, more: bool, now_ms: u64) {
@@ -791,6 +807,8 @@ impl Reactor {
     }
 
     fn finish(self) {
+        // Replies queued in the last turn go out before the ring closes.
+        let _ = self.ring.submit();
         let Reactor {
             ring,
             buffers,
