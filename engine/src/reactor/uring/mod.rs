@@ -259,7 +259,7 @@ impl Reactor {
                 Err(e) => return Err(e),
             }
             // Every send queued last turn has been issued by that submission.
-            self.free_sends.extend(self.sent.drain(..));
+            self.free_sends.append(&mut self.sent);
             let started = Instant::now();
             let now_ms = wall_ms();
             let mut events = 0;
