@@ -58,3 +58,25 @@ impl StallDetector {
         self.suppressed = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_turns_over_the_threshold() {
+        let metrics = ReactorMetrics::new();
+        let mut detector = StallDetector::new(Duration::from_millis(10));
+        detector.turn_ended(0, Instant::now(), 1, &metrics);
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_millis(50))
+            .unwrap();
+        detector.turn_ended(0, long_ago, 7, &metrics);
+        detector.turn_ended(0, long_ago, 7, &metrics); // counted, log suppressed
+        assert_eq!(
+            (metrics.loop_turns.get(), metrics.loop_stalls.get()),
+            (3, 2)
+        );
+        assert!(metrics.loop_max_turn_ns.get() >= 50_000_000);
+    }
+}

@@ -1,0 +1,64 @@
+//! `beast serve` start-up failures: each is one clear line and a non-zero exit, never a hang.
+
+use beast_tests::{Scratch, run};
+
+fn serve(scratch: &Scratch, extra: &[&str]) -> beast_tests::Ran {
+    let mut args = vec!["serve", "--bind", "127.0.0.1"];
+    for port in [
+        "--tcp-port-lrs",
+        "--health-port-lpo",
+        "--health-port-lrs",
+        "--udp-port-lpo",
+        "--udp-port-lrs",
+    ] {
+        args.extend([port, "0"]);
+    }
+    args.extend_from_slice(extra);
+    run(&mut scratch.beast(&args))
+}
+
+#[test]
+fn bad_input_files_stop_start_up_with_exit_2() {
+    let scratch = Scratch::new();
+    let prices = scratch.write(
+        "prices.jsonl",
+        "{\"asset\":\"BTC\",\"price\":\"97000\"}\n{\"asset\":\"ETH\",\"price\":\"-1\"}\n",
+    );
+    let keys = scratch.write("keys.txt", "ok-key-123456\nshort\n");
+    // (arguments, expected message)
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--tcp-port-lpo", "0", "--prices", prices.to_str().unwrap()],
+            "line 2: price \"-1\": negative price",
+        ),
+        (
+            &["--tcp-port-lpo", "0", "--prices", "missing.jsonl"],
+            "cannot read prices file missing.jsonl",
+        ),
+        (
+            &["--tcp-port-lpo", "0", "--api-keys", keys.to_str().unwrap()],
+            "line 2: a key is 8-64 printable characters",
+        ),
+    ];
+    for (args, expected) in cases {
+        let ran = serve(&scratch, args);
+        assert_eq!(ran.code, Some(2), "{args:?}: {}", ran.stderr);
+        assert!(ran.stderr.contains(expected), "{args:?}: {}", ran.stderr);
+        assert!(ran.stdout.is_empty(), "never reported ready");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let scratch = Scratch::new();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let ran = serve(&scratch, &["--tcp-port-lpo", &port]);
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains(&format!("cannot listen on TCP_PORT_LPO 127.0.0.1:{port}")),
+        "{}",
+        ran.stderr
+    );
+}
