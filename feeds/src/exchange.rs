@@ -39,6 +39,8 @@ pub enum Skip {
     NoPrice,
     /// Not a spot pair (perpetuals, futures): not a price this oracle serves.
     Derivative,
+    /// A pair whose base asset cannot be told (a quote currency we do not know).
+    UnknownPair,
     /// A notice (maintenance, connection counts).
     Notice,
 }

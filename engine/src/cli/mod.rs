@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
 mod config_cmd;
+mod feeds_cmd;
 mod serve;
 mod version;
 
@@ -35,6 +36,9 @@ pub enum Command {
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Exchange feed tools.
+    #[command(subcommand)]
+    Feeds(feeds_cmd::FeedsCommand),
     /// Print the version, git commit, target and I/O backends.
     Version(version::VersionArgs),
 }
@@ -93,6 +97,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
             let config_matches = sub("config").and_then(|m| m.subcommand().map(|(_, m)| m));
             config_cmd::run(command, config_matches, cli.config.as_deref())
         }
+        Command::Feeds(command) => feeds_cmd::run(command),
         Command::Version(args) => version::run(&args),
     }
 }

@@ -56,7 +56,11 @@ impl Pairs {
                     .map_err(|_| ParseError::Symbol(field));
             }
         }
-        Err(ParseError::Symbol(field))
+        if symbol.is_empty() || !symbol.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ParseError::Symbol(field));
+        }
+        // Well formed, but quoted in a currency we do not know (`zecltc`): not malformed.
+        Ok(Err(Skip::UnknownPair))
     }
 }
 
@@ -83,8 +87,9 @@ mod tests {
             ("ethgbp", Ok(Ok("ETH"))),
             ("batbtc", Ok(Ok("BAT"))),
             ("btcusdcperp", Ok(Err(Skip::Derivative))),
-            ("usd", Err(ParseError::Symbol("s"))), // never strip to an empty base
-            ("zecltc", Err(ParseError::Symbol("s"))),
+            ("usd", Ok(Err(Skip::UnknownPair))), // never strip to an empty base
+            ("zecltc", Ok(Err(Skip::UnknownPair))),
+            ("btc-usd", Err(ParseError::Symbol("s"))),
             ("", Err(ParseError::Symbol("s"))),
         ];
         for (symbol, expected) in cases {

@@ -139,8 +139,9 @@ mod tests {
                 "error field E has the wrong type",
             ),
             (r#"{"s":"btcusd","t":1,"p":"1"}"#, "error missing field E"),
+            (r#"{"E":1,"s":"zecltc","t":1,"p":"1"}"#, "skip UnknownPair"),
             (
-                r#"{"E":1,"s":"zecltc","t":1,"p":"1"}"#,
+                r#"{"E":1,"s":"btc-usd","t":1,"p":"1"}"#,
                 "error field s is not a pair this parser knows",
             ),
             (
