@@ -3,6 +3,7 @@
 //! Knows nothing of the engine: it hands parsed updates (asset, exact decimal price, exchange
 //! time) to whoever drains its rings.
 
+pub mod client;
 pub mod exchange;
 pub mod json;
 pub mod time;

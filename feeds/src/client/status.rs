@@ -1,0 +1,116 @@
+//! What each feed is doing, shared with the engine's `/health` and `/metrics`: a state and
+//! counters, all atomics written by the feed's own threads.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+
+use beast_core::Venue;
+
+/// A connection's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FeedState {
+    Connecting = 0,
+    /// Connected, subscription sent, not confirmed yet.
+    Subscribing = 1,
+    /// Subscribed and receiving prices.
+    Streaming = 2,
+    /// Connected, but no price for longer than the stale limit.
+    Stale = 3,
+    /// Waiting to reconnect.
+    Backoff = 4,
+    Stopped = 5,
+}
+
+impl FeedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeedState::Connecting => "connecting",
+            FeedState::Subscribing => "subscribed",
+            FeedState::Streaming => "streaming",
+            FeedState::Stale => "stale",
+            FeedState::Backoff => "backoff",
+            FeedState::Stopped => "stopped",
+        }
+    }
+
+    fn from_u8(v: u8) -> FeedState {
+        match v {
+            0 => FeedState::Connecting,
+            1 => FeedState::Subscribing,
+            2 => FeedState::Streaming,
+            3 => FeedState::Stale,
+            4 => FeedState::Backoff,
+            _ => FeedState::Stopped,
+        }
+    }
+
+    pub const ALL: [FeedState; 6] =
+        [FeedState::Connecting, FeedState::Subscribing, FeedState::Streaming, FeedState::Stale, FeedState::Backoff, FeedState::Stopped];
+}
+
+/// One venue's feed.
+#[derive(Debug)]
+pub struct FeedStatus {
+    pub venue: Venue,
+    state: AtomicU8,
+    /// Text frames received.
+    pub messages: AtomicU64,
+    /// Prices handed to the price thread.
+    pub prices: AtomicU64,
+    pub parse_errors: AtomicU64,
+    pub exchange_errors: AtomicU64,
+    pub connects: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Prices lost because the ring to the price thread was full.
+    pub ring_drops: AtomicU64,
+    /// Unix ms of the last frame of any kind (0: none yet).
+    pub last_message_ms: AtomicU64,
+    /// Unix ms of the last price.
+    pub last_price_ms: AtomicU64,
+    /// Frames per second over the last full second.
+    pub messages_per_second: AtomicU64,
+    pub rest_requests: AtomicU64,
+    pub rest_errors: AtomicU64,
+    pub rest_prices: AtomicU64,
+    /// The REST fallback is polling for at least one stale asset.
+    pub rest_active: AtomicBool,
+}
+
+impl FeedStatus {
+    pub fn new(venue: Venue) -> FeedStatus {
+        FeedStatus {
+            venue,
+            state: AtomicU8::new(FeedState::Connecting as u8),
+            messages: AtomicU64::new(0),
+            prices: AtomicU64::new(0),
+            parse_errors: AtomicU64::new(0),
+            exchange_errors: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            ring_drops: AtomicU64::new(0),
+            last_message_ms: AtomicU64::new(0),
+            last_price_ms: AtomicU64::new(0),
+            messages_per_second: AtomicU64::new(0),
+            rest_requests: AtomicU64::new(0),
+            rest_errors: AtomicU64::new(0),
+            rest_prices: AtomicU64::new(0),
+            rest_active: AtomicBool::new(false),
+        }
+    }
+
+    pub fn state(&self) -> FeedState {
+        FeedState::from_u8(self.state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_state(&self, state: FeedState) {
+        self.state.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
