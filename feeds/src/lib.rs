@@ -6,6 +6,7 @@
 pub mod client;
 pub mod exchange;
 pub mod json;
+pub mod sim;
 pub mod time;
 pub mod venues;
 
