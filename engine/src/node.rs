@@ -12,6 +12,8 @@ use crate::protocol::answer::Freshness;
 
 pub struct Node {
     pub name: String,
+    /// Each venue's feed, when feeds run.
+    pub feeds: Vec<Arc<beast_feeds::client::FeedStatus>>,
     pub table: Arc<PriceTable>,
     pub keys: ApiKeys,
     pub stale_after_ms: u64,
@@ -32,6 +34,7 @@ impl Node {
     ) -> Node {
         Node {
             name,
+            feeds: Vec::new(),
             table,
             keys,
             stale_after_ms,

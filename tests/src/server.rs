@@ -35,8 +35,9 @@ pub struct Beast {
 }
 
 impl Beast {
-    /// Starts `beast serve` on `backend` with every port on 127.0.0.1:0, the [`SEED`] prices,
-    /// two reactors, and `extra` arguments; returns once it is ready.
+    /// Starts `beast serve` on `backend` with every port on 127.0.0.1:0, two reactors and
+    /// `extra` arguments; without `--feeds` in them, with the [`SEED`] prices and no feeds.
+    /// Returns once it is ready.
     pub fn start(backend: &str, extra: &[&str]) -> Beast {
         Beast::start_with(backend, extra, |_| {})
     }
@@ -58,9 +59,12 @@ impl Beast {
             "127.0.0.1",
             "--reactors",
             "2",
-            "--prices",
-            prices.to_str().unwrap(),
         ];
+        // Protocol tests want the seeded prices alone; feed tests ask for the simulator and
+        // get its prices alone.
+        if !extra.contains(&"--feeds") {
+            args.extend(["--feeds", "off", "--prices", prices.to_str().unwrap()]);
+        }
         for port in [
             "--tcp-port-lpo",
             "--tcp-port-lrs",
@@ -193,6 +197,35 @@ impl Beast {
         metric(&self.metrics(), series)
     }
 
+    /// Applies a fault to the in-process simulator (`beast serve --feeds sim`).
+    pub fn sim_fault(&self, venue: &str, fault: &str) {
+        let plain = self.ready["sim"]["plain"]
+            .as_str()
+            .expect("serve runs the simulator");
+        let mut client = HttpClient::connect(plain.parse().expect("sim address"));
+        client.send(
+            format!("POST /control/{venue}/{fault} HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(client.response().status, 200, "fault {fault} on {venue}");
+    }
+
+    /// `/health` as JSON.
+    pub fn health(&self) -> Value {
+        let mut client = HttpClient::connect(self.addr("health_lpo"));
+        client.send(b"GET /health HTTP/1.1\r\n\r\n");
+        client.response().json()
+    }
+
+    /// One venue's entry in `/health`'s feeds.
+    pub fn feed(&self, venue: &str) -> Value {
+        let health = self.health();
+        health["feeds"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["venue"] == venue).cloned())
+            .unwrap_or(Value::Null)
+    }
+
     pub fn udp_client(&self, port: &str) -> UdpClient {
         UdpClient::connect(self.addr(port))
     }
@@ -211,6 +244,20 @@ fn kill(pid: libc::pid_t, signal: i32) {
     // SAFETY: kill(2) on the pid of a child we started and have not reaped yet.
     #[allow(unsafe_code, reason = "sending a signal to our own child process")]
     let _ = unsafe { libc::kill(pid, signal) };
+}
+
+/// Polls `condition` every 20 ms until it holds; false if it did not within `limit`.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
 }
 
 /// The value of `series` in Prometheus text.

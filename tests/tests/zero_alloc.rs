@@ -83,8 +83,12 @@ fn start(io: IoChoice) -> (Server, PriceThread) {
             seeds,
             demo_walk: false,
             stale_after_ms: 9_000,
+            primary: None,
+            rest_every: Duration::from_secs(1),
+            feeds: Vec::new(),
         },
-    );
+    )
+    .expect("price thread");
     let mut options = ServeOptions::from_config(&Config::default(), ApiKeys::default());
     options.bind = [127, 0, 0, 1].into();
     options.ports = Ports {

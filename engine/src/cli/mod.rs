@@ -5,6 +5,7 @@
 mod config_cmd;
 mod feeds_cmd;
 mod serve;
+mod sim_cmd;
 mod version;
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run the exchange simulator on its own (six venues, ws:// and wss://, REST, faults).
+    Sim(sim_cmd::SimArgs),
     /// Exchange feed tools.
     #[command(subcommand)]
     Feeds(feeds_cmd::FeedsCommand),
@@ -98,6 +101,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
             config_cmd::run(command, config_matches, cli.config.as_deref())
         }
         Command::Feeds(command) => feeds_cmd::run(command),
+        Command::Sim(args) => sim_cmd::run(&args),
         Command::Version(args) => version::run(&args),
     }
 }

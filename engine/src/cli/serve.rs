@@ -3,17 +3,22 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use beast_core::Venue;
-use beast_engine::config::setting::LogFormat;
-use beast_engine::config::{ConfigArgs, Loaded};
+use beast_core::{Symbol, Venue};
+use beast_engine::config::setting::{FeedMode, LogFormat, SimSource};
+use beast_engine::config::{Config, ConfigArgs, Loaded};
 use beast_engine::keys::ApiKeys;
 use beast_engine::node::wall_ms;
 use beast_engine::price::PriceTable;
 use beast_engine::pricing::{self, PriceThread, PriceThreadOptions};
 use beast_engine::server::{ServeOptions, Server};
+use beast_feeds::client::{Endpoints, FeedOptions, FeedSpec, FeedStatus, Trust};
+use beast_feeds::sim::{SimConfig, Simulator};
+use beast_feeds::venues;
 use clap::ArgMatches;
 
 use super::Failure;
@@ -48,18 +53,11 @@ pub fn run(
         }
         None => Vec::new(),
     };
-    let params = &config.params;
-    let prewarm = vec![
-        (Venue::Coinbase, params.coinbase_prewarm_assets.0.clone()),
-        (Venue::Gemini, params.gemini_prewarm_assets.0.clone()),
-        (Venue::Kraken, params.kraken_prewarm_assets.0.clone()),
-        (Venue::Gateio, params.gateio_prewarm_assets.0.clone()),
-        (Venue::Cryptocom, params.cryptocom_prewarm_assets.0.clone()),
-        (Venue::Okx, params.okx_prewarm_assets.0.clone()),
-    ];
-    let options = ServeOptions::from_config(&config, keys);
-    let (stop_tx, stop_rx) = mpsc::channel::<Stop>();
+    let prewarm = prewarm_lists(&config);
+    let mut options = ServeOptions::from_config(&config, keys);
     let (table, writer) = PriceTable::new(config.runtime.beast_max_assets.get_usize());
+    let (feeds, simulator) = feed_specs(&config, &prewarm, options.stale_after_ms)?;
+    options.feeds = feeds.iter().map(|spec| Arc::clone(&spec.status)).collect();
     let prices = PriceThread::start(
         writer,
         PriceThreadOptions {
@@ -67,10 +65,15 @@ pub fn run(
             seeds,
             demo_walk: config.engine.demo_walk.0,
             stale_after_ms: options.stale_after_ms,
+            primary: config.feeds.primary_source.map(|v| v.0),
+            rest_every: Duration::from_millis(config.feeds.rest_poll_ms.get()),
+            feeds,
         },
-    );
+    )
+    .context("cannot start the price thread")?;
 
     // Signals are registered before the reactors start, so none is missed.
+    let (stop_tx, stop_rx) = mpsc::channel::<Stop>();
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
@@ -87,12 +90,9 @@ pub fn run(
         .context("cannot start the signal thread")?;
 
     let died = stop_tx.clone();
-    let options = ServeOptions {
-        on_reactor_exit: Some(std::sync::Arc::new(move |index| {
-            let _ = died.send(Stop::ReactorDied(index));
-        })),
-        ..options
-    };
+    options.on_reactor_exit = Some(Arc::new(move |index| {
+        let _ = died.send(Stop::ReactorDied(index));
+    }));
     let server = Server::start(options, table).context("cannot start the engine")?;
     let addrs = server.addrs();
     let ready = serde_json::json!({
@@ -107,8 +107,17 @@ pub fn run(
         "health_lrs": addrs.health_lrs.to_string(),
         "udp_lpo": addrs.udp_lpo.to_string(),
         "udp_lrs": addrs.udp_lrs.to_string(),
+        "feeds": config.feeds.feeds.as_str(),
+        "sim": simulator.as_ref().map(|sim| serde_json::json!({ "plain": sim.plain.to_string(), "tls": sim.tls.to_string() })),
     });
-    tracing::info!(io = server.backend().name(), reactors = server.reactors(), tcp_lpo = %addrs.tcp_lpo, udp_lpo = %addrs.udp_lpo, "serving");
+    tracing::info!(
+        io = server.backend().name(),
+        reactors = server.reactors(),
+        feeds = config.feeds.feeds.as_str(),
+        tcp_lpo = %addrs.tcp_lpo,
+        udp_lpo = %addrs.udp_lpo,
+        "serving"
+    );
     super::print_out(&format!("{ready}\n"))?;
 
     // Every sender lives as long as `serve`, so this returns only on a signal or a reactor exit.
@@ -121,6 +130,7 @@ pub fn run(
     }
     let errors = server.stop();
     prices.stop();
+    drop(simulator);
     if errors.is_empty() {
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
@@ -130,6 +140,76 @@ pub fn run(
         }
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Each venue's prewarmed (subscribed) assets.
+fn prewarm_lists(config: &Config) -> Vec<(Venue, Vec<Symbol>)> {
+    let params = &config.params;
+    vec![
+        (Venue::Coinbase, params.coinbase_prewarm_assets.0.clone()),
+        (Venue::Gemini, params.gemini_prewarm_assets.0.clone()),
+        (Venue::Kraken, params.kraken_prewarm_assets.0.clone()),
+        (Venue::Gateio, params.gateio_prewarm_assets.0.clone()),
+        (Venue::Cryptocom, params.cryptocom_prewarm_assets.0.clone()),
+        (Venue::Okx, params.okx_prewarm_assets.0.clone()),
+    ]
+}
+
+/// The feeds to run: none, the six exchanges, or the in-process simulator (returned too, so it
+/// lives as long as the server).
+fn feed_specs(
+    config: &Config,
+    prewarm: &[(Venue, Vec<Symbol>)],
+    stale_after_ms: u64,
+) -> Result<(Vec<FeedSpec>, Option<Simulator>), Failure> {
+    let options = FeedOptions {
+        stale_after: Duration::from_millis(stale_after_ms),
+        ..FeedOptions::default()
+    };
+    let simulator = match config.feeds.feeds {
+        FeedMode::Off => return Ok((Vec::new(), None)),
+        FeedMode::Live => None,
+        FeedMode::Sim => {
+            let source = match config.feeds.sim_source {
+                SimSource::Samples => beast_feeds::sim::Source::Samples,
+                SimSource::Walk => beast_feeds::sim::Source::Walk,
+            };
+            #[allow(clippy::cast_precision_loss, reason = "a rate of frames per second")]
+            let rate = config.feeds.sim_rate.get() as f64;
+            Some(
+                Simulator::start(SimConfig {
+                    rate,
+                    source,
+                    ..SimConfig::default()
+                })
+                .context("cannot start the exchange simulator")?,
+            )
+        }
+    };
+    let specs = prewarm
+        .iter()
+        .filter(|(_, assets)| !assets.is_empty())
+        .map(|(venue, assets)| {
+            let exchange: Arc<dyn beast_feeds::Exchange> =
+                Arc::from(venues::for_venue(*venue, assets));
+            let (endpoints, trust) = match &simulator {
+                Some(sim) => (
+                    sim.endpoints(*venue, config.feeds.sim_tls.0),
+                    Trust::Only(sim.certificate.clone()),
+                ),
+                None => (Endpoints::public(exchange.as_ref()), Trust::WebPki),
+            };
+            FeedSpec {
+                exchange,
+                assets: assets.clone(),
+                endpoints,
+                trust,
+                options,
+                status: Arc::new(FeedStatus::new(*venue)),
+            }
+        })
+        .collect();
+    Ok((specs, simulator))
 }
 
 fn init_logging(filter: &str, format: LogFormat) {

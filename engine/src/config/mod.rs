@@ -6,6 +6,7 @@
 //! stops start-up with one line naming the setting and where it came from.
 
 mod engine;
+mod feeds;
 mod file;
 pub(crate) mod group;
 mod params;
@@ -21,6 +22,7 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 
 pub use engine::{EngineArgs, EngineConfig};
+pub use feeds::{FeedArgs, FeedConfig};
 pub use file::FileValues;
 pub use params::{Params, ParamsArgs};
 pub use runtime::{RuntimeArgs, RuntimeConfig};
@@ -41,6 +43,8 @@ pub struct ConfigArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub feeds: FeedArgs,
+    #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub params: ParamsArgs,
@@ -52,6 +56,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub stores: StoreConfig,
     pub engine: EngineConfig,
+    pub feeds: FeedConfig,
     pub runtime: RuntimeConfig,
     pub params: Params,
 }
@@ -250,6 +255,7 @@ impl Config {
             server: args.server.resolve(&mut resolver)?,
             stores: args.stores.resolve(&mut resolver)?,
             engine: args.engine.resolve(&mut resolver)?,
+            feeds: args.feeds.resolve(&mut resolver)?,
             runtime: args.runtime.resolve(&mut resolver)?,
             params: args.params.resolve(&mut resolver)?,
         };
@@ -296,6 +302,8 @@ impl Config {
         [
             ServerConfig::docs(),
             StoreConfig::docs(),
+            EngineConfig::docs(),
+            FeedConfig::docs(),
             RuntimeConfig::docs(),
             Params::docs(),
         ]
@@ -501,6 +509,12 @@ mod tests {
     #[test]
     fn every_setting_is_documented_once() {
         let docs = Config::docs();
+        let resolved = resolve(ConfigArgs::default(), "").unwrap().settings;
+        assert_eq!(
+            docs.len(),
+            resolved.len(),
+            "a settings group is missing from Config::docs"
+        );
         let mut envs: Vec<&str> = docs.iter().map(|d| d.env).collect();
         envs.sort_unstable();
         envs.dedup();

@@ -439,6 +439,45 @@ word_setting! {
 }
 
 word_setting! {
+    /// Where prices come from.
+    pub enum FeedMode, "FEEDS" {
+        /// The six exchanges' public WebSocket APIs.
+        Live => "live",
+        /// The built-in exchange simulator, started in this process.
+        Sim => "sim",
+        /// No feeds: only `--prices` and `--demo-walk`.
+        Off => "off",
+    }
+}
+
+word_setting! {
+    /// What drives the simulator's prices.
+    pub enum SimSource, "SOURCE" {
+        Samples => "samples",
+        Walk => "walk",
+    }
+}
+
+/// A venue name, or empty for none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VenueName(pub beast_core::Venue);
+
+impl Setting for VenueName {
+    const VALUE_NAME: &'static str = "VENUE";
+    fn kind() -> String {
+        "coinbase | gemini | kraken | gateio | cryptocom | okx".into()
+    }
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        beast_core::Venue::from_name(text)
+            .map(VenueName)
+            .ok_or_else(|| format!("expected one of: {}", Self::kind()))
+    }
+    fn show(&self) -> String {
+        self.0.name().into()
+    }
+}
+
+word_setting! {
     /// Log line format.
     pub enum LogFormat, "FORMAT" {
         Text => "text",

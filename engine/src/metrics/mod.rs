@@ -7,7 +7,7 @@ mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use render::{NodeFacts, render};
+pub use render::{NodeFacts, render, render_feeds};
 
 use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::response::Status;

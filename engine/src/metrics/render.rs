@@ -279,3 +279,131 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     family(out, name, "counter", help);
     let _ = writeln!(out, "{name} {value}");
 }
+
+/// Appends each venue's feed state and counters.
+pub fn render_feeds(
+    out: &mut String,
+    feeds: &[std::sync::Arc<beast_feeds::client::FeedStatus>],
+    now_ms: u64,
+) {
+    use beast_feeds::client::{FeedState, FeedStatus};
+    if feeds.is_empty() {
+        return;
+    }
+    family(
+        out,
+        "beast_feed_state",
+        "gauge",
+        "1 for the state each venue's feed is in.",
+    );
+    for feed in feeds {
+        let current = feed.state();
+        for state in FeedState::ALL {
+            let _ = writeln!(
+                out,
+                "beast_feed_state{{venue=\"{}\",state=\"{}\"}} {}",
+                feed.venue.name(),
+                state.as_str(),
+                u8::from(state == current)
+            );
+        }
+    }
+    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 11] = [
+        (
+            "beast_feed_messages_total",
+            "counter",
+            "Text frames received.",
+            |f| FeedStatus::get(&f.messages),
+        ),
+        (
+            "beast_feed_messages_per_second",
+            "gauge",
+            "Frames received in the last full second.",
+            |f| FeedStatus::get(&f.messages_per_second),
+        ),
+        (
+            "beast_feed_prices_total",
+            "counter",
+            "Stream prices handed to the price thread.",
+            |f| FeedStatus::get(&f.prices),
+        ),
+        (
+            "beast_feed_parse_errors_total",
+            "counter",
+            "Malformed frames.",
+            |f| FeedStatus::get(&f.parse_errors),
+        ),
+        (
+            "beast_feed_exchange_errors_total",
+            "counter",
+            "Error frames sent by the exchange.",
+            |f| FeedStatus::get(&f.exchange_errors),
+        ),
+        (
+            "beast_feed_reconnects_total",
+            "counter",
+            "Connections after the first.",
+            |f| FeedStatus::get(&f.reconnects),
+        ),
+        (
+            "beast_feed_ring_drops_total",
+            "counter",
+            "Prices dropped because the ring to the price thread was full.",
+            |f| FeedStatus::get(&f.ring_drops),
+        ),
+        (
+            "beast_feed_rest_requests_total",
+            "counter",
+            "REST fallback requests.",
+            |f| FeedStatus::get(&f.rest_requests),
+        ),
+        (
+            "beast_feed_rest_errors_total",
+            "counter",
+            "Failed REST fallback requests.",
+            |f| FeedStatus::get(&f.rest_errors),
+        ),
+        (
+            "beast_feed_rest_prices_total",
+            "counter",
+            "Prices the REST fallback delivered.",
+            |f| FeedStatus::get(&f.rest_prices),
+        ),
+        (
+            "beast_feed_rest_fallback_active",
+            "gauge",
+            "1 while the REST fallback polls for stale assets.",
+            |f| u64::from(f.rest_active.load(std::sync::atomic::Ordering::Relaxed)),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        family(out, name, kind, help);
+        for feed in feeds {
+            let _ = writeln!(
+                out,
+                "{name}{{venue=\"{}\"}} {}",
+                feed.venue.name(),
+                value(feed)
+            );
+        }
+    }
+    family(
+        out,
+        "beast_feed_last_message_age_seconds",
+        "gauge",
+        "Seconds since the last frame (-1: none yet).",
+    );
+    for feed in feeds {
+        let last = FeedStatus::get(&feed.last_message_ms);
+        let age = if last == 0 {
+            -1.0
+        } else {
+            now_ms.saturating_sub(last) as f64 / 1000.0
+        };
+        let _ = writeln!(
+            out,
+            "beast_feed_last_message_age_seconds{{venue=\"{}\"}} {age}",
+            feed.venue.name()
+        );
+    }
+}

@@ -42,6 +42,8 @@ pub struct ServeOptions {
     pub on_reactor_start: Option<ReactorHook>,
     /// Called on each reactor thread when its loop has ended (normally only after shutdown).
     pub on_reactor_exit: Option<ReactorHook>,
+    /// Each venue's feed status, shown by `/health` and `/metrics`.
+    pub feeds: Vec<Arc<beast_feeds::client::FeedStatus>>,
 }
 
 impl ServeOptions {
@@ -75,6 +77,7 @@ impl ServeOptions {
             keys,
             on_reactor_start: None,
             on_reactor_exit: None,
+            feeds: Vec::new(),
         }
     }
 }
@@ -120,14 +123,16 @@ impl Server {
             n => n,
         };
         let (sockets, addrs) = reactor::sockets::bind_all(options.bind, options.ports, reactors)?;
-        let node = Arc::new(Node::new(
+        let mut node = Node::new(
             options.node_name.clone(),
             table,
             options.keys.clone(),
             options.stale_after_ms,
             backend.name(),
             reactors,
-        ));
+        );
+        node.feeds = options.feeds.clone();
+        let node = Arc::new(node);
         let limits = Limits {
             max_connections: options.max_connections.div_ceil(reactors).max(1),
             success_threshold: options.success_threshold,

@@ -57,7 +57,10 @@ pub struct Endpoints {
 impl Endpoints {
     /// The venue's public endpoints.
     pub fn public(exchange: &dyn Exchange) -> Endpoints {
-        Endpoints { ws_url: exchange.endpoint().to_string(), rest_base: exchange.rest_base().to_string() }
+        Endpoints {
+            ws_url: exchange.endpoint().to_string(),
+            rest_base: exchange.rest_base().to_string(),
+        }
     }
 }
 
@@ -100,6 +103,8 @@ pub struct FeedSpec {
     pub endpoints: Endpoints,
     pub trust: Trust,
     pub options: FeedOptions,
+    /// Where the feed reports its state (created by the caller, who also shows it).
+    pub status: Arc<FeedStatus>,
 }
 
 /// Capacity of each feed's ring to the price thread.
@@ -139,10 +144,17 @@ impl Feeds {
     pub fn start(specs: Vec<FeedSpec>, notify: Thread) -> Result<Feeds, FeedError> {
         let stop = Arc::new(AtomicBool::new(false));
         let (rest_tx, rest_results) = mpsc::sync_channel(RING_CAPACITY);
-        let mut feeds = Feeds { statuses: Vec::new(), rings: Vec::new(), rest_results, rest_requests: Vec::new(), stop, threads: Vec::new() };
+        let mut feeds = Feeds {
+            statuses: Vec::new(),
+            rings: Vec::new(),
+            rest_results,
+            rest_requests: Vec::new(),
+            stop,
+            threads: Vec::new(),
+        };
         for spec in specs {
             let venue = spec.exchange.venue();
-            let status = Arc::new(FeedStatus::new(venue));
+            let status = Arc::clone(&spec.status);
             let tls = match &spec.trust {
                 Trust::WebPki => tls::public_roots()?,
                 Trust::Only(certificate) => tls::trusting(certificate)?,
@@ -159,7 +171,11 @@ impl Feeds {
                 notify: notify.clone(),
                 stop: Arc::clone(&feeds.stop),
             };
-            feeds.threads.push(std::thread::Builder::new().name(format!("beast-feed-{}", venue.name())).spawn(move || stream.run())?);
+            feeds.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("beast-feed-{}", venue.name()))
+                    .spawn(move || stream.run())?,
+            );
             let (request_tx, request_rx) = mpsc::sync_channel(1);
             let poller = rest::Poller::new(
                 Arc::clone(&spec.exchange),
@@ -170,7 +186,11 @@ impl Feeds {
                 rest_tx.clone(),
                 notify.clone(),
             );
-            feeds.threads.push(std::thread::Builder::new().name(format!("beast-rest-{}", venue.name())).spawn(move || poller.run(request_rx))?);
+            feeds.threads.push(
+                std::thread::Builder::new()
+                    .name(format!("beast-rest-{}", venue.name()))
+                    .spawn(move || poller.run(request_rx))?,
+            );
             feeds.rest_requests.push((venue, request_tx));
             feeds.statuses.push(status);
             feeds.rings.push(consumer);
@@ -198,5 +218,7 @@ impl Drop for Feeds {
 
 /// Unix ms now.
 pub(crate) fn wall_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

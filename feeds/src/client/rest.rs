@@ -8,7 +8,6 @@ use std::thread::Thread;
 
 use beast_core::{Channel, Symbol};
 
-
 use super::status::FeedStatus;
 use super::{FeedEvent, FeedOptions, Trust, wall_ms};
 use crate::exchange::Exchange;
@@ -36,7 +35,9 @@ impl Poller {
         use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
         let roots = match trust {
             Trust::WebPki => RootCerts::WebPki,
-            Trust::Only(certificate) => RootCerts::new_with_certs(&[Certificate::from_der(certificate.as_ref()).to_owned()]),
+            Trust::Only(certificate) => {
+                RootCerts::new_with_certs(&[Certificate::from_der(certificate.as_ref()).to_owned()])
+            }
         };
         let tls = TlsConfig::builder()
             .provider(TlsProvider::Rustls)
@@ -50,13 +51,23 @@ impl Poller {
             .tls_config(tls)
             .build()
             .new_agent();
-        Poller { exchange, base, agent, max_body: u64::try_from(options.max_message * 16).unwrap_or(u64::MAX), status, results, notify }
+        Poller {
+            exchange,
+            base,
+            agent,
+            max_body: u64::try_from(options.max_message * 16).unwrap_or(u64::MAX),
+            status,
+            results,
+            notify,
+        }
     }
 
     pub fn run(self, requests: mpsc::Receiver<Vec<Symbol>>) {
         // Ends when the price thread drops its sender.
         while let Ok(assets) = requests.recv() {
-            self.status.rest_active.store(!assets.is_empty(), std::sync::atomic::Ordering::Relaxed);
+            self.status
+                .rest_active
+                .store(!assets.is_empty(), std::sync::atomic::Ordering::Relaxed);
             if assets.is_empty() {
                 continue;
             }
@@ -75,7 +86,12 @@ impl Poller {
     fn fetch(&self, url: &str) -> Result<String, String> {
         let mut response = self.agent.get(url).call().map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
-        let body = response.body_mut().with_config().limit(self.max_body).read_to_string().map_err(|e| e.to_string())?;
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.max_body)
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
         if status != 200 && !body.trim_start().starts_with(['{', '[']) {
             return Err(format!("HTTP {status}"));
         }
@@ -90,7 +106,14 @@ impl Poller {
             if !wanted.contains(&update.asset) || update.price.is_zero() {
                 return;
             }
-            let event = FeedEvent { venue, channel: Channel::Rest, asset: update.asset, price: update.price, exchange_ms: update.exchange_ms, received_ms };
+            let event = FeedEvent {
+                venue,
+                channel: Channel::Rest,
+                asset: update.asset,
+                price: update.price,
+                exchange_ms: update.exchange_ms,
+                received_ms,
+            };
             if self.results.try_send(event).is_ok() {
                 delivered += 1;
             }
@@ -109,4 +132,3 @@ impl Poller {
         }
     }
 }
-

@@ -44,8 +44,14 @@ impl FeedState {
         }
     }
 
-    pub const ALL: [FeedState; 6] =
-        [FeedState::Connecting, FeedState::Subscribing, FeedState::Streaming, FeedState::Stale, FeedState::Backoff, FeedState::Stopped];
+    pub const ALL: [FeedState; 6] = [
+        FeedState::Connecting,
+        FeedState::Subscribing,
+        FeedState::Streaming,
+        FeedState::Stale,
+        FeedState::Backoff,
+        FeedState::Stopped,
+    ];
 }
 
 /// One venue's feed.

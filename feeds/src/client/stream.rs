@@ -64,11 +64,17 @@ impl std::fmt::Display for End {
 impl Stream {
     pub fn run(mut self) {
         let venue = self.exchange.venue();
-        let mut backoff = Backoff::new(self.options.backoff_base, self.options.backoff_cap, wall_ms() ^ venue as u64);
+        let mut backoff = Backoff::new(
+            self.options.backoff_base,
+            self.options.backoff_cap,
+            wall_ms() ^ venue as u64,
+        );
         while !self.stopped() {
             self.status.set_state(FeedState::Connecting);
             match self.connect() {
-                Err(e) => tracing::warn!(venue = venue.name(), url = %self.url, error = %e, "feed connect failed"),
+                Err(e) => {
+                    tracing::warn!(venue = venue.name(), url = %self.url, error = %e, "feed connect failed")
+                }
                 Ok(mut socket) => {
                     let previous = FeedStatus::get(&self.status.connects);
                     FeedStatus::add(&self.status.connects, 1);
@@ -85,7 +91,9 @@ impl Stream {
                     }
                     match end {
                         End::Stopped => break,
-                        end => tracing::warn!(venue = venue.name(), reason = %end, "feed disconnected"),
+                        end => {
+                            tracing::warn!(venue = venue.name(), reason = %end, "feed disconnected")
+                        }
                     }
                 }
             }
@@ -115,24 +123,42 @@ impl Stream {
     }
 
     fn connect(&self) -> Result<Socket, String> {
-        let (host, port) = host_port(&self.url).ok_or_else(|| format!("not a ws:// or wss:// URL: {}", self.url))?;
-        let addr = (host.as_str(), port).to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("host has no address")?;
+        let (host, port) = host_port(&self.url)
+            .ok_or_else(|| format!("not a ws:// or wss:// URL: {}", self.url))?;
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|e| e.to_string())?
+            .next()
+            .ok_or("host has no address")?;
         let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map_err(|e| e.to_string())?;
-        tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let config = WebSocketConfig::default()
             .max_message_size(Some(self.options.max_message))
             .max_frame_size(Some(self.options.max_message))
             .read_buffer_size(64 * 1024);
         let connector = Connector::Rustls(Arc::clone(&self.tls));
-        let (socket, _) = tungstenite::client_tls_with_config(self.url.as_str(), tcp, Some(config), Some(connector)).map_err(|e| e.to_string())?;
-        tcp_of(&socket).ok_or("unexpected stream type")?.set_read_timeout(Some(READ_TICK)).map_err(|e| e.to_string())?;
+        let (socket, _) = tungstenite::client_tls_with_config(
+            self.url.as_str(),
+            tcp,
+            Some(config),
+            Some(connector),
+        )
+        .map_err(|e| e.to_string())?;
+        tcp_of(&socket)
+            .ok_or("unexpected stream type")?
+            .set_read_timeout(Some(READ_TICK))
+            .map_err(|e| e.to_string())?;
         Ok(socket)
     }
 
     fn send(&self, socket: &mut Socket, frame: String) -> Result<(), End> {
-        socket.send(Message::text(frame)).map_err(|e| End::Failed(format!("send: {e}")))
+        socket
+            .send(Message::text(frame))
+            .map_err(|e| End::Failed(format!("send: {e}")))
     }
 
     fn session(&mut self, socket: &mut Socket) -> End {
@@ -148,7 +174,8 @@ impl Stream {
         let mut confirmed = false;
         let mut resubscribed = false;
         let mut subscribed_at = Instant::now();
-        let (mut last_rx, mut last_tx, mut last_price) = (Instant::now(), Instant::now(), None::<Instant>);
+        let (mut last_rx, mut last_tx, mut last_price) =
+            (Instant::now(), Instant::now(), None::<Instant>);
         let (mut window_start, mut window_messages) = (Instant::now(), 0u64);
         let mut ping_sequence = 0u64;
         let mut logged_errors = 0u64;
@@ -162,7 +189,9 @@ impl Stream {
                     window_messages += 1;
                     let received_ms = wall_ms();
                     FeedStatus::add(&self.status.messages, 1);
-                    self.status.last_message_ms.store(received_ms, Ordering::Relaxed);
+                    self.status
+                        .last_message_ms
+                        .store(received_ms, Ordering::Relaxed);
                     let (producer, status) = (&mut self.producer, &self.status);
                     let result = exchange.parse(text.as_str(), received_ms, &mut |update| {
                         let event = FeedEvent {
@@ -182,7 +211,9 @@ impl Stream {
                         Ok(Frame::Prices(_)) => {
                             confirmed = true;
                             last_price = Some(Instant::now());
-                            self.status.last_price_ms.store(received_ms, Ordering::Relaxed);
+                            self.status
+                                .last_price_ms
+                                .store(received_ms, Ordering::Relaxed);
                             self.status.set_state(FeedState::Streaming);
                             self.notify.unpark();
                         }
@@ -214,8 +245,14 @@ impl Stream {
                 }
                 Ok(Message::Close(_)) => return End::Closed,
                 Ok(_) => last_rx = Instant::now(), // ping (answered on the next read), pong, binary
-                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return End::Closed,
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return End::Closed;
+                }
                 Err(e) => return End::Failed(e.to_string()),
             }
             let now = Instant::now();
@@ -223,7 +260,10 @@ impl Stream {
                 if resubscribed {
                     return End::NotConfirmed;
                 }
-                tracing::warn!(venue = venue.name(), "subscription not confirmed; sending it again");
+                tracing::warn!(
+                    venue = venue.name(),
+                    "subscription not confirmed; sending it again"
+                );
                 for frame in exchange.subscribe(&self.assets) {
                     if let Err(end) = self.send(socket, frame) {
                         return end;
@@ -246,11 +286,18 @@ impl Stream {
                 return End::Silent;
             }
             if confirmed {
-                let stale = last_price.is_none_or(|at| now.duration_since(at) > self.options.stale_after);
-                self.status.set_state(if stale { FeedState::Stale } else { FeedState::Streaming });
+                let stale =
+                    last_price.is_none_or(|at| now.duration_since(at) > self.options.stale_after);
+                self.status.set_state(if stale {
+                    FeedState::Stale
+                } else {
+                    FeedState::Streaming
+                });
             }
             if now.duration_since(window_start) >= Duration::from_secs(1) {
-                self.status.messages_per_second.store(window_messages, Ordering::Relaxed);
+                self.status
+                    .messages_per_second
+                    .store(window_messages, Ordering::Relaxed);
                 window_start = now;
                 window_messages = 0;
             }
@@ -286,7 +333,9 @@ pub(super) fn host_port(url: &str) -> Option<(String, u16)> {
     let authority = rest.split(['/', '?']).next()?;
     if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']')?;
-        let port = after.strip_prefix(':').map_or(Some(default_port), |p| p.parse().ok())?;
+        let port = after
+            .strip_prefix(':')
+            .map_or(Some(default_port), |p| p.parse().ok())?;
         return Some((host.to_string(), port));
     }
     match authority.rsplit_once(':') {
@@ -302,15 +351,25 @@ mod tests {
     #[test]
     fn splits_urls() {
         let cases: &[(&str, Option<(&str, u16)>)] = &[
-            ("wss://ws.okx.com:8443/ws/v5/public", Some(("ws.okx.com", 8443))),
-            ("wss://advanced-trade-ws.coinbase.com", Some(("advanced-trade-ws.coinbase.com", 443))),
+            (
+                "wss://ws.okx.com:8443/ws/v5/public",
+                Some(("ws.okx.com", 8443)),
+            ),
+            (
+                "wss://advanced-trade-ws.coinbase.com",
+                Some(("advanced-trade-ws.coinbase.com", 443)),
+            ),
             ("ws://127.0.0.1:9000/kraken", Some(("127.0.0.1", 9000))),
             ("wss://[::1]:9443/x", Some(("::1", 9443))),
             ("ftp://x", None),
             ("ws://host:notaport/", None),
         ];
         for (url, expected) in cases {
-            assert_eq!(host_port(url), expected.map(|(h, p)| (h.to_string(), p)), "{url}");
+            assert_eq!(
+                host_port(url),
+                expected.map(|(h, p)| (h.to_string(), p)),
+                "{url}"
+            );
         }
         assert_eq!(truncate(&"é".repeat(150)).len(), 200);
     }

@@ -31,19 +31,21 @@ pub fn accept_loop(listener: &TcpListener, tls: Option<Arc<ServerConfig>>, share
         }
         let _ = tcp.set_nonblocking(false);
         let (shared, tls) = (Arc::clone(shared), tls.clone());
-        let spawned = std::thread::Builder::new().name("beast-sim-conn".into()).spawn(move || {
-            shared.active.fetch_add(1, Ordering::AcqRel);
-            let result = match tls {
-                Some(config) => ServerConnection::new(config)
-                    .map_err(|e| io::Error::other(e.to_string()))
-                    .and_then(|conn| serve(StreamOwned::new(conn, tcp), &shared)),
-                None => serve(tcp, &shared),
-            };
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "simulator connection ended");
-            }
-            shared.active.fetch_sub(1, Ordering::AcqRel);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("beast-sim-conn".into())
+            .spawn(move || {
+                shared.active.fetch_add(1, Ordering::AcqRel);
+                let result = match tls {
+                    Some(config) => ServerConnection::new(config)
+                        .map_err(|e| io::Error::other(e.to_string()))
+                        .and_then(|conn| serve(StreamOwned::new(conn, tcp), &shared)),
+                    None => serve(tcp, &shared),
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "simulator connection ended");
+                }
+                shared.active.fetch_sub(1, Ordering::AcqRel);
+            });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "simulator cannot start a connection thread");
         }
@@ -134,24 +136,46 @@ fn read_head(stream: &mut impl Read) -> io::Result<(Vec<u8>, Head)> {
             let method = request.next().unwrap_or("").to_string();
             let target = request.next().unwrap_or("/");
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
-            let websocket = lines.any(|l| l.split_once(':').is_some_and(|(k, v)| k.trim().eq_ignore_ascii_case("upgrade") && v.trim().eq_ignore_ascii_case("websocket")));
-            return Ok((buf, Head { path: path.to_string(), query: query.to_string(), method, websocket }));
+            let websocket = lines.any(|l| {
+                l.split_once(':').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("upgrade")
+                        && v.trim().eq_ignore_ascii_case("websocket")
+                })
+            });
+            return Ok((
+                buf,
+                Head {
+                    path: path.to_string(),
+                    query: query.to_string(),
+                    method,
+                    websocket,
+                },
+            ));
         }
         if buf.len() > MAX_HEAD {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too large"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head too large",
+            ));
         }
     }
 }
 
 fn respond(stream: &mut impl Transport, status: &str, body: &str) -> io::Result<()> {
-    write!(stream, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
     stream.flush()?;
     stream.close_notify();
     Ok(())
 }
 
 fn serve<S: Transport>(mut stream: S, shared: &Arc<Shared>) -> io::Result<()> {
-    stream.tcp().set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream
+        .tcp()
+        .set_read_timeout(Some(Duration::from_secs(5)))?;
     let (bytes, head) = read_head(&mut stream)?;
     let mut parts = head.path.trim_start_matches('/').splitn(2, '/');
     let first = parts.next().unwrap_or("");
@@ -164,27 +188,59 @@ fn serve<S: Transport>(mut stream: S, shared: &Arc<Shared>) -> io::Result<()> {
     };
     let control = shared.control(venue);
     if head.websocket {
-        return session::run(Prefixed { prefix: bytes, pos: 0, inner: stream }, venue, shared);
+        return session::run(
+            Prefixed {
+                prefix: bytes,
+                pos: 0,
+                inner: stream,
+            },
+            venue,
+            shared,
+        );
     }
     control.rest_requests.fetch_add(1, Ordering::AcqRel);
     if control.refuse_rest.load(Ordering::Acquire) {
-        return respond(&mut stream, "503 Service Unavailable", r#"{"error":"simulated outage"}"#);
+        return respond(
+            &mut stream,
+            "503 Service Unavailable",
+            r#"{"error":"simulated outage"}"#,
+        );
     }
     match wire::rest(venue, &rest, &head.query, &shared.market, super::now_ms()) {
         Some(body) => respond(&mut stream, "200 OK", &body),
-        None => respond(&mut stream, "404 Not Found", r#"{"error":"no such endpoint"}"#),
+        None => respond(
+            &mut stream,
+            "404 Not Found",
+            r#"{"error":"no such endpoint"}"#,
+        ),
     }
 }
 
-fn control(stream: &mut impl Transport, shared: &Shared, head: &Head, rest: &str) -> io::Result<()> {
+fn control(
+    stream: &mut impl Transport,
+    shared: &Shared,
+    head: &Head,
+    rest: &str,
+) -> io::Result<()> {
     if rest == "/status" {
         return respond(stream, "200 OK", &shared.status_json());
     }
     let mut parts = rest.trim_start_matches('/').split('/');
-    let (venue, fault) = (parts.next().and_then(Venue::from_name), parts.next().unwrap_or(""));
+    let (venue, fault) = (
+        parts.next().and_then(Venue::from_name),
+        parts.next().unwrap_or(""),
+    );
     match venue {
-        Some(venue) if head.method == "POST" && shared.control(venue).apply(fault) => respond(stream, "200 OK", &shared.status_json()),
-        Some(_) if head.method != "POST" => respond(stream, "405 Method Not Allowed", r#"{"error":"use POST"}"#),
-        _ => respond(stream, "404 Not Found", r#"{"error":"POST /control/<venue>/<drop|stall|resume|garbage|error|slow|normal|refuse-rest|allow-rest>"}"#),
+        Some(venue) if head.method == "POST" && shared.control(venue).apply(fault) => {
+            respond(stream, "200 OK", &shared.status_json())
+        }
+        Some(_) if head.method != "POST" => {
+            respond(stream, "405 Method Not Allowed", r#"{"error":"use POST"}"#)
+        }
+        _ => respond(
+            stream,
+            "404 Not Found",
+            r#"{"error":"POST /control/<venue>/<drop|stall|resume|garbage|error|slow|normal|refuse-rest|allow-rest>"}"#,
+        ),
     }
 }

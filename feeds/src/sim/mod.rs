@@ -112,7 +112,10 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    #[allow(clippy::indexing_slicing, reason = "venue indices are below Venue::COUNT by construction")]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "venue indices are below Venue::COUNT by construction"
+    )]
     pub fn control(&self, venue: Venue) -> &VenueControl {
         &self.controls[venue.index() % Venue::COUNT]
     }
@@ -154,7 +157,10 @@ pub struct Simulator {
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot generate the simulator's certificate: {0}")]
     Certificate(#[from] rcgen::Error),
     #[error("TLS set-up failed: {0}")]
@@ -167,8 +173,11 @@ impl Simulator {
     pub fn start(config: SimConfig) -> Result<Simulator, SimError> {
         let bind = |port: u16| {
             let addr = SocketAddr::new(config.bind, port);
-            let listener = TcpListener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
-            listener.set_nonblocking(true).map_err(|source| SimError::Bind { addr, source })?;
+            let listener =
+                TcpListener::bind(addr).map_err(|source| SimError::Bind { addr, source })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|source| SimError::Bind { addr, source })?;
             Ok::<_, SimError>(listener)
         };
         let (plain_listener, tls_listener) = (bind(config.plain_port)?, bind(config.tls_port)?);
@@ -194,18 +203,37 @@ impl Simulator {
             active: AtomicU64::new(0),
         });
         let mut threads = Vec::new();
-        for (listener, tls_config) in [(plain_listener, None), (tls_listener, Some(server_config))] {
+        for (listener, tls_config) in [(plain_listener, None), (tls_listener, Some(server_config))]
+        {
             let shared = Arc::clone(&shared);
-            threads.push(std::thread::Builder::new().name("beast-sim-accept".into()).spawn(move || http::accept_loop(&listener, tls_config, &shared))?);
+            threads.push(
+                std::thread::Builder::new()
+                    .name("beast-sim-accept".into())
+                    .spawn(move || http::accept_loop(&listener, tls_config, &shared))?,
+            );
         }
         tracing::info!(plain = %plain, tls = %tls, "exchange simulator listening");
-        Ok(Simulator { plain, tls, certificate, certificate_pem: cert.pem(), shared, threads })
+        Ok(Simulator {
+            plain,
+            tls,
+            certificate,
+            certificate_pem: cert.pem(),
+            shared,
+            threads,
+        })
     }
 
     /// Where `venue`'s feed connects: wss/https on the TLS port, or ws/http on the plain one.
     pub fn endpoints(&self, venue: Venue, tls: bool) -> Endpoints {
-        let (ws, http, addr) = if tls { ("wss", "https", self.tls) } else { ("ws", "http", self.plain) };
-        Endpoints { ws_url: format!("{ws}://{addr}/{}", venue.name()), rest_base: format!("{http}://{addr}/{}", venue.name()) }
+        let (ws, http, addr) = if tls {
+            ("wss", "https", self.tls)
+        } else {
+            ("ws", "http", self.plain)
+        };
+        Endpoints {
+            ws_url: format!("{ws}://{addr}/{}", venue.name()),
+            rest_base: format!("{http}://{addr}/{}", venue.name()),
+        }
     }
 
     pub fn control(&self, venue: Venue) -> &VenueControl {

@@ -18,8 +18,11 @@ use super::{Shared, wire};
 const TICK: Duration = Duration::from_millis(5);
 
 pub fn run<S: Transport>(stream: S, venue: Venue, shared: &Arc<Shared>) -> io::Result<()> {
-    let config = WebSocketConfig::default().max_message_size(Some(1 << 20)).max_frame_size(Some(1 << 20));
-    let mut ws = tungstenite::accept_with_config(stream, Some(config)).map_err(|e| io::Error::other(e.to_string()))?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(1 << 20))
+        .max_frame_size(Some(1 << 20));
+    let mut ws = tungstenite::accept_with_config(stream, Some(config))
+        .map_err(|e| io::Error::other(e.to_string()))?;
     ws.get_ref().tcp().set_read_timeout(Some(TICK))?;
     let control = shared.control(venue);
     control.connections.fetch_add(1, Ordering::AcqRel);
@@ -54,13 +57,26 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     fn new(venue: Venue, shared: &'a Shared) -> Session<'a> {
-        Session { venue, shared, subscribed: Vec::new(), first_frame_ids: Vec::new(), heartbeats: false, sequence: 0, next: 0, unanswered_heartbeats: 0 }
+        Session {
+            venue,
+            shared,
+            subscribed: Vec::new(),
+            first_frame_ids: Vec::new(),
+            heartbeats: false,
+            sequence: 0,
+            next: 0,
+            unanswered_heartbeats: 0,
+        }
     }
 
     fn send<S: Transport>(&mut self, ws: &mut WebSocket<S>, frame: String) -> io::Result<()> {
         self.sequence += 1;
-        self.shared.control(self.venue).frames_sent.fetch_add(1, Ordering::AcqRel);
-        ws.send(Message::text(frame)).map_err(|e| io::Error::other(e.to_string()))
+        self.shared
+            .control(self.venue)
+            .frames_sent
+            .fetch_add(1, Ordering::AcqRel);
+        ws.send(Message::text(frame))
+            .map_err(|e| io::Error::other(e.to_string()))
     }
 
     fn run<S: Transport>(&mut self, ws: &mut WebSocket<S>) -> io::Result<End> {
@@ -88,8 +104,14 @@ impl<'a> Session<'a> {
                 Ok(Message::Text(text)) if !stalled => self.on_message(ws, text.as_str())?,
                 Ok(Message::Close(_)) => return Ok(End::Closed),
                 Ok(_) => {}
-                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
-                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => return Ok(End::Closed),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    return Ok(End::Closed);
+                }
                 Err(e) => return Err(io::Error::other(e.to_string())),
             }
             if stalled {
@@ -106,8 +128,11 @@ impl<'a> Session<'a> {
             if now >= next_heartbeat {
                 next_heartbeat = now + heartbeat_every;
                 if self.venue == Venue::Gemini {
-                    ws.send(Message::Ping(Vec::new().into())).map_err(|e| io::Error::other(e.to_string()))?;
-                } else if let Some(frame) = wire::heartbeat(self.venue, super::now_ms(), self.sequence, self.heartbeats) {
+                    ws.send(Message::Ping(Vec::new().into()))
+                        .map_err(|e| io::Error::other(e.to_string()))?;
+                } else if let Some(frame) =
+                    wire::heartbeat(self.venue, super::now_ms(), self.sequence, self.heartbeats)
+                {
                     if self.venue == Venue::Cryptocom {
                         // The real exchange closes the socket after three unanswered heartbeats.
                         self.unanswered_heartbeats += 1;
@@ -119,9 +144,17 @@ impl<'a> Session<'a> {
                 }
             }
             if now >= next_tick && !self.subscribed.is_empty() {
-                let rate = self.shared.config.rate.max(0.1) / if control.slow.load(Ordering::Acquire) { 10.0 } else { 1.0 };
+                let rate = self.shared.config.rate.max(0.1)
+                    / if control.slow.load(Ordering::Acquire) {
+                        10.0
+                    } else {
+                        1.0
+                    };
                 next_tick = now + Duration::from_secs_f64(1.0 / rate);
-                let asset = self.subscribed.get(self.next % self.subscribed.len()).copied();
+                let asset = self
+                    .subscribed
+                    .get(self.next % self.subscribed.len())
+                    .copied();
                 self.next = self.next.wrapping_add(1);
                 if let Some(asset) = asset {
                     self.send_ticker(ws, &asset, true)?;
@@ -130,23 +163,48 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn send_ticker<S: Transport>(&mut self, ws: &mut WebSocket<S>, asset: &Symbol, moved: bool) -> io::Result<()> {
-        let price = if moved { self.shared.market.tick(self.venue, asset) } else { self.shared.market.current(self.venue, asset) };
-        let id = self.first_frame_ids.iter().position(|(a, _)| a == asset).map(|i| self.first_frame_ids.swap_remove(i).1);
-        let frame = wire::ticker(self.venue, asset, &price, super::now_ms(), self.sequence, id.as_deref());
+    fn send_ticker<S: Transport>(
+        &mut self,
+        ws: &mut WebSocket<S>,
+        asset: &Symbol,
+        moved: bool,
+    ) -> io::Result<()> {
+        let price = if moved {
+            self.shared.market.tick(self.venue, asset)
+        } else {
+            self.shared.market.current(self.venue, asset)
+        };
+        let id = self
+            .first_frame_ids
+            .iter()
+            .position(|(a, _)| a == asset)
+            .map(|i| self.first_frame_ids.swap_remove(i).1);
+        let frame = wire::ticker(
+            self.venue,
+            asset,
+            &price,
+            super::now_ms(),
+            self.sequence,
+            id.as_deref(),
+        );
         self.send(ws, frame)
     }
 
     fn on_message<S: Transport>(&mut self, ws: &mut WebSocket<S>, text: &str) -> io::Result<()> {
         match wire::incoming(self.venue, text) {
             wire::Incoming::Subscribe { id, assets } => {
-                let new: Vec<Symbol> = assets.into_iter().filter(|a| !self.subscribed.contains(a)).collect();
+                let new: Vec<Symbol> = assets
+                    .into_iter()
+                    .filter(|a| !self.subscribed.contains(a))
+                    .collect();
                 self.subscribed.extend(new.iter().copied());
                 if self.venue == Venue::Cryptocom {
-                    self.first_frame_ids.extend(new.iter().map(|a| (*a, id.clone())));
+                    self.first_frame_ids
+                        .extend(new.iter().map(|a| (*a, id.clone())));
                 }
                 let subscribed = self.subscribed.clone();
-                for ack in wire::acks(self.venue, &id, &subscribed, self.heartbeats, self.sequence) {
+                for ack in wire::acks(self.venue, &id, &subscribed, self.heartbeats, self.sequence)
+                {
                     self.send(ws, ack)?;
                 }
                 if wire::sends_snapshot(self.venue) {
@@ -171,5 +229,7 @@ impl<'a> Session<'a> {
 }
 
 fn take_one(counter: &std::sync::atomic::AtomicU64) -> bool {
-    counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+    counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
 }

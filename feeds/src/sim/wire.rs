@@ -10,7 +10,10 @@ use crate::json::{self, Value};
 #[derive(Debug, PartialEq, Eq)]
 pub enum Incoming {
     /// Subscribe to these assets' price channel; `id` is the request id to echo, raw JSON.
-    Subscribe { id: String, assets: Vec<Symbol> },
+    Subscribe {
+        id: String,
+        assets: Vec<Symbol>,
+    },
     /// Coinbase's `heartbeats` channel.
     SubscribeHeartbeats,
     /// An application ping; the reply to send.
@@ -25,28 +28,48 @@ pub fn incoming(venue: Venue, text: &str) -> Incoming {
     if venue == Venue::Okx && text == "ping" {
         return Incoming::Ping("pong".into());
     }
-    let Ok(Value::Object(msg)) = json::parse(text) else { return Incoming::Other };
+    let Ok(Value::Object(msg)) = json::parse(text) else {
+        return Incoming::Other;
+    };
     let raw_id = msg.get("id").map_or_else(|| "1".to_string(), raw);
     let strings = |v: Option<Value<'_>>| -> Vec<String> {
-        v.and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let assets = |pairs: Vec<String>, cut: &dyn Fn(&str) -> Option<String>| -> Vec<Symbol> {
-        pairs.iter().filter_map(|p| cut(p)).filter_map(|b| Symbol::parse(b.as_bytes()).ok()).collect()
+        pairs
+            .iter()
+            .filter_map(|p| cut(p))
+            .filter_map(|b| Symbol::parse(b.as_bytes()).ok())
+            .collect()
     };
     let method = msg.get("method").and_then(Value::as_str);
     match venue {
-        Venue::Coinbase => match (msg.get("type").and_then(Value::as_str), msg.get("channel").and_then(Value::as_str)) {
+        Venue::Coinbase => match (
+            msg.get("type").and_then(Value::as_str),
+            msg.get("channel").and_then(Value::as_str),
+        ) {
             (Some("subscribe"), Some("heartbeats")) => Incoming::SubscribeHeartbeats,
             (Some("subscribe"), Some("ticker")) => Incoming::Subscribe {
                 id: raw_id,
-                assets: assets(strings(msg.get("product_ids")), &|p| p.split('-').next().map(str::to_string)),
+                assets: assets(strings(msg.get("product_ids")), &|p| {
+                    p.split('-').next().map(str::to_string)
+                }),
             },
             _ => Incoming::Other,
         },
         Venue::Gemini => match method {
             Some("subscribe" | "SUBSCRIBE") => Incoming::Subscribe {
                 assets: assets(strings(msg.get("params")), &|p| {
-                    p.strip_suffix("@trade").and_then(|s| s.strip_suffix("usd")).map(str::to_uppercase)
+                    p.strip_suffix("@trade")
+                        .and_then(|s| s.strip_suffix("usd"))
+                        .map(str::to_uppercase)
                 }),
                 id: raw_id,
             },
@@ -58,23 +81,36 @@ pub fn incoming(venue: Venue, text: &str) -> Incoming {
                 let params = msg.get("params").and_then(Value::as_object);
                 let symbols = strings(params.and_then(|p| p.get("symbol")));
                 let id = msg.get("req_id").map_or_else(|| "0".to_string(), raw);
-                Incoming::Subscribe { id, assets: assets(symbols, &|p| p.split('/').next().map(str::to_string)) }
+                Incoming::Subscribe {
+                    id,
+                    assets: assets(symbols, &|p| p.split('/').next().map(str::to_string)),
+                }
             }
             Some("ping") => {
                 let req = msg.get("req_id").map_or_else(|| "0".to_string(), raw);
                 let now = rfc3339(super::now_ms());
-                Incoming::Ping(format!(r#"{{"method":"pong","req_id":{req},"time_in":"{now}","time_out":"{now}"}}"#))
+                Incoming::Ping(format!(
+                    r#"{{"method":"pong","req_id":{req},"time_in":"{now}","time_out":"{now}"}}"#
+                ))
             }
             _ => Incoming::Other,
         },
-        Venue::Gateio => match (msg.get("channel").and_then(Value::as_str), msg.get("event").and_then(Value::as_str)) {
+        Venue::Gateio => match (
+            msg.get("channel").and_then(Value::as_str),
+            msg.get("event").and_then(Value::as_str),
+        ) {
             (Some("spot.tickers"), Some("subscribe")) => Incoming::Subscribe {
                 id: raw_id,
-                assets: assets(strings(msg.get("payload")), &|p| p.split('_').next().map(str::to_string)),
+                assets: assets(strings(msg.get("payload")), &|p| {
+                    p.split('_').next().map(str::to_string)
+                }),
             },
             (Some("spot.ping"), _) => {
                 let ms = super::now_ms();
-                Incoming::Ping(format!(r#"{{"time":{},"time_ms":{ms},"channel":"spot.pong","event":"","result":null}}"#, ms / 1000))
+                Incoming::Ping(format!(
+                    r#"{{"time":{},"time_ms":{ms},"channel":"spot.pong","event":"","result":null}}"#,
+                    ms / 1000
+                ))
             }
             _ => Incoming::Other,
         },
@@ -84,7 +120,11 @@ pub fn incoming(venue: Venue, text: &str) -> Incoming {
                 let channels = strings(params.and_then(|p| p.get("channels")));
                 Incoming::Subscribe {
                     id: raw_id,
-                    assets: assets(channels, &|c| c.strip_prefix("ticker.").and_then(|p| p.split('_').next()).map(str::to_string)),
+                    assets: assets(channels, &|c| {
+                        c.strip_prefix("ticker.")
+                            .and_then(|p| p.split('_').next())
+                            .map(str::to_string)
+                    }),
                 }
             }
             Some("public/respond-heartbeat") => Incoming::HeartbeatAnswer,
@@ -94,9 +134,21 @@ pub fn incoming(venue: Venue, text: &str) -> Incoming {
             Some("subscribe") => {
                 let args = msg.get("args").and_then(Value::as_array);
                 let insts: Vec<String> = args
-                    .map(|a| a.iter().filter_map(|arg| arg.as_object().and_then(|o| o.get("instId")).and_then(Value::as_str).map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|arg| {
+                                arg.as_object()
+                                    .and_then(|o| o.get("instId"))
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string)
+                            })
+                            .collect()
+                    })
                     .unwrap_or_default();
-                Incoming::Subscribe { id: raw_id, assets: assets(insts, &|p| p.split('-').next().map(str::to_string)) }
+                Incoming::Subscribe {
+                    id: raw_id,
+                    assets: assets(insts, &|p| p.split('-').next().map(str::to_string)),
+                }
             }
             _ => Incoming::Other,
         },
@@ -122,7 +174,13 @@ pub fn greeting(venue: Venue) -> Vec<String> {
 }
 
 /// The acknowledgements of a subscription.
-pub fn acks(venue: Venue, id: &str, assets: &[Symbol], heartbeats: bool, sequence: u64) -> Vec<String> {
+pub fn acks(
+    venue: Venue,
+    id: &str,
+    assets: &[Symbol],
+    heartbeats: bool,
+    sequence: u64,
+) -> Vec<String> {
     let now = super::now_ms();
     match venue {
         Venue::Coinbase => {
@@ -164,7 +222,14 @@ pub fn sends_snapshot(venue: Venue) -> bool {
 }
 
 /// One price frame. `request_id` is Crypto.com's echo of the subscribe id on the first frame.
-pub fn ticker(venue: Venue, asset: &Symbol, price: &str, now_ms: u64, sequence: u64, request_id: Option<&str>) -> String {
+pub fn ticker(
+    venue: Venue,
+    asset: &Symbol,
+    price: &str,
+    now_ms: u64,
+    sequence: u64,
+    request_id: Option<&str>,
+) -> String {
     match venue {
         Venue::Coinbase => format!(
             r#"{{"channel":"ticker","timestamp":"{}","sequence_num":{sequence},"events":[{{"type":"update","tickers":[{{"type":"ticker","product_id":"{asset}-USD","price":"{price}","volume_24_h":"1234.5678","low_24_h":"{price}","high_24_h":"{price}","price_percent_chg_24_h":"0.12","best_bid":"{price}","best_bid_quantity":"0.5","best_ask":"{price}","best_ask_quantity":"0.5"}}]}}]}}"#,
@@ -195,14 +260,21 @@ pub fn ticker(venue: Venue, asset: &Symbol, price: &str, now_ms: u64, sequence: 
 }
 
 /// The venue's periodic heartbeat frame, if it sends one.
-pub fn heartbeat(venue: Venue, now_ms: u64, sequence: u64, subscribed_heartbeats: bool) -> Option<String> {
+pub fn heartbeat(
+    venue: Venue,
+    now_ms: u64,
+    sequence: u64,
+    subscribed_heartbeats: bool,
+) -> Option<String> {
     match venue {
         Venue::Coinbase if subscribed_heartbeats => Some(format!(
             r#"{{"channel":"heartbeats","timestamp":"{}","sequence_num":{sequence},"events":[{{"current_time":"sim","heartbeat_counter":{sequence}}}]}}"#,
             rfc3339_nanos(now_ms)
         )),
         Venue::Kraken => Some(r#"{"channel":"heartbeat"}"#.into()),
-        Venue::Cryptocom => Some(format!(r#"{{"id":{now_ms},"method":"public/heartbeat","code":0}}"#)),
+        Venue::Cryptocom => Some(format!(
+            r#"{{"id":{now_ms},"method":"public/heartbeat","code":0}}"#
+        )),
         _ => None,
     }
 }
@@ -226,7 +298,9 @@ pub fn garbage(venue: Venue, n: u64) -> String {
         1 => r#"{"channel":"ticker","events":[{"tickers":[{"product_id":"#.into(),
         // A real ticker frame whose price is a boolean.
         _ => match Symbol::parse(b"BTC") {
-            Ok(btc) => ticker(venue, &btc, "9999.99", super::now_ms(), n, None).replace("\"9999.99\"", "true").replace("9999.99", "true"),
+            Ok(btc) => ticker(venue, &btc, "9999.99", super::now_ms(), n, None)
+                .replace("\"9999.99\"", "true")
+                .replace("9999.99", "true"),
             Err(_) => "}{".into(),
         },
     }
@@ -235,10 +309,20 @@ pub fn garbage(venue: Venue, n: u64) -> String {
 /// A REST ticker response for `path` (below the venue's prefix) and `query`.
 pub fn rest(venue: Venue, path: &str, query: &str, market: &Market, now_ms: u64) -> Option<String> {
     let param = |name: &str| -> Vec<String> {
-        query.split('&').filter_map(|kv| kv.split_once('=')).filter(|(k, _)| *k == name).flat_map(|(_, v)| v.split(',')).map(str::to_string).collect()
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .filter(|(k, _)| *k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::to_string)
+            .collect()
     };
     let symbols = |pairs: Vec<String>, sep: char| -> Vec<Symbol> {
-        pairs.iter().filter_map(|p| p.split(sep).next()).filter_map(|b| Symbol::parse(b.as_bytes()).ok()).collect()
+        pairs
+            .iter()
+            .filter_map(|p| p.split(sep).next())
+            .filter_map(|b| Symbol::parse(b.as_bytes()).ok())
+            .collect()
     };
     let price = |asset: &Symbol| market.current(venue, asset);
     match (venue, path) {
@@ -247,10 +331,23 @@ pub fn rest(venue: Venue, path: &str, query: &str, market: &Market, now_ms: u64)
                 .iter()
                 .map(|a| format!(r#"{{"product_id":"{a}-USD","price":"{}","base_currency_id":"{a}","quote_currency_id":"USD","status":"online"}}"#, price(a)))
                 .collect();
-            Some(format!(r#"{{"products":[{}],"num_products":{}}}"#, products.join(","), products.len()))
+            Some(format!(
+                r#"{{"products":[{}],"num_products":{}}}"#,
+                products.join(","),
+                products.len()
+            ))
         }
         (Venue::Gemini, "/v1/pricefeed") => {
-            let items: Vec<String> = market.assets(venue).iter().map(|a| format!(r#"{{"pair":"{a}USD","price":"{}","percentChange24h":"0.0012"}}"#, price(a))).collect();
+            let items: Vec<String> = market
+                .assets(venue)
+                .iter()
+                .map(|a| {
+                    format!(
+                        r#"{{"pair":"{a}USD","price":"{}","percentChange24h":"0.0012"}}"#,
+                        price(a)
+                    )
+                })
+                .collect();
             Some(format!("[{}]", items.join(",")))
         }
         (Venue::Kraken, "/Ticker") => {
@@ -268,25 +365,57 @@ pub fn rest(venue: Venue, path: &str, query: &str, market: &Market, now_ms: u64)
                     Some(format!(r#""{key}":{{"a":["{p}","1","1.000"],"b":["{p}","1","1.000"],"c":["{p}","0.5"],"o":"{p}"}}"#, p = price(&asset)))
                 })
                 .collect();
-            Some(format!(r#"{{"error":[],"result":{{{}}}}}"#, items.join(",")))
+            Some(format!(
+                r#"{{"error":[],"result":{{{}}}}}"#,
+                items.join(",")
+            ))
         }
         (Venue::Gateio, "/spot/tickers") => {
             let wanted = symbols(param("currency_pair"), '_');
-            let assets = if wanted.is_empty() { market.assets(venue) } else { wanted };
+            let assets = if wanted.is_empty() {
+                market.assets(venue)
+            } else {
+                wanted
+            };
             let items: Vec<String> = assets.iter().map(|a| format!(r#"{{"currency_pair":"{a}_USDT","last":"{p}","lowest_ask":"{p}","highest_bid":"{p}"}}"#, p = price(a))).collect();
             Some(format!("[{}]", items.join(",")))
         }
         (Venue::Cryptocom, "/public/get-tickers") => {
             let wanted = symbols(param("instrument_name"), '_');
-            let assets = if wanted.is_empty() { market.assets(venue) } else { wanted };
-            let items: Vec<String> = assets.iter().map(|a| format!(r#"{{"i":"{a}_USDT","a":"{}","t":{now_ms}}}"#, price(a))).collect();
-            Some(format!(r#"{{"id":-1,"method":"public/get-tickers","code":0,"result":{{"data":[{}]}}}}"#, items.join(",")))
+            let assets = if wanted.is_empty() {
+                market.assets(venue)
+            } else {
+                wanted
+            };
+            let items: Vec<String> = assets
+                .iter()
+                .map(|a| format!(r#"{{"i":"{a}_USDT","a":"{}","t":{now_ms}}}"#, price(a)))
+                .collect();
+            Some(format!(
+                r#"{{"id":-1,"method":"public/get-tickers","code":0,"result":{{"data":[{}]}}}}"#,
+                items.join(",")
+            ))
         }
         (Venue::Okx, "/api/v5/market/ticker" | "/api/v5/market/tickers") => {
             let wanted = symbols(param("instId"), '-');
-            let assets = if wanted.is_empty() { market.assets(venue) } else { wanted };
-            let items: Vec<String> = assets.iter().map(|a| format!(r#"{{"instType":"SPOT","instId":"{a}-USDT","last":"{}","ts":"{now_ms}"}}"#, price(a))).collect();
-            Some(format!(r#"{{"code":"0","msg":"","data":[{}]}}"#, items.join(",")))
+            let assets = if wanted.is_empty() {
+                market.assets(venue)
+            } else {
+                wanted
+            };
+            let items: Vec<String> = assets
+                .iter()
+                .map(|a| {
+                    format!(
+                        r#"{{"instType":"SPOT","instId":"{a}-USDT","last":"{}","ts":"{now_ms}"}}"#,
+                        price(a)
+                    )
+                })
+                .collect();
+            Some(format!(
+                r#"{{"code":"0","msg":"","data":[{}]}}"#,
+                items.join(",")
+            ))
         }
         _ => None,
     }
@@ -317,7 +446,10 @@ fn civil(ms: u64) -> (String, String) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
-    (format!("{year:04}-{month:02}-{day:02}"), format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
+    )
 }
 
 #[cfg(test)]
@@ -334,20 +466,50 @@ mod tests {
             let parser = venues::for_venue(venue, &[btc]);
             let mut got = Vec::new();
             let frame = ticker(venue, &btc, "97123.45", 1_795_497_153_123, 1, Some("1"));
-            assert_eq!(parser.parse(&frame, 0, &mut |u| got.push(u)), Ok(Frame::Prices(1)), "{venue}: {frame}");
-            assert_eq!((got[0].asset, got[0].price.to_string(), got[0].exchange_ms), (btc, "97123.45".into(), 1_795_497_153_123), "{venue}");
+            assert_eq!(
+                parser.parse(&frame, 0, &mut |u| got.push(u)),
+                Ok(Frame::Prices(1)),
+                "{venue}: {frame}"
+            );
+            assert_eq!(
+                (got[0].asset, got[0].price.to_string(), got[0].exchange_ms),
+                (btc, "97123.45".into(), 1_795_497_153_123),
+                "{venue}"
+            );
             for ack in acks(venue, "1", &[btc], true, 1) {
-                assert!(matches!(parser.parse(&ack, 0, &mut |_| {}), Ok(Frame::Skip(Skip::Ack))), "{venue}: {ack}");
+                assert!(
+                    matches!(
+                        parser.parse(&ack, 0, &mut |_| {}),
+                        Ok(Frame::Skip(Skip::Ack))
+                    ),
+                    "{venue}: {ack}"
+                );
             }
             if let Some(hb) = heartbeat(venue, 1, 1, true) {
-                assert!(matches!(parser.parse(&hb, 0, &mut |_| {}), Ok(Frame::Skip(Skip::Heartbeat | Skip::HeartbeatRequest(_)))), "{venue}: {hb}");
+                assert!(
+                    matches!(
+                        parser.parse(&hb, 0, &mut |_| {}),
+                        Ok(Frame::Skip(Skip::Heartbeat | Skip::HeartbeatRequest(_)))
+                    ),
+                    "{venue}: {hb}"
+                );
             }
-            assert_eq!(parser.parse(&error_frame(venue), 0, &mut |_| {}), Ok(Frame::Skip(Skip::ExchangeError)), "{venue}");
+            assert_eq!(
+                parser.parse(&error_frame(venue), 0, &mut |_| {}),
+                Ok(Frame::Skip(Skip::ExchangeError)),
+                "{venue}"
+            );
             for n in 0..3 {
-                assert!(parser.parse(&garbage(venue, n), 0, &mut |_| {}).is_err(), "{venue} garbage {n}");
+                assert!(
+                    parser.parse(&garbage(venue, n), 0, &mut |_| {}).is_err(),
+                    "{venue} garbage {n}"
+                );
             }
             for frame in greeting(venue) {
-                assert!(matches!(parser.parse(&frame, 0, &mut |_| {}), Ok(Frame::Skip(_))), "{venue}: {frame}");
+                assert!(
+                    matches!(parser.parse(&frame, 0, &mut |_| {}), Ok(Frame::Skip(_))),
+                    "{venue}: {frame}"
+                );
             }
         }
     }
@@ -355,7 +517,10 @@ mod tests {
     /// What our connectors send is understood.
     #[test]
     fn reads_our_own_requests() {
-        let assets = [Symbol::parse(b"BTC").unwrap(), Symbol::parse(b"1INCH").unwrap()];
+        let assets = [
+            Symbol::parse(b"BTC").unwrap(),
+            Symbol::parse(b"1INCH").unwrap(),
+        ];
         for venue in Venue::ALL {
             let exchange = venues::for_venue(venue, &assets);
             let subscribed: Vec<Symbol> = exchange
@@ -369,7 +534,10 @@ mod tests {
                 .collect();
             assert_eq!(subscribed, assets, "{venue}");
             if let Some(ping) = exchange.ping_frame(3) {
-                assert!(matches!(incoming(venue, &ping), Incoming::Ping(_)), "{venue}: {ping}");
+                assert!(
+                    matches!(incoming(venue, &ping), Incoming::Ping(_)),
+                    "{venue}: {ping}"
+                );
             }
             if let Some(reply) = exchange.heartbeat_reply(5) {
                 assert_eq!(incoming(venue, &reply), Incoming::HeartbeatAnswer);
@@ -380,17 +548,28 @@ mod tests {
     #[test]
     fn rest_bodies_parse() {
         let market = Market::new(super::super::market::Source::Walk);
-        let assets = [Symbol::parse(b"BTC").unwrap(), Symbol::parse(b"KSM").unwrap()];
+        let assets = [
+            Symbol::parse(b"BTC").unwrap(),
+            Symbol::parse(b"KSM").unwrap(),
+        ];
         for venue in Venue::ALL {
             let exchange = venues::for_venue(venue, &assets);
             for a in &assets {
                 market.tick(venue, a);
             }
             let url = exchange.rest_url("http://sim", &assets);
-            let (path, query) = url.trim_start_matches("http://sim").split_once('?').unwrap_or((url.trim_start_matches("http://sim"), ""));
-            let body = rest(venue, path, query, &market, 5).unwrap_or_else(|| panic!("{venue}: no route for {url}"));
+            let (path, query) = url
+                .trim_start_matches("http://sim")
+                .split_once('?')
+                .unwrap_or((url.trim_start_matches("http://sim"), ""));
+            let body = rest(venue, path, query, &market, 5)
+                .unwrap_or_else(|| panic!("{venue}: no route for {url}"));
             let mut got = Vec::new();
-            assert_eq!(exchange.parse_rest(&body, 5, &mut |u| got.push(u.asset)), Ok(2), "{venue}: {body}");
+            assert_eq!(
+                exchange.parse_rest(&body, 5, &mut |u| got.push(u.asset)),
+                Ok(2),
+                "{venue}: {body}"
+            );
             got.sort();
             assert_eq!(got, [assets[0], assets[1]], "{venue}");
         }
@@ -399,7 +578,10 @@ mod tests {
     #[test]
     fn formats_times() {
         assert_eq!(rfc3339(1_795_497_153_123), "2026-11-24T05:12:33.123000Z");
-        assert_eq!(crate::time::rfc3339_ms(&rfc3339_nanos(1_795_497_153_123)), Some(1_795_497_153_123));
+        assert_eq!(
+            crate::time::rfc3339_ms(&rfc3339_nanos(1_795_497_153_123)),
+            Some(1_795_497_153_123)
+        );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000Z");
     }
 }

@@ -254,6 +254,7 @@ fn health(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -
     body.put_u64(facts.priced as u64);
     body.put(b",\"stale\":");
     body.put_u64(facts.stale as u64);
+    write_feeds(body, node, fresh.now_ms);
     body.put(b"}");
     let serving = status == "serving";
     Reply {
@@ -269,6 +270,46 @@ fn health(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -
     }
 }
 
+/// `,"feeds":[{"venue":"coinbase","state":"streaming",...}]` when feeds run.
+fn write_feeds(body: &mut Vec<u8>, node: &Node, now_ms: u64) {
+    use beast_feeds::client::FeedStatus;
+    if node.feeds.is_empty() {
+        return;
+    }
+    body.put(b",\"feeds\":[");
+    for (i, feed) in node.feeds.iter().enumerate() {
+        if i > 0 {
+            body.put(b",");
+        }
+        let last = FeedStatus::get(&feed.last_message_ms);
+        body.put(b"{\"venue\":\"");
+        body.put(feed.venue.name().as_bytes());
+        body.put(b"\",\"state\":\"");
+        body.put(feed.state().as_str().as_bytes());
+        body.put(b"\",\"messages_per_second\":");
+        body.put_u64(FeedStatus::get(&feed.messages_per_second));
+        body.put(b",\"last_message_age_ms\":");
+        if last == 0 {
+            body.put(b"null");
+        } else {
+            body.put_u64(now_ms.saturating_sub(last));
+        }
+        body.put(b",\"reconnects\":");
+        body.put_u64(FeedStatus::get(&feed.reconnects));
+        body.put(b",\"parse_errors\":");
+        body.put_u64(FeedStatus::get(&feed.parse_errors));
+        body.put(b",\"exchange_errors\":");
+        body.put_u64(FeedStatus::get(&feed.exchange_errors));
+        body.put(b",\"ring_drops\":");
+        body.put_u64(FeedStatus::get(&feed.ring_drops));
+        body.put(b",\"rest_fallback\":");
+        let active = feed.rest_active.load(std::sync::atomic::Ordering::Relaxed);
+        body.put(if active { b"true" } else { b"false" });
+        body.put(b"}");
+    }
+    body.put(b"]");
+}
+
 fn metrics(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
     let mut text = String::with_capacity(16 * 1024);
     crate::metrics::render(
@@ -277,6 +318,7 @@ fn metrics(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) 
         &node.facts(fresh.now_ms),
         node.io_backend,
     );
+    crate::metrics::render_feeds(&mut text, &node.feeds, fresh.now_ms);
     body.extend_from_slice(text.as_bytes());
     Reply {
         status: Status::Ok,
