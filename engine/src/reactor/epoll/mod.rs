@@ -434,7 +434,12 @@ impl Reactor {
             let Some(io) = self.conns.get_mut(key) else {
                 continue;
             };
-            if past_grace || (self.draining.is_some() && io.conn.is_idle()) {
+            // Bytes the client sent before shutdown may be unread: such a connection is not idle.
+            let unread = io
+                .stream
+                .as_ref()
+                .is_some_and(|s| s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0));
+            if past_grace || (self.draining.is_some() && io.conn.is_idle() && !unread) {
                 self.close(key, CloseReason::Shutdown);
                 continue;
             }
@@ -465,6 +470,11 @@ impl Reactor {
     }
 
     fn start_draining(&mut self, now_ms: u64) {
+        // Connections already in the kernel's accept queues were made before shutdown and may
+        // carry requests: take them, then close the listeners so new ones are refused.
+        for index in 0..self.listeners.len() {
+            self.accept(index, now_ms);
+        }
         self.draining = Some(Instant::now());
         for (mut listener, _) in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);

@@ -510,13 +510,17 @@ impl Reactor {
         }
         // SAFETY: a successful accept completion carries a new descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(result) };
-        if self.draining.is_some() {
-            return; // dropped: closed
-        }
+        // A connection the kernel accepted before shutdown began may already carry a request:
+        // it is served like any other (draining closes it once idle, or after its response).
         let port = self
             .listeners
             .get(index)
             .map_or(crate::protocol::http::routes::PortKind::Api, |l| l.port);
+        self.adopt(fd, port, now_ms);
+    }
+
+    /// Takes a new connection: admitted (a slab slot and a recv) or refused with 503.
+    fn adopt(&mut self, fd: OwnedFd, port: crate::protocol::http::routes::PortKind, now_ms: u64) {
         let governed = port == crate::protocol::http::routes::PortKind::Api;
         if (governed && !self.governor.admits(self.conns.len())) || self.conns.is_full() {
             self.metrics().rejected_overloaded.inc();
@@ -752,8 +756,15 @@ impl Reactor {
             if io.retired {
                 continue;
             }
-            let idle_while_draining =
-                self.draining.is_some() && io.conn.is_idle() && !io.send_in_flight;
+            // Bytes the client sent before shutdown may still sit in the socket, behind a recv
+            // whose completion has not been handled yet: such a connection is not idle.
+            let idle_while_draining = self.draining.is_some()
+                && io.conn.is_idle()
+                && !io.send_in_flight
+                && !io
+                    .fd
+                    .as_ref()
+                    .is_some_and(|fd| has_unread_data(fd.as_raw_fd()));
             if past_grace || idle_while_draining {
                 self.retire(key, CloseReason::Shutdown);
                 continue;
@@ -798,6 +809,15 @@ impl Reactor {
                 .user_data(user_data(Op::Cancel, 0u64, 0));
             self.push(&entry);
         }
+        // Connections already in the kernel's accept queues were made before shutdown and may
+        // carry requests: take them, then close the listeners so new ones are refused.
+        let listeners = std::mem::take(&mut self.listeners);
+        for listener in &listeners {
+            while let Ok((stream, _)) = listener.socket.accept() {
+                self.adopt(OwnedFd::from(stream), listener.port, now_ms);
+            }
+        }
+        drop(listeners);
         self.sweep(now_ms);
     }
 
@@ -826,4 +846,20 @@ impl Reactor {
             std::mem::forget((buffers, sends, conns, udp, wake_buf));
         }
     }
+}
+
+/// True if the socket has received bytes not read yet (a non-blocking peek).
+fn has_unread_data(fd: RawFd) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: recv(2) into a one-byte stack buffer we own, on a descriptor we own; MSG_PEEK
+    // leaves the data in the socket and MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
 }
