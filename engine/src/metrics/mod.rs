@@ -7,7 +7,7 @@ mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use render::{NodeFacts, render, render_feeds};
+pub use render::{NodeFacts, render, render_feeds, render_process};
 
 use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::response::Status;

@@ -280,6 +280,49 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// Appends the process's CPU time and resident memory (the standard `process_*` names), read
+/// from procfs, so a load generator can put server CPU beside its own figures.
+pub fn render_process(out: &mut String) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    if let Some(cpu_s) = cpu_seconds(&stat) {
+        family(
+            out,
+            "process_cpu_seconds_total",
+            "counter",
+            "User and system CPU time of the process.",
+        );
+        let _ = writeln!(out, "process_cpu_seconds_total {cpu_s:.2}");
+    }
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    if let Some(pages) = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        gauge(
+            out,
+            "process_resident_memory_bytes",
+            "Resident memory of the process.",
+            pages * PAGE_SIZE,
+        );
+    }
+}
+
+/// procfs reports times in USER_HZ, which the kernel ABI fixes at 100 on every architecture.
+const USER_HZ: f64 = 100.0;
+/// x86_64 and aarch64 (4K-page kernels), the targets this server is built for.
+const PAGE_SIZE: u64 = 4096;
+
+/// utime + stime (fields 14 and 15) of `/proc/<pid>/stat`, in seconds. The command name in
+/// field 2 may hold spaces, so fields are counted after its closing parenthesis.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let (_, after_name) = stat.rsplit_once(')')?;
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / USER_HZ)
+}
+
 /// Appends each venue's feed state and counters.
 pub fn render_feeds(
     out: &mut String,
@@ -405,5 +448,32 @@ pub fn render_feeds(
             "beast_feed_last_message_age_seconds{{venue=\"{}\"}} {age}",
             feed.venue.name()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_seconds_from_proc_stat() {
+        let cases: &[(&str, Option<f64>)] = &[
+            (
+                "1 (beast) S 0 1 1 0 -1 4194560 10 0 0 0 250 75 0 0 20 0 4 0",
+                Some(3.25),
+            ),
+            (
+                "7 (my (odd) name) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0",
+                Some(0.03),
+            ),
+            ("garbage", None),
+        ];
+        for (stat, expected) in cases {
+            assert_eq!(cpu_seconds(stat), *expected, "{stat}");
+        }
+        let mut out = String::new();
+        render_process(&mut out);
+        assert!(out.contains("process_cpu_seconds_total "), "{out}");
+        assert!(out.contains("process_resident_memory_bytes "), "{out}");
     }
 }

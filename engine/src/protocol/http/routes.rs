@@ -319,6 +319,7 @@ fn metrics(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) 
         node.io_backend,
     );
     crate::metrics::render_feeds(&mut text, &node.feeds, fresh.now_ms);
+    crate::metrics::render_process(&mut text);
     body.extend_from_slice(text.as_bytes());
     Reply {
         status: Status::Ok,

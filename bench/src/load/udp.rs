@@ -1,0 +1,303 @@
+//! The UDP worker: several connected sockets per thread on one epoll, replies matched by
+//! request id (v8) or in order (text, where a lost datagram is skipped over by asset).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::flight::{Flight, Pacer, Tally, expire};
+use super::request::{self, Form, Requests, Verdict};
+use super::timer::{Timer, tight_timer_slack};
+use super::{LoadSpec, Pace, Shared, Window, WorkerResult, schedule};
+
+/// Socket buffers large enough that a burst of replies is not dropped by the generator itself.
+const SOCKET_BUFFER: usize = 4 << 20;
+/// A text reply that does not match the oldest request is looked for this far down the queue
+/// (the requests in between were lost) before it is called a mismatch.
+const TEXT_REORDER_SPAN: usize = 8;
+/// How often requests are checked for timeouts.
+const SWEEP_EVERY: Duration = Duration::from_millis(5);
+const TIMER: Token = Token(usize::MAX);
+
+/// Opens `count` sockets connected to `target`.
+pub fn open(target: SocketAddr, count: usize) -> io::Result<Vec<UdpSocket>> {
+    (0..count)
+        .map(|_| {
+            let socket = Socket::new(
+                Domain::for_address(target),
+                Type::DGRAM,
+                Some(Protocol::UDP),
+            )?;
+            let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+            let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+            let any: SocketAddr = if target.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                ([0u16; 8], 0).into()
+            };
+            socket.bind(&any.into())?;
+            socket.connect(&target.into())?;
+            socket.set_nonblocking(true)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+struct Sock {
+    socket: mio::net::UdpSocket,
+    pending: VecDeque<Flight>,
+    pacer: Pacer,
+    next_request: usize,
+    next_id: u32,
+}
+
+pub fn work(
+    sockets: Vec<UdpSocket>,
+    spec: &LoadSpec,
+    per_thread_rate: Option<f64>,
+    requests: &Requests,
+    window: Window,
+    shared: &Shared,
+    thread: usize,
+) -> WorkerResult {
+    let mut tally = Tally::new(window, shared, per_thread_rate.is_some());
+    if let Err(error) = drive(sockets, spec, per_thread_rate, requests, &mut tally, thread) {
+        eprintln!("beast-bench: UDP worker {thread}: {error}");
+        tally.result.errors.connection += 1;
+    }
+    tally.finish()
+}
+
+fn drive(
+    sockets: Vec<UdpSocket>,
+    spec: &LoadSpec,
+    per_thread_rate: Option<f64>,
+    requests: &Requests,
+    tally: &mut Tally<'_>,
+    thread: usize,
+) -> io::Result<()> {
+    tight_timer_slack();
+    let window = tally.window;
+    let in_flight = match spec.pace {
+        Pace::Closed { window } | Pace::Open { window, .. } => window.max(1),
+    };
+    let mut poll = Poll::new()?;
+    let mut timer = Timer::new()?;
+    poll.registry().register(
+        &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)),
+        TIMER,
+        Interest::READABLE,
+    )?;
+    let count = sockets.len();
+    let mut socks = Vec::with_capacity(count);
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let mut socket = mio::net::UdpSocket::from_std(socket);
+        poll.registry()
+            .register(&mut socket, Token(i), Interest::READABLE)?;
+        let pacer = match per_thread_rate {
+            Some(rate) => {
+                let (next, interval) = schedule(window.start, rate / count as f64, i, count);
+                Pacer::Open { next, interval }
+            }
+            None => Pacer::Closed,
+        };
+        socks.push(Sock {
+            socket,
+            pending: VecDeque::with_capacity(in_flight),
+            pacer,
+            next_request: thread * 7919 + i * 31,
+            next_id: 1,
+        });
+    }
+    let mut events = Events::with_capacity(256);
+    let mut frame = [0u8; 2048];
+    let mut reply = [0u8; 8192];
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
+    loop {
+        let now = Instant::now();
+        let sending_over = tally.sending_over(now);
+        if now >= window.drain_until || (sending_over && socks.iter().all(|s| s.pending.is_empty()))
+        {
+            return Ok(());
+        }
+        if now >= next_sweep {
+            for sock in &mut socks {
+                expire(&mut sock.pending, now, spec.timeout, tally);
+            }
+            next_sweep = now + SWEEP_EVERY;
+        }
+        // Send what is due; find when the next send is.
+        let mut wake = next_sweep.min(window.drain_until);
+        if !sending_over {
+            for sock in &mut socks {
+                fill(sock, in_flight, requests, &mut frame, tally, now)?;
+                if sock.pending.len() < in_flight
+                    && let Some(next) = sock.pacer.next()
+                {
+                    wake = wake.min(next);
+                }
+            }
+        }
+        let timeout = wake.saturating_duration_since(Instant::now());
+        if timeout >= Duration::from_millis(2) {
+            poll.poll(&mut events, Some(timeout))?;
+        } else {
+            timer.arm(timeout)?;
+            poll.poll(&mut events, None)?;
+        }
+        let now = Instant::now();
+        for event in &events {
+            if event.token() == TIMER {
+                timer.clear();
+                continue;
+            }
+            let Some(sock) = socks.get_mut(event.token().0) else {
+                continue;
+            };
+            receive(sock, requests, &mut reply, tally, now)?;
+        }
+        tally.report();
+    }
+}
+
+/// Sends while the window has room and a request is due.
+fn fill(
+    sock: &mut Sock,
+    in_flight: usize,
+    requests: &Requests,
+    frame: &mut [u8],
+    tally: &mut Tally<'_>,
+    now: Instant,
+) -> io::Result<()> {
+    while sock.pending.len() < in_flight && !tally.sending_over(now) {
+        let Some(intended) = sock.pacer.due(now, &tally.window) else {
+            break;
+        };
+        let index = sock.next_request;
+        let (bytes, _) = requests.get(index);
+        let Some(out) = frame.get_mut(..bytes.len()) else {
+            break;
+        };
+        out.copy_from_slice(bytes);
+        let id = if requests.form == Form::UdpV8 {
+            let id = sock.next_id;
+            sock.next_id = sock.next_id.wrapping_add(1).max(1);
+            if let Some(field) = out.get_mut(4..8) {
+                field.copy_from_slice(&id.to_le_bytes());
+            }
+            id
+        } else {
+            0
+        };
+        match sock.socket.send(out) {
+            Ok(_) => {}
+            // The socket buffer is full: try again on the next turn, the schedule keeps its time.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // ECONNREFUSED from an earlier ICMP port-unreachable: the target is not there (yet).
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tally.result.errors.connection += 1;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+        let sent = Instant::now();
+        tally.sent(intended, sent);
+        sock.pending.push_back(Flight {
+            intended,
+            sent,
+            request: index,
+            id,
+        });
+        sock.pacer.advance();
+        sock.next_request = sock.next_request.wrapping_add(1);
+    }
+    Ok(())
+}
+
+/// Reads every waiting reply and settles the requests they answer.
+fn receive(
+    sock: &mut Sock,
+    requests: &Requests,
+    buf: &mut [u8],
+    tally: &mut Tally<'_>,
+    now: Instant,
+) -> io::Result<()> {
+    loop {
+        let len = match sock.socket.recv(buf) {
+            Ok(len) => len,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                tally.result.errors.connection += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let reply = buf.get(..len).unwrap_or_default();
+        match requests.form {
+            Form::UdpV8 => settle_v8(sock, requests, reply, tally, now),
+            _ => settle_text(sock, requests, reply, tally, now),
+        }
+    }
+}
+
+fn settle_v8(
+    sock: &mut Sock,
+    requests: &Requests,
+    reply: &[u8],
+    tally: &mut Tally<'_>,
+    now: Instant,
+) {
+    let Some(id) = request::v8_id(reply) else {
+        tally.result.errors.malformed += 1;
+        return;
+    };
+    let Some(at) = sock.pending.iter().position(|f| f.id == id) else {
+        // A reply to a request already timed out, or garbage.
+        if request::check_v8(reply, id, 0) == Verdict::Malformed {
+            tally.result.errors.malformed += 1;
+        }
+        return;
+    };
+    if let Some(flight) = sock.pending.remove(at) {
+        let (_, assets) = requests.get(flight.request);
+        tally.answered(&flight, now, request::check_v8(reply, id, assets.len()));
+    }
+}
+
+fn settle_text(
+    sock: &mut Sock,
+    requests: &Requests,
+    reply: &[u8],
+    tally: &mut Tally<'_>,
+    now: Instant,
+) {
+    let verdict_for = |flight: &Flight| request::check_json(reply, requests.get(flight.request).1);
+    // Usually the oldest request; if it was lost, a later one.
+    let matched = sock
+        .pending
+        .iter()
+        .take(TEXT_REORDER_SPAN)
+        .position(|f| verdict_for(f) == Verdict::Ok);
+    match matched {
+        Some(at) => {
+            // The requests before it were lost; `sent − answered` counts them.
+            sock.pending.drain(..at);
+            if let Some(flight) = sock.pending.pop_front() {
+                tally.answered(&flight, now, Verdict::Ok);
+            }
+        }
+        None => {
+            if let Some(flight) = sock.pending.pop_front() {
+                let verdict = verdict_for(&flight);
+                tally.answered(&flight, now, verdict);
+            } else {
+                tally.result.errors.malformed += 1;
+            }
+        }
+    }
+}
