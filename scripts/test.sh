@@ -14,6 +14,14 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# The bench report test opens the HTML page in headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  step "installing chromium"
+  as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get install -y -q chromium || { as_root apt-get update -q && as_root apt-get install -y -q chromium; }
+fi
+
 step "format"
 cargo fmt --all --check
 

@@ -10,16 +10,25 @@ use std::process::{Command, Output};
 /// The workspace test command builds every binary first; run `cargo build --bin beast` before
 /// running this crate's tests alone.
 pub fn beast_bin() -> PathBuf {
+    workspace_bin("beast")
+}
+
+/// The `beast-bench` binary built alongside these tests.
+pub fn bench_bin() -> PathBuf {
+    workspace_bin("beast-bench")
+}
+
+fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/beast
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target directory");
-    let bin = dir.join("beast");
+    let bin = dir.join(name);
     assert!(
         bin.is_file(),
-        "{} is missing: build it with `cargo build --bin beast`",
+        "{} is missing: build it with `cargo build --bin {name}`",
         bin.display()
     );
     bin

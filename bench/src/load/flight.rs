@@ -96,6 +96,8 @@ impl<'a> Tally<'a> {
     }
 
     pub fn answered(&mut self, flight: &Flight, now: Instant, verdict: Verdict) {
+        // The progress line counts warm-up answers too.
+        self.unreported += 1;
         if !self.window.measured(flight.intended) {
             return;
         }
@@ -109,7 +111,6 @@ impl<'a> Tally<'a> {
             .series
             .record(self.window.second(flight.intended), latency);
         self.result.answered += 1;
-        self.unreported += 1;
         match verdict {
             Verdict::Ok => self.result.ok += 1,
             Verdict::Malformed => self.result.errors.malformed += 1,

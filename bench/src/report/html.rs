@@ -67,6 +67,17 @@ fn number(v: f64) -> String {
     }
 }
 
+/// A round step (1, 2 or 5 × 10ⁿ) that covers `range` in at most five steps.
+fn nice_step(range: f64) -> f64 {
+    let raw = (range / 5.0).max(1e-9);
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&step| step >= raw)
+        .unwrap_or(10.0 * magnitude)
+}
+
 impl Chart<'_> {
     fn svg(&self) -> String {
         let points: Vec<(f64, f64)> = self
@@ -100,6 +111,8 @@ impl Chart<'_> {
         }
         if let Scale::Linear = self.y_scale {
             y0 = y0.min(0.0);
+            let step = nice_step(y1 - y0);
+            y1 = y0 + ((y1 - y0) / step).ceil().max(1.0) * step;
         }
         if let Scale::Log = self.y_scale {
             y0 = y0.floor();
@@ -124,9 +137,12 @@ impl Chart<'_> {
             Scale::Log => std::iter::successors(Some(y0), |e| Some(e + 1.0))
                 .take_while(|&e| e <= y1)
                 .collect(),
-            Scale::Linear => (0..=4)
-                .map(|i| y0 + (y1 - y0) * f64::from(i) / 4.0)
-                .collect(),
+            Scale::Linear => {
+                let step = nice_step(y1 - y0);
+                std::iter::successors(Some(y0), |t| Some(t + step))
+                    .take_while(|&t| t <= y1 + step / 2.0)
+                    .collect()
+            }
         };
         for t in y_ticks {
             let label = match self.y_scale {
@@ -514,4 +530,26 @@ pub fn render(report: &Report, baseline: Option<&Report>) -> String {
          document.body.dataset.plotsRendered=n;});</script></body></html>\n",
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_steps() {
+        let cases: &[(f64, f64)] = &[
+            (265_000.0, 100_000.0),
+            (100.0, 20.0),
+            (9.0, 2.0),
+            (1.0, 0.2),
+        ];
+        for (range, step) in cases {
+            assert!(
+                (nice_step(*range) - step).abs() < 1e-9,
+                "{range}: {}",
+                nice_step(*range)
+            );
+        }
+    }
 }
