@@ -16,6 +16,7 @@ use crate::scrape::{self, ServerFigures};
 
 /// Options of `beast-bench run17`.
 #[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("targets").required(true).multiple(true).args(["udp", "http"])))]
 pub struct Run17Args {
     /// UDP target, HOST:PORT (levels run on UDP when given).
     #[arg(long, value_parser = parse_target)]
@@ -81,10 +82,6 @@ pub fn udp_shape(concurrency: usize) -> (usize, usize) {
 }
 
 pub fn run(args: &Run17Args) -> anyhow::Result<Report> {
-    anyhow::ensure!(
-        args.udp.is_some() || args.http.is_some(),
-        "give --udp HOST:PORT, --http HOST:PORT or both"
-    );
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.error_budget),
         "--error-budget {} is not a fraction between 0 and 1",

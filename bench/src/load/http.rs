@@ -360,30 +360,26 @@ enum Parsed<'a> {
 }
 
 /// Frames one response: status line, headers, Content-Length body (the only framing a price
-/// server needs; chunked bodies are reported as malformed).
+/// server needs; chunked bodies are reported as malformed). Bytes, not text: this runs once per
+/// response and must cost little next to the server's work.
 fn parse_response(bytes: &[u8]) -> Parsed<'_> {
-    let Some(head_len) = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|at| at + 4)
-    else {
+    let Some(end) = memchr::memmem::find(bytes, b"\r\n\r\n") else {
         return if bytes.len() > MAX_RESPONSE {
             Parsed::Invalid
         } else {
             Parsed::Partial
         };
     };
-    let Some(head) = bytes
-        .get(..head_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-    else {
-        return Parsed::Invalid;
-    };
-    let mut lines = head.split("\r\n");
+    let head_len = end + 4;
+    let head = bytes.get(..end).unwrap_or_default();
+    let mut lines = head
+        .split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
     let status = lines
         .next()
-        .filter(|line| line.starts_with("HTTP/1."))
-        .and_then(|line| line.split(' ').nth(1))
+        .filter(|line| line.starts_with(b"HTTP/1."))
+        .and_then(|line| line.get(9..12))
+        .and_then(|code| std::str::from_utf8(code).ok())
         .and_then(|code| code.parse::<u16>().ok());
     let Some(status) = status else {
         return Parsed::Invalid;
@@ -391,15 +387,20 @@ fn parse_response(bytes: &[u8]) -> Parsed<'_> {
     let mut content_length = None;
     let mut close = false;
     for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
+        let Some(colon) = memchr::memchr(b':', line) else {
             continue;
         };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            content_length = value.parse::<usize>().ok();
-        } else if name.eq_ignore_ascii_case("connection") {
-            close = value.eq_ignore_ascii_case("close");
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        let (name, value) = (
+            line.get(..colon).unwrap_or_default(),
+            line.get(colon + 1..).unwrap_or_default().trim_ascii(),
+        );
+        if name.eq_ignore_ascii_case(b"content-length") {
+            content_length = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok());
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close = value.eq_ignore_ascii_case(b"close");
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             return Parsed::Invalid;
         }
     }

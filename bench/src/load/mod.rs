@@ -10,6 +10,7 @@
 
 mod flight;
 mod http;
+mod mmsg;
 pub mod request;
 mod timer;
 mod udp;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -190,8 +192,14 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
     for t in 0..threads {
         let count = spec.connections / threads + usize::from(t < spec.connections % threads);
         prepared.push(match spec.form {
-            Form::Http => Prepared::Http(http::connect(spec.target, count)?),
-            Form::UdpText | Form::UdpV8 => Prepared::Udp(udp::open(spec.target, count)?),
+            Form::Http => Prepared::Http(
+                http::connect(spec.target, count)
+                    .with_context(|| format!("connecting to {}", spec.target))?,
+            ),
+            Form::UdpText | Form::UdpV8 => Prepared::Udp(
+                udp::open(spec.target, count)
+                    .with_context(|| format!("opening UDP sockets to {}", spec.target))?,
+            ),
         });
     }
     let start = Instant::now();

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -11,6 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::flight::{Flight, Pacer, Tally, expire};
+use super::mmsg::{self, BATCH, Slots};
 use super::request::{self, Form, Requests, Verdict};
 use super::timer::{Timer, tight_timer_slack};
 use super::{LoadSpec, Pace, Shared, Window, WorkerResult, schedule};
@@ -88,11 +90,8 @@ fn drive(
     };
     let mut poll = Poll::new()?;
     let mut timer = Timer::new()?;
-    poll.registry().register(
-        &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)),
-        TIMER,
-        Interest::READABLE,
-    )?;
+    poll.registry()
+        .register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
     let count = sockets.len();
     let mut socks = Vec::with_capacity(count);
     for (i, socket) in sockets.into_iter().enumerate() {
@@ -115,8 +114,8 @@ fn drive(
         });
     }
     let mut events = Events::with_capacity(256);
-    let mut frame = [0u8; 2048];
-    let mut reply = [0u8; 8192];
+    let mut outgoing = Slots::new();
+    let mut incoming = Slots::new();
     let mut next_sweep = Instant::now() + SWEEP_EVERY;
     loop {
         let now = Instant::now();
@@ -135,7 +134,7 @@ fn drive(
         let mut wake = next_sweep.min(window.drain_until);
         if !sending_over {
             for sock in &mut socks {
-                fill(sock, in_flight, requests, &mut frame, tally, now)?;
+                fill(sock, in_flight, requests, &mut outgoing, tally, now)?;
                 if sock.pending.len() < in_flight
                     && let Some(next) = sock.pacer.next()
                 {
@@ -150,7 +149,6 @@ fn drive(
             timer.arm(timeout)?;
             poll.poll(&mut events, None)?;
         }
-        let now = Instant::now();
         for event in &events {
             if event.token() == TIMER {
                 timer.clear();
@@ -159,88 +157,119 @@ fn drive(
             let Some(sock) = socks.get_mut(event.token().0) else {
                 continue;
             };
-            receive(sock, requests, &mut reply, tally, now)?;
+            receive(sock, requests, &mut incoming, tally)?;
         }
         tally.report();
     }
 }
 
-/// Sends while the window has room and a request is due.
+/// Sends, in batches, while the window has room and a request is due.
 fn fill(
     sock: &mut Sock,
     in_flight: usize,
     requests: &Requests,
-    frame: &mut [u8],
+    slots: &mut Slots,
     tally: &mut Tally<'_>,
     now: Instant,
 ) -> io::Result<()> {
     while sock.pending.len() < in_flight && !tally.sending_over(now) {
-        let Some(intended) = sock.pacer.due(now, &tally.window) else {
-            break;
-        };
-        let index = sock.next_request;
-        let (bytes, _) = requests.get(index);
-        let Some(out) = frame.get_mut(..bytes.len()) else {
-            break;
-        };
-        out.copy_from_slice(bytes);
-        let id = if requests.form == Form::UdpV8 {
-            let id = sock.next_id;
-            sock.next_id = sock.next_id.wrapping_add(1).max(1);
-            if let Some(field) = out.get_mut(4..8) {
-                field.copy_from_slice(&id.to_le_bytes());
+        // Stage what is due into the batch; the pacer and ids move only for what was sent.
+        let mut pacer = sock.pacer;
+        let mut staged = 0;
+        let mut intended_at = [now; BATCH];
+        while staged < BATCH && sock.pending.len() + staged < in_flight {
+            let Some(intended) = pacer.due(now, &tally.window) else {
+                break;
+            };
+            let (bytes, _) = requests.get(sock.next_request.wrapping_add(staged));
+            let Some(out) = slots
+                .slot_mut(staged)
+                .and_then(|slot| slot.get_mut(..bytes.len()))
+            else {
+                break;
+            };
+            out.copy_from_slice(bytes);
+            if requests.form == Form::UdpV8
+                && let Some(field) = out.get_mut(4..8)
+            {
+                field.copy_from_slice(&id_after(sock.next_id, staged).to_le_bytes());
             }
-            id
-        } else {
-            0
-        };
-        match sock.socket.send(out) {
-            Ok(_) => {}
-            // The socket buffer is full: try again on the next turn, the schedule keeps its time.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            slots.set_len(staged, bytes.len());
+            if let Some(slot) = intended_at.get_mut(staged) {
+                *slot = intended;
+            }
+            pacer.advance();
+            staged += 1;
+        }
+        if staged == 0 {
+            break;
+        }
+        let sent = match mmsg::send(sock.socket.as_raw_fd(), slots, staged) {
+            Ok(sent) => sent,
             // ECONNREFUSED from an earlier ICMP port-unreachable: the target is not there (yet).
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 tally.result.errors.connection += 1;
-                break;
+                0
             }
             Err(e) => return Err(e),
+        };
+        let sent_at = Instant::now();
+        for (k, &intended) in intended_at.iter().enumerate().take(sent) {
+            tally.sent(intended, sent_at);
+            sock.pending.push_back(Flight {
+                intended,
+                sent: sent_at,
+                request: sock.next_request.wrapping_add(k),
+                id: if requests.form == Form::UdpV8 {
+                    id_after(sock.next_id, k)
+                } else {
+                    0
+                },
+            });
+            sock.pacer.advance();
         }
-        let sent = Instant::now();
-        tally.sent(intended, sent);
-        sock.pending.push_back(Flight {
-            intended,
-            sent,
-            request: index,
-            id,
-        });
-        sock.pacer.advance();
-        sock.next_request = sock.next_request.wrapping_add(1);
+        sock.next_request = sock.next_request.wrapping_add(sent);
+        sock.next_id = id_after(sock.next_id, sent);
+        // A full socket buffer: try again on the next turn, the schedule keeps its times.
+        if sent < staged {
+            break;
+        }
     }
     Ok(())
+}
+
+/// The v8 request id `k` requests after `id` (ids are a per-socket sequence).
+fn id_after(id: u32, k: usize) -> u32 {
+    id.wrapping_add(u32::try_from(k).unwrap_or(0))
 }
 
 /// Reads every waiting reply and settles the requests they answer.
 fn receive(
     sock: &mut Sock,
     requests: &Requests,
-    buf: &mut [u8],
+    slots: &mut Slots,
     tally: &mut Tally<'_>,
-    now: Instant,
 ) -> io::Result<()> {
     loop {
-        let len = match sock.socket.recv(buf) {
-            Ok(len) => len,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+        let count = match mmsg::recv(sock.socket.as_raw_fd(), slots) {
+            Ok(0) => return Ok(()),
+            Ok(count) => count,
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 tally.result.errors.connection += 1;
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let reply = buf.get(..len).unwrap_or_default();
-        match requests.form {
-            Form::UdpV8 => settle_v8(sock, requests, reply, tally, now),
-            _ => settle_text(sock, requests, reply, tally, now),
+        let now = Instant::now();
+        for i in 0..count {
+            let reply = slots.get(i);
+            match requests.form {
+                Form::UdpV8 => settle_v8(sock, requests, reply, tally, now),
+                _ => settle_text(sock, requests, reply, tally, now),
+            }
+        }
+        if count < BATCH {
+            return Ok(());
         }
     }
 }
