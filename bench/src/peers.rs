@@ -100,6 +100,9 @@ struct Config {
     load: Load,
     /// The peer beast is held against, then any others measured too.
     servers: &'static [Server],
+    /// Server on CPU 0 and load generator on CPU 1, instead of sharing both: each side has a
+    /// core of its own, which makes the tools' figures steadier.
+    pinned: bool,
 }
 
 const CONFIGS: &[Config] = &[
@@ -110,6 +113,7 @@ const CONFIGS: &[Config] = &[
             pipeline: 1,
         },
         servers: &[Server::Nginx, Server::Goref, Server::Beast],
+        pinned: false,
     },
     Config {
         name: "HTTP pipelined ×16, 64 connections",
@@ -118,6 +122,7 @@ const CONFIGS: &[Config] = &[
             pipeline: 16,
         },
         servers: &[Server::Nginx, Server::Beast],
+        pinned: false,
     },
     Config {
         name: "UDP 1 thread, 4 sockets × 16 in flight",
@@ -127,6 +132,7 @@ const CONFIGS: &[Config] = &[
             window: 16,
         },
         servers: &[Server::Udpsrv, Server::Goref, Server::Beast],
+        pinned: false,
     },
     Config {
         name: "UDP 2 threads, 4 sockets × 64 in flight",
@@ -136,8 +142,40 @@ const CONFIGS: &[Config] = &[
             window: 64,
         },
         servers: &[Server::Udpsrv, Server::Beast],
+        pinned: false,
+    },
+    Config {
+        name: "HTTP keep-alive, 64 connections, pinned (server CPU 0, load CPU 1)",
+        load: Load::Http {
+            connections: 64,
+            pipeline: 1,
+        },
+        servers: &[Server::Nginx, Server::Beast],
+        pinned: true,
+    },
+    Config {
+        name: "UDP 1 thread, 4 sockets × 16 in flight, pinned (server CPU 0, load CPU 1)",
+        load: Load::Udp {
+            threads: 1,
+            sockets: 4,
+            window: 16,
+        },
+        servers: &[Server::Udpsrv, Server::Beast],
+        pinned: true,
     },
 ];
+
+/// `program` run on `cpu` (taskset) when given.
+fn on_cpu(program: impl AsRef<std::ffi::OsStr>, cpu: Option<&str>) -> Command {
+    match cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpu]).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
 
 /// One measured run.
 #[derive(Clone, Debug, Serialize)]
@@ -250,12 +288,20 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
                 servers.reverse();
             }
             for server in servers {
-                let running = start(server, &peers, &beast, &prices, &args.io, &scratch)?;
+                let running = start(
+                    server,
+                    config.pinned,
+                    &peers,
+                    &beast,
+                    &prices,
+                    &args.io,
+                    &scratch,
+                )?;
                 let mut tools = vec!["beast-bench", classic_tool(config.load)];
                 if rep % 2 == 1 {
                     tools.reverse();
                 }
-                warm_up(config.load, &running)?;
+                warm_up(config, &running)?;
                 for tool in tools {
                     let run = measure(rep, config, server, tool, &running, &peers, args.duration)?;
                     eprintln!(
@@ -298,15 +344,20 @@ fn classic_tool(load: Load) -> &'static str {
 
 fn start(
     server: Server,
+    pinned: bool,
     peers: &Path,
     beast: &Path,
     prices: &Path,
     io: &str,
     scratch: &Path,
 ) -> anyhow::Result<Running> {
+    let cpu = pinned.then_some("0");
     let (mut command, http, udp) = match server {
         Server::Beast => {
-            let mut c = Command::new(beast);
+            let mut c = on_cpu(beast, cpu);
+            // Shared runs leave reactors unpinned like the peers: the load generator could not
+            // get out of a pinned reactor's way. Pinned runs: one reactor, on CPU 0.
+            let pin = if pinned { "true" } else { "false" };
             c.arg("serve").args([
                 "--bind",
                 "127.0.0.1",
@@ -315,7 +366,7 @@ fn start(
                 "--io",
                 io,
                 "--pin",
-                "false",
+                pin,
             ]);
             c.arg("--prices").arg(prices);
             c.args([
@@ -344,7 +395,7 @@ fn start(
                 .replace("@PORT@", &NGINX_HTTP.to_string())
                 .replace("@PREFIX@", &prefix.to_string_lossy());
             std::fs::write(prefix.join("nginx.conf"), conf)?;
-            let mut c = Command::new("nginx");
+            let mut c = on_cpu("nginx", cpu);
             c.arg("-p").arg(format!("{}/", prefix.display()));
             c.arg("-e").arg(prefix.join("error.log"));
             c.arg("-c").arg(prefix.join("nginx.conf"));
@@ -352,12 +403,15 @@ fn start(
             (c, Some(local(NGINX_HTTP)), None)
         }
         Server::Udpsrv => {
-            let mut c = Command::new(peers.join("udpsrv/udpsrv"));
+            let mut c = on_cpu(peers.join("udpsrv/udpsrv"), cpu);
             c.args(["-p", &UDPSRV_UDP.to_string()]);
+            if pinned {
+                c.args(["-t", "1"]);
+            }
             (c, None, Some(local(UDPSRV_UDP)))
         }
         Server::Goref => {
-            let mut c = Command::new(peers.join("goref/goref"));
+            let mut c = on_cpu(peers.join("goref/goref"), cpu);
             c.args([
                 "-http",
                 &GOREF_HTTP.to_string(),
@@ -408,12 +462,12 @@ fn udp_answers(target: SocketAddr) -> bool {
 }
 
 fn spec(
-    load: Load,
+    config: &Config,
     running: &Running,
     duration: Duration,
     warmup: Duration,
 ) -> anyhow::Result<LoadSpec> {
-    let (form, target, pace, connections, threads) = match load {
+    let (form, target, pace, connections, threads) = match config.load {
         Load::Http {
             connections,
             pipeline,
@@ -450,13 +504,14 @@ fn spec(
         key: None,
         pad_to: UDP_PAD,
         timeout: Duration::from_secs(1),
-        pin: false,
+        // One load thread, on the last CPU (CPU 1 on two cores).
+        pin: config.pinned,
     })
 }
 
-fn warm_up(load: Load, running: &Running) -> anyhow::Result<()> {
+fn warm_up(config: &Config, running: &Running) -> anyhow::Result<()> {
     load::run(
-        &spec(load, running, Duration::from_secs(1), Duration::ZERO)?,
+        &spec(config, running, Duration::from_secs(1), Duration::ZERO)?,
         |_, _| {},
     )?;
     Ok(())
@@ -527,10 +582,7 @@ fn measure(
     let pid = running.child.id();
     let (cpu0, client0, t0) = (tree_cpu(pid), own_cpu(), Instant::now());
     let (rps, p50_us, p99_us, errors) = if tool == "beast-bench" {
-        let result = load::run(
-            &spec(config.load, running, duration, Duration::ZERO)?,
-            |_, _| {},
-        )?;
+        let result = load::run(&spec(config, running, duration, Duration::ZERO)?, |_, _| {})?;
         (
             result.achieved_rps,
             result.latency_us.p50 as f64,
@@ -538,7 +590,7 @@ fn measure(
             result.errors.failed(),
         )
     } else {
-        run_classic(config.load, running, peers, duration)?
+        run_classic(config.load, config.pinned, running, peers, duration)?
     };
     let seconds = t0.elapsed().as_secs_f64();
     let cores = (tree_cpu(pid) - cpu0) / seconds;
@@ -571,6 +623,7 @@ fn measure(
 /// Runs wrk or udpload and reads its figures.
 fn run_classic(
     load: Load,
+    pinned: bool,
     running: &Running,
     peers: &Path,
     duration: Duration,
@@ -583,7 +636,7 @@ fn run_classic(
         } => {
             let target = running.http.context("no HTTP port")?;
             let url = format!("http://{target}/price?asset=BTC");
-            let mut c = Command::new("wrk");
+            let mut c = on_cpu("wrk", pinned.then_some("1"));
             c.args([
                 "-t1",
                 &format!("-c{connections}"),
@@ -607,7 +660,7 @@ fn run_classic(
         } => {
             let target = running.udp.context("no UDP port")?;
             let payload = format!("{:<width$}", "BTC", width = UDP_PAD);
-            Command::new(peers.join("udpload"))
+            on_cpu(peers.join("udpload"), pinned.then_some("1"))
                 .args([
                     "-p",
                     &target.port().to_string(),

@@ -215,8 +215,10 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
         .map(|(t, sockets)| {
             let (spec, requests, shared) =
                 (spec.clone(), Arc::clone(&requests), Arc::clone(&shared));
+            // From the last CPU down: the server pins its reactors from CPU 0 up.
             let core = if spec.pin {
-                cores.get(t % cores.len().max(1)).copied()
+                let n = cores.len().max(1);
+                cores.get(n - 1 - t % n).copied()
             } else {
                 None
             };

@@ -109,6 +109,8 @@ fn drive(
             socket,
             pending: VecDeque::with_capacity(in_flight),
             pacer,
+            // Each socket starts at its own place in the asset rotation, so a mixed list is
+            // not asked for in lockstep.
             next_request: thread * 7919 + i * 31,
             next_id: 1,
         });
