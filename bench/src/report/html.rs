@@ -159,8 +159,11 @@ impl Chart<'_> {
             );
         }
         let x_ticks: Vec<(f64, String)> = if self.x_ticks.is_empty() {
-            (0..=4)
-                .map(|i| x0 + (x1 - x0) * f64::from(i) / 4.0)
+            // Round values from the first multiple of the step inside the range.
+            let step = nice_step(x1 - x0);
+            let first = (x0 / step).ceil() * step;
+            std::iter::successors(Some(first), |t| Some(t + step))
+                .take_while(|&t| t <= x1 + step * 1e-9)
                 .map(|v| (v, number(v)))
                 .collect()
         } else {
