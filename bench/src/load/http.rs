@@ -6,13 +6,12 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use super::Worker;
 use super::flight::{Flight, Pacer, Tally, expire};
 use super::request::{self, Requests, Verdict};
-use super::timer::{Timer, tight_timer_slack};
-use super::{LoadSpec, Pace, Shared, Window, WorkerResult, schedule};
+use super::timer::event_loop;
 
 /// Largest response accepted (head and body).
 const MAX_RESPONSE: usize = 64 << 10;
@@ -45,43 +44,14 @@ struct Conn {
     dead: bool,
 }
 
-pub fn work(
+pub(super) fn drive(
     streams: Vec<TcpStream>,
-    spec: &LoadSpec,
-    per_thread_rate: Option<f64>,
-    requests: &Requests,
-    window: Window,
-    shared: &Shared,
-    thread: usize,
-) -> WorkerResult {
-    let mut tally = Tally::new(window, shared, per_thread_rate.is_some());
-    if let Err(error) = drive(streams, spec, per_thread_rate, requests, &mut tally, thread) {
-        eprintln!("beast-bench: HTTP worker {thread}: {error}");
-        tally.result.errors.connection += 1;
-    }
-    tally.finish()
-}
-
-fn drive(
-    streams: Vec<TcpStream>,
-    spec: &LoadSpec,
-    per_thread_rate: Option<f64>,
-    requests: &Requests,
+    worker: &Worker<'_>,
     tally: &mut Tally<'_>,
-    thread: usize,
 ) -> io::Result<()> {
-    tight_timer_slack();
-    let window = tally.window;
-    let depth = match spec.pace {
-        Pace::Closed { window } | Pace::Open { window, .. } => window.max(1),
-    };
-    let mut poll = Poll::new()?;
-    let mut timer = Timer::new()?;
-    poll.registry().register(
-        &mut SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&timer)),
-        TIMER,
-        Interest::READABLE,
-    )?;
+    let (spec, requests, window) = (worker.spec, worker.requests, worker.window);
+    let depth = worker.window_per_socket();
+    let (mut poll, mut timer) = event_loop(TIMER)?;
     let count = streams.len();
     let mut conns = Vec::with_capacity(count);
     for (i, stream) in streams.into_iter().enumerate() {
@@ -91,22 +61,13 @@ fn drive(
             Token(i),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let pacer = match per_thread_rate {
-            Some(rate) => {
-                let (next, interval) = schedule(window.start, rate / count as f64, i, count);
-                Pacer::Open { next, interval }
-            }
-            None => Pacer::Closed,
-        };
         conns.push(Conn {
             stream,
             out: Vec::with_capacity(4096),
             input: Vec::with_capacity(MAX_RESPONSE),
             pending: VecDeque::with_capacity(depth),
-            pacer,
-            // Each socket starts at its own place in the asset rotation, so a mixed list is
-            // not asked for in lockstep.
-            next_request: thread * 7919 + i * 31,
+            pacer: worker.pacer(i, count),
+            next_request: worker.first_request(i),
             dead: false,
         });
     }

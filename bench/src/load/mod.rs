@@ -25,6 +25,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::{self, Errors, Percentiles, Second, Series};
+use flight::{Pacer, Tally};
 
 pub use request::{Form, Requests};
 
@@ -232,18 +233,20 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
+                    let worker = Worker {
+                        spec: &spec,
+                        per_thread_rate,
+                        requests: &requests,
+                        window,
+                        shared: &shared,
+                        thread: t,
+                    };
                     match sockets {
-                        Prepared::Udp(sockets) => udp::work(
-                            sockets,
-                            &spec,
-                            per_thread_rate,
-                            &requests,
-                            window,
-                            &shared,
-                            t,
-                        ),
+                        Prepared::Udp(sockets) => {
+                            worker.run("UDP", |tally| udp::drive(sockets, &worker, tally))
+                        }
                         Prepared::Http(conns) => {
-                            http::work(conns, &spec, per_thread_rate, &requests, window, &shared, t)
+                            worker.run("HTTP", |tally| http::drive(conns, &worker, tally))
                         }
                     }
                 })
@@ -308,15 +311,60 @@ enum Prepared {
     Http(Vec<std::net::TcpStream>),
 }
 
-/// When a socket's next open-loop request is due: evenly spaced, each socket offset so they do
-/// not all send at once.
-pub(crate) fn schedule(
-    start: Instant,
-    per_socket_rate: f64,
-    socket: usize,
-    sockets: usize,
-) -> (Instant, Duration) {
-    let interval = Duration::from_secs_f64(1.0 / per_socket_rate.max(1e-3));
-    let offset = interval.mul_f64(socket as f64 / sockets.max(1) as f64);
-    (start + offset, interval)
+/// What one load thread works from.
+pub(crate) struct Worker<'a> {
+    pub spec: &'a LoadSpec,
+    /// Open loop: this thread's share of the rate.
+    pub per_thread_rate: Option<f64>,
+    pub requests: &'a Requests,
+    pub window: Window,
+    pub shared: &'a Shared,
+    pub thread: usize,
+}
+
+impl Worker<'_> {
+    /// Runs `drive` and hands back what it counted; an I/O failure ends the thread's share of
+    /// the load with a message and counts as a connection error.
+    fn run(
+        &self,
+        name: &str,
+        drive: impl FnOnce(&mut Tally<'_>) -> std::io::Result<()>,
+    ) -> WorkerResult {
+        let mut tally = Tally::new(self.window, self.shared, self.per_thread_rate.is_some());
+        if let Err(error) = drive(&mut tally) {
+            eprintln!("beast-bench: {name} worker {}: {error}", self.thread);
+            tally.result.errors.connection += 1;
+        }
+        tally.finish()
+    }
+
+    /// Requests in flight allowed per socket or connection.
+    pub fn window_per_socket(&self) -> usize {
+        match self.spec.pace {
+            Pace::Closed { window } | Pace::Open { window, .. } => window.max(1),
+        }
+    }
+
+    /// The pacer of socket `socket` of `sockets`: open-loop sends evenly spaced, each socket
+    /// offset so they do not all send at once.
+    pub fn pacer(&self, socket: usize, sockets: usize) -> Pacer {
+        match self.per_thread_rate {
+            Some(rate) => {
+                let per_socket = rate / sockets.max(1) as f64;
+                let interval = Duration::from_secs_f64(1.0 / per_socket.max(1e-3));
+                let offset = interval.mul_f64(socket as f64 / sockets.max(1) as f64);
+                Pacer::Open {
+                    next: self.window.start + offset,
+                    interval,
+                }
+            }
+            None => Pacer::Closed,
+        }
+    }
+
+    /// Where socket `socket` starts in the asset rotation: each its own place, so a mixed list
+    /// is not asked for in lockstep.
+    pub fn first_request(&self, socket: usize) -> usize {
+        self.thread * 7919 + socket * 31
+    }
 }

@@ -13,6 +13,9 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::time::Duration;
 
+use mio::unix::SourceFd;
+use mio::{Interest, Poll, Token};
+
 pub struct Timer {
     fd: File,
 }
@@ -71,7 +74,18 @@ impl AsRawFd for Timer {
 }
 
 /// Lets this thread's timers fire within a microsecond instead of the default 50 µs slack.
-pub fn tight_timer_slack() {
+fn tight_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK takes an integer argument and no pointers.
     let _ = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1_000 as libc::c_ulong) };
+}
+
+/// A load thread's event loop: a poll with a timer registered under `token`, on a thread whose
+/// timers fire within a microsecond.
+pub fn event_loop(token: Token) -> io::Result<(Poll, Timer)> {
+    tight_timer_slack();
+    let poll = Poll::new()?;
+    let timer = Timer::new()?;
+    poll.registry()
+        .register(&mut SourceFd(&timer.as_raw_fd()), token, Interest::READABLE)?;
+    Ok((poll, timer))
 }

@@ -7,15 +7,14 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::Worker;
 use super::flight::{Flight, Pacer, Tally, expire};
 use super::mmsg::{self, BATCH, Slots};
 use super::request::{self, Form, Requests, Verdict};
-use super::timer::{Timer, tight_timer_slack};
-use super::{LoadSpec, Pace, Shared, Window, WorkerResult, schedule};
+use super::timer::event_loop;
 
 /// Socket buffers large enough that a burst of replies is not dropped by the generator itself.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -58,60 +57,25 @@ struct Sock {
     next_id: u32,
 }
 
-pub fn work(
+pub(super) fn drive(
     sockets: Vec<UdpSocket>,
-    spec: &LoadSpec,
-    per_thread_rate: Option<f64>,
-    requests: &Requests,
-    window: Window,
-    shared: &Shared,
-    thread: usize,
-) -> WorkerResult {
-    let mut tally = Tally::new(window, shared, per_thread_rate.is_some());
-    if let Err(error) = drive(sockets, spec, per_thread_rate, requests, &mut tally, thread) {
-        eprintln!("beast-bench: UDP worker {thread}: {error}");
-        tally.result.errors.connection += 1;
-    }
-    tally.finish()
-}
-
-fn drive(
-    sockets: Vec<UdpSocket>,
-    spec: &LoadSpec,
-    per_thread_rate: Option<f64>,
-    requests: &Requests,
+    worker: &Worker<'_>,
     tally: &mut Tally<'_>,
-    thread: usize,
 ) -> io::Result<()> {
-    tight_timer_slack();
-    let window = tally.window;
-    let in_flight = match spec.pace {
-        Pace::Closed { window } | Pace::Open { window, .. } => window.max(1),
-    };
-    let mut poll = Poll::new()?;
-    let mut timer = Timer::new()?;
-    poll.registry()
-        .register(&mut SourceFd(&timer.as_raw_fd()), TIMER, Interest::READABLE)?;
+    let (spec, requests, window) = (worker.spec, worker.requests, worker.window);
+    let in_flight = worker.window_per_socket();
+    let (mut poll, mut timer) = event_loop(TIMER)?;
     let count = sockets.len();
     let mut socks = Vec::with_capacity(count);
     for (i, socket) in sockets.into_iter().enumerate() {
         let mut socket = mio::net::UdpSocket::from_std(socket);
         poll.registry()
             .register(&mut socket, Token(i), Interest::READABLE)?;
-        let pacer = match per_thread_rate {
-            Some(rate) => {
-                let (next, interval) = schedule(window.start, rate / count as f64, i, count);
-                Pacer::Open { next, interval }
-            }
-            None => Pacer::Closed,
-        };
         socks.push(Sock {
             socket,
             pending: VecDeque::with_capacity(in_flight),
-            pacer,
-            // Each socket starts at its own place in the asset rotation, so a mixed list is
-            // not asked for in lockstep.
-            next_request: thread * 7919 + i * 31,
+            pacer: worker.pacer(i, count),
+            next_request: worker.first_request(i),
             next_id: 1,
         });
     }
