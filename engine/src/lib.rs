@@ -6,6 +6,7 @@
 //! - [`server`]: start-up, the price thread, shutdown.
 //! - [`config`]: every setting, from flags, environment, beast.toml and defaults.
 
+pub mod access;
 pub mod build_info;
 pub mod config;
 pub mod keys;
@@ -16,5 +17,6 @@ pub mod pricing;
 pub mod protocol;
 pub mod reactor;
 pub mod server;
+pub mod store;
 
 pub use beast_core::{Decimal, Source, Symbol, Venue};
