@@ -4,8 +4,10 @@
 
 mod config_cmd;
 mod feeds_cmd;
+mod keys_cmd;
 mod serve;
 mod sim_cmd;
+mod store;
 mod version;
 
 use std::path::PathBuf;
@@ -42,6 +44,9 @@ pub enum Command {
     /// Exchange feed tools.
     #[command(subcommand)]
     Feeds(feeds_cmd::FeedsCommand),
+    /// API keys: create, list, show, revoke.
+    #[command(subcommand)]
+    Keys(keys_cmd::KeysCommand),
     /// Print the version, git commit, target and I/O backends.
     Version(version::VersionArgs),
 }
@@ -101,6 +106,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
             config_cmd::run(command, config_matches, cli.config.as_deref())
         }
         Command::Feeds(command) => feeds_cmd::run(command),
+        Command::Keys(command) => {
+            let keys_matches = sub("keys").and_then(|m| m.subcommand().map(|(_, m)| m));
+            keys_cmd::run(command, keys_matches, cli.config.as_deref())
+        }
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Version(args) => version::run(&args),
     }
