@@ -9,7 +9,6 @@
 pub mod access;
 pub mod build_info;
 pub mod config;
-pub mod keys;
 pub mod metrics;
 pub mod node;
 pub mod price;
@@ -17,6 +16,8 @@ pub mod pricing;
 pub mod protocol;
 pub mod reactor;
 pub mod server;
+pub mod side;
 pub mod store;
+pub mod usage;
 
 pub use beast_core::{Decimal, Source, Symbol, Venue};

@@ -1,11 +1,13 @@
 //! State every reactor shares read-only: the price table, the node's identity and facts, the
-//! API keys, every reactor's metrics (for `/metrics`), and the draining flag.
+//! API keys and limits in force, the side thread's mailbox and figures, every reactor's metrics
+//! (for `/metrics`), and the draining flag.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::keys::ApiKeys;
+use crate::access::Access;
+use crate::side::{SideLink, SideStats};
 use crate::metrics::{NodeFacts, ReactorMetrics};
 use crate::price::PriceTable;
 use crate::protocol::answer::Freshness;
@@ -15,7 +17,14 @@ pub struct Node {
     /// Each venue's feed, when feeds run.
     pub feeds: Vec<Arc<beast_feeds::client::FeedStatus>>,
     pub table: Arc<PriceTable>,
-    pub keys: ApiKeys,
+    pub access: Arc<Access>,
+    /// The side thread's figures (`/metrics`) and mailbox (admin calls).
+    pub side: Arc<SideStats>,
+    pub link: SideLink,
+    /// SHA-256 of `BEAST_ADMIN_KEY` (none: admin calls are refused).
+    pub admin_key: Option<crate::access::KeyHash>,
+    /// `/admin/bootstrap-key` has handed out its one key.
+    pub bootstrapped: AtomicBool,
     pub stale_after_ms: u64,
     pub io_backend: &'static str,
     pub reactors: Box<[ReactorMetrics]>,
@@ -27,7 +36,8 @@ impl Node {
     pub fn new(
         name: String,
         table: Arc<PriceTable>,
-        keys: ApiKeys,
+        access: Arc<Access>,
+        link: SideLink,
         stale_after_ms: u64,
         io_backend: &'static str,
         reactors: usize,
@@ -36,7 +46,11 @@ impl Node {
             name,
             feeds: Vec::new(),
             table,
-            keys,
+            access,
+            side: Arc::clone(&link.stats),
+            link,
+            admin_key: None,
+            bootstrapped: AtomicBool::new(false),
             stale_after_ms,
             io_backend,
             reactors: (0..reactors.max(1))

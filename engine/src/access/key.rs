@@ -23,6 +23,12 @@ pub enum KeyError {
 /// A key in the clear: only ever held while it is being created and printed.
 pub struct ApiKey(String);
 
+/// Fills `out` from the kernel's random source.
+pub fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(out)
+}
+
 impl ApiKey {
     /// A fresh random key.
     pub fn generate() -> Result<ApiKey, KeyError> {
@@ -73,7 +79,7 @@ pub fn display_prefix(key: &[u8]) -> String {
     prefix
 }
 
-fn digest(bytes: &[u8]) -> KeyHash {
+pub fn digest(bytes: &[u8]) -> KeyHash {
     Sha256::digest(bytes).into()
 }
 

@@ -68,6 +68,13 @@ impl KeySet {
         self.keys.len()
     }
 
+    /// This set less one key (an admin revocation, published before the store has it).
+    pub fn without(&self, hash: &KeyHash) -> KeySet {
+        let mut keys = self.keys.clone();
+        keys.remove(hash);
+        KeySet { keys }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

@@ -69,14 +69,13 @@ pub fn run(command: KeysCommand, matches: Option<&ArgMatches>, file: Option<&Pat
         KeysCommand::Create { tier, name, .. } => {
             let key = ApiKey::generate().context("creating a key")?;
             let prefix = key.prefix();
-            let id = store
-                .create_key(&NewKey { hash: key.hash(), prefix: &prefix, name: &name, tier, now_ms: wall_ms() })
-                .context("storing the key")?;
+            let new = NewKey { hash: key.hash(), prefix: &prefix, name: &name, tier, now_ms: wall_ms() };
+            let id = store.run(async |s| s.create_key(&new).await).context("storing the key")?;
             eprintln!("created key {id} ({prefix}, tier {tier})");
             super::print_out(&format!("{}\n", key.as_str()))?;
         }
         KeysCommand::List { format, .. } => {
-            let keys = store.keys().context("reading keys")?;
+            let keys = store.run(async |s| s.keys().await).context("reading keys")?;
             let text = match format {
                 Format::Json => format!("{}\n", serde_json::to_string(&keys).context("encoding keys")?),
                 Format::Text => table(&keys),
@@ -84,14 +83,15 @@ pub fn run(command: KeysCommand, matches: Option<&ArgMatches>, file: Option<&Pat
             super::print_out(&text)?;
         }
         KeysCommand::Show { key, .. } => {
-            let found = find(&store.keys().context("reading keys")?, &key)?;
+            let found = find(&store.run(async |s| s.keys().await).context("reading keys")?, &key)?;
             let mut value = serde_json::to_value(&found).context("encoding the key")?;
             value["active"] = serde_json::Value::Bool(found.revoked_ms.is_none());
             super::print_out(&format!("{value}\n"))?;
         }
         KeysCommand::Revoke { key, .. } => {
-            let found = find(&store.keys().context("reading keys")?, &key)?;
-            if store.revoke_key(found.id, wall_ms()).context("revoking the key")? {
+            let found = find(&store.run(async |s| s.keys().await).context("reading keys")?, &key)?;
+            let id = found.id;
+            if store.run(async |s| s.revoke_key(id, wall_ms()).await).context("revoking the key")? {
                 eprintln!("revoked key {} ({})", found.id, found.prefix);
             } else {
                 return Err(Failure::Input(format!("key {} ({}) was already revoked", found.id, found.prefix)));

@@ -8,6 +8,7 @@ mod keys_cmd;
 mod serve;
 mod sim_cmd;
 mod store;
+mod usage_cmd;
 mod version;
 
 use std::path::PathBuf;
@@ -47,6 +48,9 @@ pub enum Command {
     /// API keys: create, list, show, revoke.
     #[command(subcommand)]
     Keys(keys_cmd::KeysCommand),
+    /// Usage records: count them.
+    #[command(subcommand)]
+    Usage(usage_cmd::UsageCommand),
     /// Print the version, git commit, target and I/O backends.
     Version(version::VersionArgs),
 }
@@ -109,6 +113,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
         Command::Keys(command) => {
             let keys_matches = sub("keys").and_then(|m| m.subcommand().map(|(_, m)| m));
             keys_cmd::run(command, keys_matches, cli.config.as_deref())
+        }
+        Command::Usage(command) => {
+            let usage_matches = sub("usage").and_then(|m| m.subcommand().map(|(_, m)| m));
+            usage_cmd::run(command, usage_matches, cli.config.as_deref())
         }
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Version(args) => version::run(&args),

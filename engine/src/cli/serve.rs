@@ -11,11 +11,12 @@ use anyhow::Context as _;
 use beast_core::{Symbol, Venue};
 use beast_engine::config::setting::{FeedMode, LogFormat, SimSource};
 use beast_engine::config::{Config, ConfigArgs, Loaded};
-use beast_engine::keys::ApiKeys;
+use beast_engine::access::Access;
 use beast_engine::node::wall_ms;
 use beast_engine::price::PriceTable;
 use beast_engine::pricing::{self, PriceThread, PriceThreadOptions};
-use beast_engine::server::{ServeOptions, Server};
+use beast_engine::server::{ServeOptions, Server, Wiring, reactor_count};
+use beast_engine::side::{self, SideInputs, SideOptions};
 use beast_feeds::client::{Endpoints, FeedOptions, FeedSpec, FeedStatus, Trust};
 use beast_feeds::sim::{SimConfig, Simulator};
 use beast_feeds::venues;
@@ -43,10 +44,6 @@ pub fn run(
     let Loaded { config, .. } = super::load_config(&args.settings, matches, file)?;
     init_logging(&config.runtime.beast_log.0, config.runtime.beast_log_format);
 
-    let keys = match &config.engine.api_keys {
-        Some(path) => ApiKeys::load(&path.0).map_err(|e| Failure::Input(e.to_string()))?,
-        None => ApiKeys::default(),
-    };
     let seeds = match &config.engine.prices {
         Some(path) => {
             pricing::seed::load(&path.0, wall_ms()).map_err(|e| Failure::Input(e.to_string()))?
@@ -54,10 +51,32 @@ pub fn run(
         None => Vec::new(),
     };
     let prewarm = prewarm_lists(&config);
-    let mut options = ServeOptions::from_config(&config, keys);
-    let (table, writer) = PriceTable::new(config.runtime.beast_max_assets.get_usize());
+    let mut options = ServeOptions::from_config(&config);
+    let (table, mut writer) = PriceTable::new(config.runtime.beast_max_assets.get_usize());
     let (feeds, simulator) = feed_specs(&config, &prewarm, options.stale_after_ms)?;
     options.feeds = feeds.iter().map(|spec| Arc::clone(&spec.status)).collect();
+
+    // The side thread: keys, usage metering, stores. Its warm start fills the table before
+    // the price thread takes the writer.
+    let side_options = side_options(&config, options.stale_after_ms);
+    side::cache::warm_start(&side_options, &mut writer, &side::SideStats::default());
+    let access = Arc::new(Access::new(config.engine.require_key.0, MAX_KEYS));
+    let reactors = reactor_count(options.reactors);
+    let (meters, rings) = if side_options.metering {
+        beast_engine::usage::rings(reactors)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let (side, link) = side::start(
+        side_options,
+        SideInputs {
+            access: Arc::clone(&access),
+            table: Arc::clone(&table),
+            rings,
+            feeds: options.feeds.clone(),
+        },
+    )
+    .context("cannot start the side thread")?;
     let prices = PriceThread::start(
         writer,
         PriceThreadOptions {
@@ -93,7 +112,16 @@ pub fn run(
     options.on_reactor_exit = Some(Arc::new(move |index| {
         let _ = died.send(Stop::ReactorDied(index));
     }));
-    let server = Server::start(options, table).context("cannot start the engine")?;
+    let server = Server::start(
+        options,
+        table,
+        Wiring {
+            access,
+            link,
+            meters,
+        },
+    )
+    .context("cannot start the engine")?;
     let addrs = server.addrs();
     let ready = serde_json::json!({
         "event": "ready",
@@ -129,6 +157,8 @@ pub fn run(
         }
     }
     let errors = server.stop();
+    // After the reactors: the side thread's last drain takes every record they queued.
+    side.stop();
     prices.stop();
     drop(simulator);
     if errors.is_empty() {
@@ -139,6 +169,32 @@ pub fn run(
             tracing::error!(error = %e, "reactor failed");
         }
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Keys (and rate-limit slots) a node can hold at once.
+const MAX_KEYS: usize = 65_536;
+
+fn side_options(config: &Config, stale_after_ms: u64) -> SideOptions {
+    let stores = &config.stores;
+    SideOptions {
+        node: config.server.cluster_node.as_str().to_string(),
+        data_dir: stores.beast_data_dir.0.clone(),
+        database_url: stores.database().map(|u| u.expose().to_string()),
+        cache_url: stores.cache_url.as_ref().map(|u| u.expose().to_string()),
+        sqs_queue_url: stores
+            .sqs_usage_log_queue_url
+            .as_ref()
+            .map(|u| u.expose().to_string()),
+        aws_region: stores.aws_region.0.clone(),
+        metering: stores.usage_metering.0,
+        journal_fsync: Duration::from_millis(stores.journal_fsync_ms.get()),
+        journal_segment_bytes: 64 << 20,
+        keys_poll: Duration::from_millis(stores.keys_poll_ms.get()),
+        shutdown_grace: Duration::from_millis(config.engine.shutdown_grace_ms.get()),
+        cache_prices_every: Duration::from_secs(stores.cache_prices_every_s.get()),
+        cache_stats_every: Duration::from_secs(3),
+        stale_after_ms,
     }
 }
 

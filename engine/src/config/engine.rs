@@ -18,8 +18,8 @@ settings_group! {
         stall_threshold_ms: Int<1, 60_000> = Int::new(10), env = "BEAST_STALL_THRESHOLD_MS";
         /// On SIGTERM/SIGINT, in-flight requests get this long to finish before the process exits.
         shutdown_grace_ms: Int<0, 600_000> = Int::new(5_000), env = "BEAST_SHUTDOWN_GRACE_MS";
-        /// File of API keys (one per line) whose UDP requests may get replies larger than themselves.
-        api_keys: Option<PathSetting> = None, env = "BEAST_API_KEYS";
+        /// Refuse price requests without an API key (401); off serves them as anonymous.
+        require_key: Switch = Switch(false), env = "BEAST_REQUIRE_KEY";
         /// JSON lines of {"asset","price","source","ts"} that seed the price table at start-up.
         prices: Option<PathSetting> = None, env = "BEAST_PRICES";
         /// Move every seeded price by a small random step twice a second (demonstrations, tests).

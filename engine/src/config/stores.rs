@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::group::settings_group;
-use super::setting::{CacheKind, DatabaseKind, HttpKind, Name, PathSetting, Url};
+use super::setting::{CacheKind, DatabaseKind, HttpKind, Int, Name, PathSetting, Switch, Url};
 
 settings_group! {
     /// Stores. With none of the URLs set, the engine runs on its embedded store alone.
@@ -20,6 +20,14 @@ settings_group! {
         sqs_usage_log_queue_url: Option<Url<HttpKind>> = None, env = "SQS_USAGE_LOG_QUEUE_URL";
         /// AWS region of the SQS queue.
         aws_region: Name = Name("us-east-1".into()), env = "AWS_REGION";
+        /// Record one usage row per request answered with prices.
+        usage_metering: Switch = Switch(true), env = "BEAST_USAGE_METERING";
+        /// How often the usage journal is fsynced, ms (0: every write). A process crash loses no journaled record either way; a machine crash loses at most this much.
+        journal_fsync_ms: Int<0, 60_000> = Int::new(1_000), env = "BEAST_JOURNAL_FSYNC_MS";
+        /// How often the store is asked whether keys or parameters changed, ms.
+        keys_poll_ms: Int<50, 60_000> = Int::new(250), env = "BEAST_KEYS_POLL_MS";
+        /// Seconds between writes of fresh prices to Valkey.
+        cache_prices_every_s: Int<1, 3_600> = Int::new(30), env = "BEAST_CACHE_PRICES_EVERY_S";
     }
 }
 

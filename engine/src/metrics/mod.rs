@@ -132,9 +132,13 @@ impl Histogram {
 }
 
 /// HTTP statuses counted, in [`Status`] order.
-pub const STATUSES: [Status; 9] = [
+pub const STATUSES: [Status; 13] = [
     Status::Ok,
+    Status::Accepted,
     Status::BadRequest,
+    Status::Unauthorized,
+    Status::Conflict,
+    Status::TooManyRequests,
     Status::NotFound,
     Status::MethodNotAllowed,
     Status::RequestTimeout,
@@ -144,7 +148,7 @@ pub const STATUSES: [Status; 9] = [
     Status::ServiceUnavailable,
 ];
 
-pub const ERROR_CODES: [ErrorCode; 14] = [
+pub const ERROR_CODES: [ErrorCode; 17] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownAsset,
     ErrorCode::InvalidAsset,
@@ -159,7 +163,22 @@ pub const ERROR_CODES: [ErrorCode; 14] = [
     ErrorCode::TooManyAssets,
     ErrorCode::TooSmall,
     ErrorCode::Unavailable,
+    ErrorCode::InvalidApiKey,
+    ErrorCode::RateLimited,
+    ErrorCode::Unauthorized,
 ];
+
+/// Why a request was refused before it was answered (every protocol).
+pub const DENIALS: [&str; 3] = ["missing_key", "invalid_key", "rate_limited"];
+
+/// The [`DENIALS`] index of a refusal.
+pub fn denial_index(denied: crate::access::Denied) -> usize {
+    match denied {
+        crate::access::Denied::Missing => 0,
+        crate::access::Denied::Invalid => 1,
+        crate::access::Denied::RateLimited { .. } => 2,
+    }
+}
 
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,6 +262,10 @@ pub struct ReactorMetrics {
     pub udp_replies: Counter,
     pub udp_drops: [Counter; UDP_DROPS.len()],
     pub udp_latency: Histogram,
+    /// Requests refused for their key, by [`DENIALS`].
+    pub denied: [Counter; DENIALS.len()],
+    /// Answered requests whose usage record could not be queued (must stay 0).
+    pub usage_dropped: Counter,
     pub accepted: Counter,
     pub rejected_overloaded: Counter,
     pub closed: [Counter; CLOSE_REASONS.len()],
@@ -269,6 +292,8 @@ impl ReactorMetrics {
             udp_replies: Counter::new(),
             udp_drops: [const { Counter::new() }; UDP_DROPS.len()],
             udp_latency: Histogram::new(),
+            denied: [const { Counter::new() }; DENIALS.len()],
+            usage_dropped: Counter::new(),
             accepted: Counter::new(),
             rejected_overloaded: Counter::new(),
             closed: [const { Counter::new() }; CLOSE_REASONS.len()],
@@ -311,6 +336,13 @@ impl ReactorMetrics {
             .position(|r| *r == reason)
             .and_then(|i| self.udp_drops.get(i))
         {
+            counter.inc();
+        }
+    }
+
+    #[inline]
+    pub fn deny(&self, denied: crate::access::Denied) {
+        if let Some(counter) = self.denied.get(denial_index(denied)) {
             counter.inc();
         }
     }

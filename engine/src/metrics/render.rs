@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{CLOSE_REASONS, ERROR_CODES, LATENCY_BOUNDS_US, ReactorMetrics, STATUSES, UDP_DROPS};
+use super::{CLOSE_REASONS, DENIALS, ERROR_CODES, LATENCY_BOUNDS_US, ReactorMetrics, STATUSES, UDP_DROPS};
 
 /// Node-wide facts for `/metrics` and `/health`.
 #[derive(Debug, Clone, Copy)]
@@ -121,6 +121,22 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
             reason.as_str()
         );
     }
+    family(
+        out,
+        "beast_requests_denied_total",
+        "counter",
+        "Requests refused for their API key (HTTP 401/429, UDP errors), by reason.",
+    );
+    for (i, reason) in DENIALS.iter().enumerate() {
+        let n = sum(&|m| m.denied.get(i).map_or(0, |c| c.get()));
+        let _ = writeln!(out, "beast_requests_denied_total{{reason=\"{reason}\"}} {n}");
+    }
+    counter(
+        out,
+        "beast_usage_dropped_total",
+        "Answered requests whose usage record could not be queued (a full ring); must stay 0.",
+        sum(&|m| m.usage_dropped.get()),
+    );
 
     family(
         out,

@@ -18,6 +18,15 @@ impl AssetId {
     pub fn index(self) -> usize {
         self.0 as usize
     }
+
+    /// The id as stored in a usage event.
+    pub fn raw(self) -> u32 {
+        self.0
+    }
+
+    pub fn from_raw(raw: u32) -> AssetId {
+        AssetId(raw)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

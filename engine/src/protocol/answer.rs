@@ -7,12 +7,13 @@
 use beast_core::{Symbol, SymbolError};
 
 use super::sink::Sink;
-use crate::price::{Aggregate, PriceTable};
+use crate::price::{Aggregate, AssetId, PriceTable};
 
 /// The outcome of looking one asset up.
 #[derive(Clone, Copy, Debug)]
 pub enum Answer {
     Price {
+        id: AssetId,
         symbol: Symbol,
         price: Aggregate,
     },
@@ -35,7 +36,7 @@ impl Answer {
         match table.registry().find(&symbol) {
             None => Answer::Unknown(symbol),
             Some(id) => match table.aggregate(id) {
-                Some(price) => Answer::Price { symbol, price },
+                Some(price) => Answer::Price { id, symbol, price },
                 None => Answer::NoPrice(symbol),
             },
         }
@@ -83,6 +84,9 @@ pub enum ErrorCode {
     TooManyAssets,
     TooSmall,
     Unavailable,
+    InvalidApiKey,
+    RateLimited,
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -102,6 +106,9 @@ impl ErrorCode {
             ErrorCode::TooManyAssets => "too_many_assets",
             ErrorCode::TooSmall => "too_small",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InvalidApiKey => "invalid_api_key",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthorized => "unauthorized",
         }
     }
 }
@@ -109,7 +116,7 @@ impl ErrorCode {
 /// Writes the JSON object for one answer.
 pub fn write_answer(out: &mut impl Sink, answer: &Answer, fresh: Freshness) {
     match answer {
-        Answer::Price { symbol, price } => write_price(out, symbol, price, fresh),
+        Answer::Price { symbol, price, .. } => write_price(out, symbol, price, fresh),
         Answer::Unknown(symbol) => {
             write_error_for(out, ErrorCode::UnknownAsset, b"unknown asset ", symbol)
         }

@@ -15,6 +15,7 @@ use crate::protocol::answer::{ErrorCode, Freshness};
 use crate::protocol::http::request::{self, HeadError, MAX_HEAD, Method, Parsed};
 use crate::protocol::http::response::{self, Persist, Status};
 use crate::protocol::http::routes::{self, PortKind};
+use crate::usage::{AssetList, Meter, Protocol};
 
 pub const WRITE_CAPACITY: usize = 16 * 1024;
 /// Stop answering pipelined requests once this much output waits: the client must read.
@@ -63,6 +64,9 @@ pub struct Env<'a> {
     /// When this batch's input arrived, for the latency histogram.
     pub arrived: Instant,
     pub draining: bool,
+    /// Where answered requests' usage records go, and the assets of the one being answered.
+    pub meter: &'a mut Meter,
+    pub assets: &'a mut AssetList,
 }
 
 impl Conn {
@@ -198,7 +202,29 @@ impl Conn {
             consumed += head.head_len;
             self.discard = head.content_length;
             self.request_started_ms = 0;
-            let reply = routes::respond(&head, env.node, env.fresh, self.port, env.body);
+            let reply = routes::respond(
+                &head,
+                env.node,
+                env.fresh,
+                self.port,
+                env.body,
+                env.assets,
+            );
+            if let Some(refused) = reply.denied {
+                env.metrics.deny(refused);
+            }
+            if reply.priced && head.method == Method::Get {
+                let latency_ns = u64::try_from(env.arrived.elapsed().as_nanos()).unwrap_or(0);
+                if !env.meter.record(
+                    reply.key_id,
+                    Protocol::Http,
+                    env.fresh.now_ms,
+                    latency_ns,
+                    env.assets.as_slice(),
+                ) {
+                    env.metrics.usage_dropped.inc();
+                }
+            }
             let persist = if !head.keep_alive || env.draining {
                 Persist::Close
             } else if head.http10 {
@@ -357,6 +383,7 @@ mod tests {
         conn.read_space()[..bytes.len()].copy_from_slice(bytes);
         conn.on_read(bytes.len(), now_ms);
         let mut body = Vec::new();
+        let (mut meter, mut assets) = (Meter::off(), AssetList::default());
         let mut env = Env {
             node,
             metrics: &node.reactors[0],
@@ -364,6 +391,8 @@ mod tests {
             body: &mut body,
             arrived: Instant::now(),
             draining: false,
+            meter: &mut meter,
+            assets: &mut assets,
         };
         conn.process(&mut env, now_ms);
         let out = String::from_utf8_lossy(conn.pending_output()).into_owned();

@@ -50,6 +50,8 @@ pub struct Limits {
 /// Everything a reactor thread starts with.
 pub struct ReactorSpec {
     pub index: usize,
+    /// Where this reactor's usage records go.
+    pub meter: crate::usage::Meter,
     pub sockets: ReactorSockets,
     pub node: Arc<Node>,
     pub limits: Limits,
@@ -115,6 +117,54 @@ fn probe_uring() -> Result<(), String> {
     }
     #[cfg(not(feature = "uring"))]
     Err("io_uring is not compiled into this binary".to_string())
+}
+
+/// Counts one datagram's outcome and queues its usage record; the reply's length, if any.
+/// Both backends answer datagrams through this.
+#[inline]
+fn account_udp(
+    outcome: crate::protocol::udp::Outcome,
+    metrics: &crate::metrics::ReactorMetrics,
+    meter: &mut crate::usage::Meter,
+    assets: &crate::usage::AssetList,
+    now_ms: u64,
+    arrived: std::time::Instant,
+) -> Option<usize> {
+    use crate::metrics::UdpDrop;
+    use crate::protocol::udp::{Drop, Form, Outcome};
+    use crate::usage::Protocol;
+    match outcome {
+        Outcome::Reply {
+            len,
+            form,
+            priced,
+            key_id,
+            denied,
+        } => {
+            if let Some(refused) = denied {
+                metrics.deny(refused);
+            }
+            if priced {
+                let protocol = match form {
+                    Form::Text => Protocol::UdpText,
+                    Form::V8 => Protocol::UdpV8,
+                };
+                let latency_ns = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(0);
+                if !meter.record(key_id, protocol, now_ms, latency_ns, assets.as_slice()) {
+                    metrics.usage_dropped.inc();
+                }
+            }
+            Some(len)
+        }
+        Outcome::Dropped(Drop::Malformed) => {
+            metrics.udp_drop(UdpDrop::Malformed);
+            None
+        }
+        Outcome::Dropped(Drop::Amplification) => {
+            metrics.udp_drop(UdpDrop::Amplification);
+            None
+        }
+    }
 }
 
 /// Runs one reactor on the calling thread until it has drained after shutdown. `started` is

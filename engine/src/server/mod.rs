@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::config::setting::IoChoice;
-use crate::keys::ApiKeys;
+use crate::access::{Access, KeyHash};
 use crate::node::Node;
 use crate::price::PriceTable;
 use crate::reactor::{self, Backend, BoundAddrs, Limits, Ports, ReactorSpec, Timeouts};
+use crate::side::SideLink;
+use crate::usage::Meter;
 
 /// Called on each reactor thread before its loop starts (tests install counters with it).
 pub type ReactorHook = Arc<dyn Fn(usize) + Send + Sync>;
@@ -38,7 +40,8 @@ pub struct ServeOptions {
     pub stall_threshold: Duration,
     pub drain_grace: Duration,
     pub stale_after_ms: u64,
-    pub keys: ApiKeys,
+    /// SHA-256 of the admin key (none: admin calls are refused).
+    pub admin_key: Option<KeyHash>,
     pub on_reactor_start: Option<ReactorHook>,
     /// Called on each reactor thread when its loop has ended (normally only after shutdown).
     pub on_reactor_exit: Option<ReactorHook>,
@@ -47,7 +50,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    pub fn from_config(config: &Config, keys: ApiKeys) -> ServeOptions {
+    pub fn from_config(config: &Config) -> ServeOptions {
         let (server, engine, params) = (&config.server, &config.engine, &config.params);
         ServeOptions {
             node_name: server.cluster_node.as_str().to_string(),
@@ -74,7 +77,10 @@ impl ServeOptions {
             stall_threshold: Duration::from_millis(engine.stall_threshold_ms.get()),
             drain_grace: Duration::from_millis(engine.shutdown_grace_ms.get()),
             stale_after_ms: params.cache_ttl_seconds.get() * 1000,
-            keys,
+            admin_key: server
+                .admin_key
+                .as_ref()
+                .map(|k| crate::access::key::digest(k.expose().as_bytes())),
             on_reactor_start: None,
             on_reactor_exit: None,
             feeds: Vec::new(),
@@ -100,6 +106,33 @@ pub enum StartError {
     },
 }
 
+/// What connects the reactors to the rest of the node: the keys and limits in force, the side
+/// thread, and one usage meter per reactor (missing ones meter nothing).
+pub struct Wiring {
+    pub access: Arc<Access>,
+    pub link: SideLink,
+    pub meters: Vec<Meter>,
+}
+
+impl Wiring {
+    /// No side thread: keys never change, nothing is metered (benchmarks and tests).
+    pub fn detached(access: Arc<Access>) -> Wiring {
+        Wiring {
+            access,
+            link: SideLink::detached(),
+            meters: Vec::new(),
+        }
+    }
+}
+
+/// How many reactors `requested` means here (0: one per CPU this process may run on).
+pub fn reactor_count(requested: usize) -> usize {
+    match requested {
+        0 => core_affinity::get_core_ids().map_or(1, |c| c.len().max(1)),
+        n => n,
+    }
+}
+
 /// A running engine.
 pub struct Server {
     node: Arc<Node>,
@@ -112,26 +145,30 @@ pub struct Server {
 
 impl Server {
     /// Binds, starts every reactor and returns once all of them are serving.
-    pub fn start(options: ServeOptions, table: Arc<PriceTable>) -> Result<Server, StartError> {
+    pub fn start(
+        options: ServeOptions,
+        table: Arc<PriceTable>,
+        wiring: Wiring,
+    ) -> Result<Server, StartError> {
         let (backend, fallback) = reactor::select_backend(options.io)?;
         if let Some(reason) = &fallback {
             tracing::warn!(reason = %reason, "io_uring unavailable; using epoll");
         }
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let reactors = match options.reactors {
-            0 => cores.len().max(1),
-            n => n,
-        };
+        let reactors = reactor_count(options.reactors);
         let (sockets, addrs) = reactor::sockets::bind_all(options.bind, options.ports, reactors)?;
         let mut node = Node::new(
             options.node_name.clone(),
             table,
-            options.keys.clone(),
+            wiring.access,
+            wiring.link,
             options.stale_after_ms,
             backend.name(),
             reactors,
         );
         node.feeds = options.feeds.clone();
+        node.admin_key = options.admin_key;
+        let mut meters = wiring.meters.into_iter();
         let node = Arc::new(node);
         let limits = Limits {
             max_connections: options.max_connections.div_ceil(reactors).max(1),
@@ -153,6 +190,7 @@ impl Server {
             wakers.push(wake_send);
             let spec = ReactorSpec {
                 index,
+                meter: meters.next().unwrap_or_else(Meter::off),
                 sockets,
                 node: Arc::clone(&node),
                 limits,

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{NewKey, StoreError, StoredKey};
+use super::{NewKey, StoreError, StoredKey, UsageQuery};
+use crate::usage::record::UsageRecord;
 use crate::access::key::{from_hex, to_hex};
 
 /// Each migration, in order; `schema_migrations` records which have run.
@@ -37,7 +38,7 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
      );
      CREATE TABLE store_versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
-     INSERT INTO store_versions VALUES ('keys', 0);",
+     INSERT INTO store_versions VALUES ('keys', 0), ('params', 0);",
 ];
 
 pub struct SqliteStore {
@@ -224,15 +225,108 @@ impl SqliteStore {
 
     /// Changes whenever a key is created or revoked: the side thread reloads on a change.
     pub fn keys_version(&mut self) -> Result<i64, StoreError> {
+        self.version("keys")
+    }
+
+    /// A table's change counter (`keys`, `params`).
+    pub fn version(&mut self, name: &str) -> Result<i64, StoreError> {
         self.conn
             .query_row(
-                "SELECT version FROM store_versions WHERE name = 'keys'",
-                [],
+                "SELECT version FROM store_versions WHERE name = ?1",
+                [name],
                 |r| r.get(0),
             )
             .optional()
             .map(Option::unwrap_or_default)
             .map_err(|e| self.err(e))
+    }
+}
+
+impl SqliteStore {
+    /// Inserts records in one transaction, skipping ids already stored; returns how many were new.
+    pub fn insert_usage(&mut self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut inserted = 0;
+        {
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(err)?;
+            for r in records {
+                inserted += statement
+                    .execute(params![
+                        r.record_id(),
+                        r.key_id as i64,
+                        r.assets,
+                        r.protocol.as_str(),
+                        r.latency_name(),
+                        r.node,
+                        r.ts_ms as i64
+                    ])
+                    .map_err(err)? as u64;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(inserted)
+    }
+
+    pub fn count_usage(&mut self, query: &UsageQuery) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM usage_logs WHERE (?1 IS NULL OR key_id = ?1) AND ts_ms >= ?2",
+                params![
+                    query.key_id.map(|k| k as i64),
+                    query.since_ms.unwrap_or(0) as i64
+                ],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn params(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut statement = self
+            .conn
+            .prepare("SELECT name, value FROM application_parameters ORDER BY name")
+            .map_err(err)?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    pub fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO application_parameters (name, value, updated_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+            params![name, value, now_ms as i64],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "UPDATE store_versions SET version = version + 1 WHERE name = 'params'",
+                [],
+            )
+        })
+        .map_err(err)?;
+        tx.commit().map_err(err)
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Head<'a> {
     pub head_len: usize,
     /// `X-API-Key`.
     pub api_key: Option<&'a [u8]>,
+    /// `X-Admin-Key`.
+    pub admin_key: Option<&'a [u8]>,
 }
 
 /// Why a head was refused. The connection is closed after the error response, because the
@@ -98,6 +100,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     let mut keep_alive = !http10;
     let mut content_length: Option<usize> = None;
     let mut api_key = None;
+    let mut admin_key = None;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -121,6 +124,8 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
             }
         } else if name.eq_ignore_ascii_case("x-api-key") {
             api_key = Some(header.value);
+        } else if name.eq_ignore_ascii_case("x-admin-key") {
+            admin_key = Some(header.value);
         }
     }
     let content_length = content_length.unwrap_or(0);
@@ -136,6 +141,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         content_length,
         head_len,
         api_key,
+        admin_key,
     })
 }
 

@@ -7,20 +7,28 @@ use crate::protocol::sink::Sink;
 pub enum Status {
     Ok,
     BadRequest,
+    Unauthorized,
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
     PayloadTooLarge,
     UriTooLong,
     HeadersTooLarge,
+    TooManyRequests,
     ServiceUnavailable,
+    Accepted,
+    Conflict,
 }
 
 impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::Accepted => 202,
             Status::BadRequest => 400,
+            Status::Unauthorized => 401,
+            Status::Conflict => 409,
+            Status::TooManyRequests => 429,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
@@ -34,7 +42,11 @@ impl Status {
     fn line(self) -> &'static [u8] {
         match self {
             Status::Ok => b"HTTP/1.1 200 OK\r\n",
+            Status::Accepted => b"HTTP/1.1 202 Accepted\r\n",
             Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
+            Status::Unauthorized => b"HTTP/1.1 401 Unauthorized\r\n",
+            Status::Conflict => b"HTTP/1.1 409 Conflict\r\n",
+            Status::TooManyRequests => b"HTTP/1.1 429 Too Many Requests\r\n",
             Status::NotFound => b"HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => b"HTTP/1.1 405 Method Not Allowed\r\n",
             Status::RequestTimeout => b"HTTP/1.1 408 Request Timeout\r\n",

@@ -1,15 +1,22 @@
 //! What each path answers.
 //!
 //! API ports (TCP_PORT_LPO, TCP_PORT_LRS): `/price?asset=`, `/prices?assets=`, `/assets`,
-//! `/health`. Health ports: `/health`, `/metrics`. `GET` and `HEAD` only.
+//! `/health`, and the operator's `/admin/...` calls. Health ports: `/health`, `/metrics`.
+//! `GET` and `HEAD` only, except admin calls.
+//!
+//! Price routes take the API key from `X-API-Key` or a `key=` parameter: an unknown or revoked
+//! key gets 401 `invalid_api_key` (so does no key where the node requires one), a key over its
+//! tier's rate 429 `rate_limited` with `Retry-After`.
 
 use super::request::{Head, Method, percent_decode, query_param};
 use super::response::{JSON, PROMETHEUS, Status};
+use crate::access::Denied;
 use crate::node::Node;
 use crate::protocol::answer::{
     Answer, ErrorCode, Freshness, write_answer, write_error, write_price,
 };
 use crate::protocol::sink::Sink;
+use crate::usage::AssetList;
 
 /// Most assets one `/prices` request may list.
 pub const MAX_PRICES: usize = 64;
@@ -30,6 +37,10 @@ pub struct Reply {
     pub error: Option<ErrorCode>,
     /// Every asset asked for was answered with a price (usage metering counts these).
     pub priced: bool,
+    /// The key the request was served for (0: none).
+    pub key_id: u64,
+    /// Refused for its key: counted with the other refusals.
+    pub denied: Option<Denied>,
 }
 
 impl Reply {
@@ -40,10 +51,17 @@ impl Reply {
             extra: b"",
             error: None,
             priced,
+            key_id: 0,
+            denied: None,
         }
     }
 
-    fn error(body: &mut Vec<u8>, status: Status, code: ErrorCode, message: &[u8]) -> Reply {
+    pub(super) fn error(
+        body: &mut Vec<u8>,
+        status: Status,
+        code: ErrorCode,
+        message: &[u8],
+    ) -> Reply {
         body.clear();
         write_error(body, code, message);
         Reply {
@@ -52,25 +70,77 @@ impl Reply {
             extra: b"",
             error: Some(code),
             priced: false,
+            key_id: 0,
+            denied: None,
         }
     }
 }
 
-/// Answers one request, writing the body into `body` (cleared first).
+/// `Retry-After` lines for 429s: limits are per second, so waits are short.
+const RETRY_AFTER: [&[u8]; 5] = [
+    b"Retry-After: 1\r\n",
+    b"Retry-After: 2\r\n",
+    b"Retry-After: 3\r\n",
+    b"Retry-After: 4\r\n",
+    b"Retry-After: 5\r\n",
+];
+
+/// The key a request presents: the `X-API-Key` header, else a `key=` parameter.
+fn presented_key<'a>(head: &Head<'a>) -> Option<&'a [u8]> {
+    head.api_key
+        .or_else(|| query_param(head.query, b"key").filter(|k| !k.is_empty()))
+}
+
+/// Refuses a request for its key.
+fn denied(body: &mut Vec<u8>, denied: Denied) -> Reply {
+    match denied {
+        Denied::Missing => Reply::error(
+            body,
+            Status::Unauthorized,
+            ErrorCode::InvalidApiKey,
+            b"an API key is required: X-API-Key header or key= parameter",
+        ),
+        Denied::Invalid => Reply::error(
+            body,
+            Status::Unauthorized,
+            ErrorCode::InvalidApiKey,
+            b"unknown or revoked API key",
+        ),
+        Denied::RateLimited { retry_after_s } => {
+            let mut reply = Reply::error(
+                body,
+                Status::TooManyRequests,
+                ErrorCode::RateLimited,
+                b"over the rate limit of this key's tier",
+            );
+            let index = usize::try_from(retry_after_s.clamp(1, 5) - 1).unwrap_or(0);
+            reply.extra = RETRY_AFTER.get(index).copied().unwrap_or(b"Retry-After: 5\r\n");
+            reply
+        }
+    }
+}
+
+/// Answers one request, writing the body into `body` (cleared first) and the assets answered
+/// with a price into `priced` (for the usage record).
 pub fn respond(
     head: &Head<'_>,
     node: &Node,
     fresh: Freshness,
     port: PortKind,
     body: &mut Vec<u8>,
+    priced: &mut AssetList,
 ) -> Reply {
     body.clear();
-    let route = match (port, head.path) {
-        (PortKind::Api, b"/price") => price,
-        (PortKind::Api, b"/prices") => prices,
-        (PortKind::Api, b"/assets") => assets,
-        (_, b"/health") => health,
-        (PortKind::Health, b"/metrics") => metrics,
+    priced.clear();
+    if port == PortKind::Api && head.path.starts_with(b"/admin/") {
+        return super::admin::respond(head, node, fresh, body);
+    }
+    let (route, keyed): (Route, bool) = match (port, head.path) {
+        (PortKind::Api, b"/price") => (price, true),
+        (PortKind::Api, b"/prices") => (prices, true),
+        (PortKind::Api, b"/assets") => (assets, true),
+        (_, b"/health") => (health, false),
+        (PortKind::Health, b"/metrics") => (metrics, false),
         _ => return Reply::error(body, Status::NotFound, ErrorCode::NotFound, b"no such path"),
     };
     if !matches!(head.method, Method::Get | Method::Head) {
@@ -83,10 +153,31 @@ pub fn respond(
         reply.extra = b"Allow: GET, HEAD\r\n";
         return reply;
     }
-    route(head, node, fresh, body)
+    let mut key_id = 0;
+    if keyed {
+        match node.access.check(presented_key(head)) {
+            Ok(grant) => key_id = grant.key_id(),
+            Err(refused) => {
+                let mut reply = denied(body, refused);
+                reply.denied = Some(refused);
+                return reply;
+            }
+        }
+    }
+    let mut reply = route(head, node, fresh, body, priced);
+    reply.key_id = key_id;
+    reply
 }
 
-fn price(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+type Route = fn(&Head<'_>, &Node, Freshness, &mut Vec<u8>, &mut AssetList) -> Reply;
+
+fn price(
+    head: &Head<'_>,
+    node: &Node,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+    priced: &mut AssetList,
+) -> Reply {
     let mut decoded = [0u8; 64];
     let Some(raw) = query_param(head.query, b"asset").filter(|v| !v.is_empty()) else {
         return Reply::error(
@@ -107,7 +198,10 @@ fn price(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> 
     let answer = Answer::lookup(&node.table, asset);
     write_answer(body, &answer, fresh);
     let (status, error) = match answer {
-        Answer::Price { .. } => return Reply::ok(true),
+        Answer::Price { id, .. } => {
+            priced.push(id);
+            return Reply::ok(true);
+        }
         Answer::Unknown(_) => (Status::NotFound, ErrorCode::UnknownAsset),
         Answer::NoPrice(_) => (Status::ServiceUnavailable, ErrorCode::NoPrice),
         Answer::Invalid(_) => (Status::BadRequest, ErrorCode::InvalidAsset),
@@ -118,11 +212,19 @@ fn price(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> 
         extra: b"",
         error: Some(error),
         priced: false,
+        key_id: 0,
+        denied: None,
     }
 }
 
 /// An array with one entry per listed asset: a price object, or an error object naming it.
-fn prices(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+fn prices(
+    head: &Head<'_>,
+    node: &Node,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+    priced_assets: &mut AssetList,
+) -> Reply {
     let mut decoded = [0u8; 1024];
     let Some(raw) = query_param(head.query, b"assets").filter(|v| !v.is_empty()) else {
         return Reply::error(
@@ -168,6 +270,9 @@ fn prices(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) ->
             body.put(b",");
         }
         let answer = Answer::lookup(&node.table, asset);
+        if let Answer::Price { id, .. } = answer {
+            priced_assets.push(id);
+        }
         priced &= answer.is_price();
         write_answer(body, &answer, fresh);
     }
@@ -176,7 +281,13 @@ fn prices(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) ->
 }
 
 /// Every asset, its served price and each venue's latest price.
-fn assets(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+fn assets(
+    _head: &Head<'_>,
+    node: &Node,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+    _priced: &mut AssetList,
+) -> Reply {
     let table = &node.table;
     body.put(b"[");
     for (i, (id, symbol)) in table.registry().iter().enumerate() {
@@ -225,7 +336,13 @@ fn assets(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -
 }
 
 /// 200 while serving; 503 while starting (no price yet) or shutting down.
-fn health(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+fn health(
+    _head: &Head<'_>,
+    node: &Node,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+    _priced: &mut AssetList,
+) -> Reply {
     let facts = node.facts(fresh.now_ms);
     let status = if facts.draining {
         "draining"
@@ -267,6 +384,8 @@ fn health(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -
         extra: b"",
         error: (!serving).then_some(ErrorCode::Unavailable),
         priced: false,
+        key_id: 0,
+        denied: None,
     }
 }
 
@@ -310,7 +429,13 @@ fn write_feeds(body: &mut Vec<u8>, node: &Node, now_ms: u64) {
     body.put(b"]");
 }
 
-fn metrics(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+fn metrics(
+    _head: &Head<'_>,
+    node: &Node,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+    _priced: &mut AssetList,
+) -> Reply {
     let mut text = String::with_capacity(16 * 1024);
     crate::metrics::render(
         &mut text,
@@ -320,6 +445,7 @@ fn metrics(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) 
     );
     crate::metrics::render_feeds(&mut text, &node.feeds, fresh.now_ms);
     crate::metrics::render_process(&mut text);
+    node.side.render(&mut text);
     body.extend_from_slice(text.as_bytes());
     Reply {
         status: Status::Ok,
@@ -327,5 +453,7 @@ fn metrics(_head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) 
         extra: b"",
         error: None,
         priced: false,
+        key_id: 0,
+        denied: None,
     }
 }

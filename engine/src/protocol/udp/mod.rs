@@ -9,8 +9,9 @@ pub mod v8;
 
 use super::answer::{Answer, ErrorCode, Freshness, write_error};
 use super::sink::Fixed;
-use crate::keys::ApiKeys;
+use crate::access::{Access, Denied};
 use crate::price::PriceTable;
+use crate::usage::AssetList;
 
 /// Largest reply sent: one datagram that fits loopback and jumbo frames comfortably; larger
 /// answers are refused with an error.
@@ -35,11 +36,14 @@ pub enum Drop {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// `len` bytes of reply are in the output buffer. `priced`: every asset asked for was
-    /// answered with a price.
+    /// answered with a price (the assets are in the caller's list) for key `key_id` (0: none).
+    /// `denied`: the reply is a refusal for this reason.
     Reply {
         len: usize,
         form: Form,
         priced: bool,
+        key_id: u64,
+        denied: Option<Denied>,
     },
     Dropped(Drop),
 }
@@ -48,27 +52,59 @@ pub enum Outcome {
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub table: &'a PriceTable,
-    pub keys: &'a ApiKeys,
+    pub access: &'a Access,
     pub fresh: Freshness,
 }
 
-/// Answers one datagram into `out` (at least [`MAX_REPLY`] bytes). Allocates nothing.
-pub fn answer(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
+/// Answers one datagram into `out` (at least [`MAX_REPLY`] bytes), gathering the assets priced
+/// into `assets`. Allocates nothing.
+pub fn answer(
+    datagram: &[u8],
+    ctx: Context<'_>,
+    out: &mut [u8],
+    assets: &mut AssetList,
+) -> Outcome {
+    assets.clear();
     if v8::is_v8(datagram) {
-        return answer_v8(datagram, ctx, out);
+        return answer_v8(datagram, ctx, out, assets);
     }
     let Some(request) = text::parse(datagram) else {
         return Outcome::Dropped(Drop::Malformed);
     };
-    let authorized = request.key.is_some_and(|k| ctx.keys.contains(k));
-    let limit = if authorized {
-        out.len().min(MAX_REPLY)
-    } else {
-        datagram.len().min(MAX_REPLY)
-    };
     let out = out.get_mut(..MAX_REPLY.min(out.len())).unwrap_or_default();
     let mut sink = Fixed::new(out);
-    let written = text::write_reply(&request, ctx.table, ctx.fresh, &mut sink);
+    let grant = match ctx.access.check(request.key) {
+        Ok(grant) => grant,
+        Err(denied) => {
+            // A rate-limited key is a valid key: its refusal may be larger than the request.
+            let limit = match denied {
+                Denied::RateLimited { .. } => MAX_REPLY,
+                Denied::Missing | Denied::Invalid => datagram.len(),
+            };
+            let (code, message): (ErrorCode, &[u8]) = match denied {
+                Denied::Missing => (ErrorCode::InvalidApiKey, b"key= required"),
+                Denied::Invalid => (ErrorCode::InvalidApiKey, b"unknown or revoked key"),
+                Denied::RateLimited { .. } => (ErrorCode::RateLimited, b"over the tier limit"),
+            };
+            write_error(&mut sink, code, message);
+            return if sink.len() <= limit {
+                Outcome::Reply {
+                    len: sink.len(),
+                    form: Form::Text,
+                    priced: false,
+                    key_id: 0,
+                    denied: Some(denied),
+                }
+            } else {
+                Outcome::Dropped(Drop::Amplification)
+            };
+        }
+    };
+    let limit = match grant {
+        crate::access::Grant::Key { .. } => MAX_REPLY,
+        crate::access::Grant::Anonymous => datagram.len().min(MAX_REPLY),
+    };
+    let written = text::write_reply(&request, ctx.table, ctx.fresh, &mut sink, assets);
     if let Some(priced) = written
         && sink.len() <= limit
     {
@@ -76,6 +112,8 @@ pub fn answer(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
             len: sink.len(),
             form: Form::Text,
             priced,
+            key_id: grant.key_id(),
+            denied: None,
         };
     }
     // Too large for this requester: say so in as few bytes as we can, if even that fits.
@@ -90,18 +128,20 @@ pub fn answer(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
             len: sink.len(),
             form: Form::Text,
             priced: false,
+            key_id: grant.key_id(),
+            denied: None,
         }
     } else {
         Outcome::Dropped(Drop::Amplification)
     }
 }
 
-fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
+fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8], assets: &mut AssetList) -> Outcome {
     let request_id = datagram
         .get(4..8)
         .and_then(|b| b.try_into().ok())
         .map_or(0, u32::from_le_bytes);
-    let header_only = |status, out: &mut [u8]| {
+    let header_only = |status, denied: Option<Denied>, out: &mut [u8]| {
         // A header is 12 bytes; anything claiming v8 that is shorter is dropped.
         if datagram.len() < v8::HEADER_LEN
             || v8::write_reply_header(out, status, request_id, 0).is_err()
@@ -112,17 +152,28 @@ fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
             len: v8::HEADER_LEN,
             form: Form::V8,
             priced: false,
+            key_id: 0,
+            denied,
         }
     };
     let request = match v8::parse_request(datagram) {
         Ok(request) => request,
-        Err(v8::V8Error::Count) => return header_only(v8::ReplyStatus::TooManySymbols, out),
-        Err(_) => return header_only(v8::ReplyStatus::Malformed, out),
+        Err(v8::V8Error::Count) => return header_only(v8::ReplyStatus::TooManySymbols, None, out),
+        Err(_) => return header_only(v8::ReplyStatus::Malformed, None, out),
+    };
+    let grant = match ctx.access.check(request.key) {
+        Ok(grant) => grant,
+        Err(denied) => {
+            let status = match denied {
+                Denied::Missing | Denied::Invalid => v8::ReplyStatus::InvalidKey,
+                Denied::RateLimited { .. } => v8::ReplyStatus::RateLimited,
+            };
+            return header_only(status, Some(denied), out);
+        }
     };
     let len = v8::reply_len(request.count());
-    let authorized = request.key.is_some_and(|k| ctx.keys.contains(k));
-    if !authorized && len > datagram.len() {
-        return header_only(v8::ReplyStatus::TooSmall, out);
+    if grant == crate::access::Grant::Anonymous && len > datagram.len() {
+        return header_only(v8::ReplyStatus::TooSmall, None, out);
     }
     if len > out.len()
         || v8::write_reply_header(
@@ -142,7 +193,8 @@ fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
         .zip(request.symbols())
     {
         let record = match Answer::lookup(ctx.table, symbol) {
-            Answer::Price { price, .. } => {
+            Answer::Price { id, price, .. } => {
+                assets.push(id);
                 let fresh = ctx.fresh;
                 let mut flags = 0;
                 if fresh.is_stale(price.exchange_ms) {
@@ -174,6 +226,8 @@ fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8]) -> Outcome {
         len,
         form: Form::V8,
         priced,
+        key_id: grant.key_id(),
+        denied: None,
     }
 }
 
@@ -183,7 +237,7 @@ mod tests {
     use crate::price::Aggregate;
     use beast_core::{Decimal, Source, Symbol, Venue};
 
-    fn setup() -> (std::sync::Arc<PriceTable>, ApiKeys) {
+    fn setup() -> (std::sync::Arc<PriceTable>, Access) {
         let (table, mut writer) = PriceTable::new(8);
         let btc = writer.add_asset(&Symbol::parse(b"BTC").unwrap()).unwrap();
         writer.add_asset(&Symbol::parse(b"ETH").unwrap()).unwrap();
@@ -196,21 +250,30 @@ mod tests {
             spread_bps: 0,
         };
         writer.publish_aggregate(btc, &price);
-        (table, ApiKeys::from_keys(["good-key-123"]))
+        let access = Access::new(false, 4);
+        access.publish(crate::access::KeySet::new([(
+            crate::access::ApiKey::hash_presented(b"good-key-123").unwrap(),
+            crate::access::KeyEntry {
+                id: 9,
+                tier: crate::access::Tier::Stress,
+                slot: 0,
+            },
+        )]));
+        (table, access)
     }
 
     fn run(datagram: &[u8]) -> (Outcome, Vec<u8>) {
-        let (table, keys) = setup();
+        let (table, access) = setup();
         let ctx = Context {
             table: &table,
-            keys: &keys,
+            access: &access,
             fresh: Freshness {
                 now_ms: 1_010,
                 stale_after_ms: 9_000,
             },
         };
         let mut out = [0u8; MAX_REPLY];
-        let outcome = answer(datagram, ctx, &mut out);
+        let outcome = answer(datagram, ctx, &mut out, &mut AssetList::default());
         let len = match outcome {
             Outcome::Reply { len, .. } => len,
             Outcome::Dropped(_) => 0,
@@ -257,7 +320,7 @@ mod tests {
     fn never_larger_than_the_request_without_a_key() {
         let cases: &[(&[u8], Option<Drop>)] = &[
             (b"BTC", Some(Drop::Amplification)),
-            (b"key=wrong-key BTC", Some(Drop::Amplification)),
+            (b"key=wrong-key-0 BTC", Some(Drop::Amplification)),
             (b"\x01\x02garbage", Some(Drop::Malformed)),
             (b"     ", Some(Drop::Malformed)),
             (b"", Some(Drop::Malformed)),
@@ -296,7 +359,9 @@ mod tests {
             Outcome::Reply {
                 len: v8::reply_len(3),
                 form: Form::V8,
-                priced: false
+                priced: false,
+                key_id: 0,
+                denied: None,
             }
         );
         let (header, records) = v8::parse_reply(&reply).unwrap();

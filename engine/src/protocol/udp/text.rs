@@ -8,6 +8,7 @@
 use super::super::answer::{Answer, ErrorCode, Freshness, write_answer, write_error};
 use super::super::sink::{Fixed, Sink};
 use crate::price::PriceTable;
+use crate::usage::AssetList;
 
 /// Most assets one text request may ask for.
 pub const MAX_ASSETS: usize = 32;
@@ -110,6 +111,7 @@ pub fn write_reply(
     table: &PriceTable,
     fresh: Freshness,
     out: &mut Fixed<'_>,
+    priced_assets: &mut AssetList,
 ) -> Option<bool> {
     if request.too_many {
         write_error(
@@ -123,6 +125,9 @@ pub fn write_reply(
     let mut priced = true;
     let mut answer = |out: &mut Fixed<'_>, asset: &[u8]| {
         let answer = Answer::lookup(table, asset);
+        if let Answer::Price { id, .. } = answer {
+            priced_assets.push(id);
+        }
         priced &= answer.is_price();
         write_answer(out, &answer, fresh);
     };

@@ -27,6 +27,10 @@ pub enum ReplyStatus {
     /// to [`reply_len`] bytes (or send a key).
     TooSmall = 2,
     TooManySymbols = 3,
+    /// The key is unknown or revoked, or this node requires one.
+    InvalidKey = 4,
+    /// The key is over its tier's rate; retry in a second.
+    RateLimited = 5,
 }
 
 /// Per-symbol record status.

@@ -24,7 +24,8 @@ use super::{REJECT_OVERLOADED, ReactorSpec};
 use crate::metrics::{CloseReason, ReactorMetrics, UdpDrop};
 use crate::node::{Node, wall_ms};
 use crate::protocol::http::routes::PortKind;
-use crate::protocol::udp::{self, Outcome};
+use crate::protocol::udp;
+use crate::usage::{AssetList, Meter};
 
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// recvmmsg batches per socket per turn before other work gets a go.
@@ -70,6 +71,8 @@ pub struct Reactor {
     limits: super::Limits,
     stall: super::stall::StallDetector,
     draining: Option<Instant>,
+    meter: Meter,
+    assets: AssetList,
 }
 
 impl Reactor {
@@ -109,6 +112,8 @@ impl Reactor {
             node: spec.node,
             limits: spec.limits,
             draining: None,
+            meter: spec.meter,
+            assets: AssetList::default(),
         })
     }
 
@@ -210,9 +215,10 @@ impl Reactor {
         let metrics = node.metrics(self.index);
         let ctx = udp::Context {
             table: &node.table,
-            keys: &node.keys,
+            access: &node.access,
             fresh: node.freshness(now_ms),
         };
+        let (meter, assets) = (&mut self.meter, &mut self.assets);
         let mut more = false;
         for _ in 0..UDP_ROUNDS {
             let received = match self.mmsg.receive(fd) {
@@ -233,17 +239,8 @@ impl Reactor {
                 } else {
                     metrics.udp_text.inc();
                 }
-                match udp::answer(datagram, ctx, reply) {
-                    Outcome::Reply { len, .. } => Some(len),
-                    Outcome::Dropped(udp::Drop::Malformed) => {
-                        metrics.udp_drop(UdpDrop::Malformed);
-                        None
-                    }
-                    Outcome::Dropped(udp::Drop::Amplification) => {
-                        metrics.udp_drop(UdpDrop::Amplification);
-                        None
-                    }
-                }
+                let outcome = udp::answer(datagram, ctx, reply, assets);
+                super::account_udp(outcome, metrics, meter, assets, now_ms, arrived)
             });
             let queued = self.mmsg.queued();
             let sent = self.mmsg.flush(fd).unwrap_or(0);
@@ -356,6 +353,8 @@ impl Reactor {
                 metrics,
                 fresh: node.freshness(now_ms),
                 body: &mut self.body,
+                meter: &mut self.meter,
+                assets: &mut self.assets,
                 arrived,
                 draining,
             };
@@ -454,6 +453,8 @@ impl Reactor {
                         metrics,
                         fresh: node.freshness(now_ms),
                         body: &mut self.body,
+                        meter: &mut self.meter,
+                        assets: &mut self.assets,
                         arrived: Instant::now(),
                         draining: true,
                     };

@@ -33,7 +33,8 @@ use super::stall::StallDetector;
 use super::{REJECT_OVERLOADED, ReactorSpec, Waker};
 use crate::metrics::{CloseReason, ReactorMetrics, UdpDrop};
 use crate::node::{Node, wall_ms};
-use crate::protocol::udp::{self, MAX_REPLY, Outcome};
+use crate::protocol::udp::{self, MAX_REPLY};
+use crate::usage::{AssetList, Meter};
 
 const SQ_ENTRIES: u32 = 4096;
 const CQ_ENTRIES: u32 = 16384;
@@ -167,6 +168,8 @@ pub struct Reactor {
     draining: Option<Instant>,
     /// Submissions whose final completion has not arrived yet.
     in_flight: usize,
+    meter: Meter,
+    assets: AssetList,
 }
 
 impl Reactor {
@@ -222,6 +225,8 @@ impl Reactor {
             limits: spec.limits,
             draining: None,
             in_flight: 0,
+            meter: spec.meter,
+            assets: AssetList::default(),
         })
     }
 
@@ -381,7 +386,9 @@ impl Reactor {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
         match op {
-            Some(Op::UdpRecv) => self.on_udp_recv(index as usize, result, flags, more, now_ms),
+            Some(Op::UdpRecv) => {
+                self.on_udp_recv(index as usize, result, flags, more, arrived, now_ms)
+            }
             Some(Op::UdpSend) => {
                 // Only failures complete (see `answer_datagram`); the slot is already free, and
                 // the reply was counted as sent when it was queued.
@@ -409,12 +416,20 @@ impl Reactor {
         }
     }
 
-    fn on_udp_recv(&mut self, index: usize, result: i32, flags: u32, more: bool, now_ms: u64) {
+    fn on_udp_recv(
+        &mut self,
+        index: usize,
+        result: i32,
+        flags: u32,
+        more: bool,
+        arrived: Instant,
+        now_ms: u64,
+    ) {
         if result == -libc::ENOBUFS {
             self.metrics().udp_drop(UdpDrop::NoBuffers);
         } else if let (Ok(len), Some(bid)) = (usize::try_from(result), cqueue::buffer_select(flags))
         {
-            self.answer_datagram(index, bid, len, now_ms);
+            self.answer_datagram(index, bid, len, arrived, now_ms);
             self.buffers.recycle(bid);
         }
         if !more && self.draining.is_none() {
@@ -422,7 +437,14 @@ impl Reactor {
         }
     }
 
-    fn answer_datagram(&mut self, index: usize, bid: u16, len: usize, now_ms: u64) {
+    fn answer_datagram(
+        &mut self,
+        index: usize,
+        bid: u16,
+        len: usize,
+        arrived: Instant,
+        now_ms: u64,
+    ) {
         let metrics = self.node.metrics(self.spec_index);
         let Some(port) = self.udp.get(index) else {
             return;
@@ -445,7 +467,7 @@ impl Reactor {
         };
         let ctx = udp::Context {
             table: &self.node.table,
-            keys: &self.node.keys,
+            access: &self.node.access,
             fresh: self.node.freshness(now_ms),
         };
         if crate::protocol::udp::v8::is_v8(datagram) {
@@ -453,16 +475,17 @@ impl Reactor {
         } else {
             metrics.udp_text.inc();
         }
-        let reply_len = match udp::answer(datagram, ctx, &mut slot.buf) {
-            Outcome::Reply { len, .. } => len,
-            Outcome::Dropped(drop) => {
-                metrics.udp_drop(match drop {
-                    udp::Drop::Malformed => UdpDrop::Malformed,
-                    udp::Drop::Amplification => UdpDrop::Amplification,
-                });
-                self.free_sends.push(slot_index);
-                return;
-            }
+        let outcome = udp::answer(datagram, ctx, &mut slot.buf, &mut self.assets);
+        let Some(reply_len) = super::account_udp(
+            outcome,
+            metrics,
+            &mut self.meter,
+            &self.assets,
+            now_ms,
+            arrived,
+        ) else {
+            self.free_sends.push(slot_index);
+            return;
         };
         let name = message.name_data();
         let name_len = name.len().min(size_of::<libc::sockaddr_storage>());
@@ -674,6 +697,8 @@ impl Reactor {
                 metrics,
                 fresh: node.freshness(now_ms),
                 body: &mut self.body,
+                meter: &mut self.meter,
+                assets: &mut self.assets,
                 arrived,
                 draining,
             };
@@ -780,6 +805,8 @@ impl Reactor {
                         metrics,
                         fresh: node.freshness(now_ms),
                         body: &mut self.body,
+                        meter: &mut self.meter,
+                        assets: &mut self.assets,
                         arrived: Instant::now(),
                         draining: true,
                     };

@@ -1,0 +1,278 @@
+//! The operator's calls, on the API ports under `/admin/`. Each needs `X-Admin-Key` equal to
+//! `BEAST_ADMIN_KEY`: both are hashed (SHA-256) and the digests compared in constant time, so
+//! neither the content nor the length of the key leaks through timing. A wrong or missing key
+//! gets 401 and is counted; with no admin key configured, every admin call gets 401. Every call
+//! is logged with its outcome, never with a key (only a key's first characters).
+//!
+//! - `POST /admin/reload-params`: read keys and parameters from the store now.
+//! - `POST /admin/invalidate-key?key=K`: refuse K on every reactor at once, revoke it in the store.
+//! - `POST /admin/system-mode?mode=performance|normal`: the demo tier's limit and the mode.
+//! - `POST /admin/bootstrap-key[?tier=T]`: the first key of an empty store (default tier partner).
+//! - `GET /admin/feed-status`, `GET /admin/key-status?key=K`.
+//!
+//! Admin calls may allocate; they are not the request path.
+
+use std::sync::atomic::Ordering;
+
+use subtle::ConstantTimeEq as _;
+
+use super::request::{Head, Method, percent_decode, query_param};
+use super::response::{JSON, Status};
+use super::routes::Reply;
+use crate::access::key::display_prefix;
+use crate::access::{ApiKey, Tier};
+use crate::node::Node;
+use crate::protocol::answer::{ErrorCode, Freshness};
+use crate::side::Command;
+use crate::side::stats::add;
+
+pub fn respond(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+    let stats = &node.side;
+    let call = String::from_utf8_lossy(head.path.strip_prefix(b"/admin/").unwrap_or_default())
+        .into_owned();
+    if !authorized(node, head.admin_key) {
+        add(&stats.admin_denied, 1);
+        tracing::warn!(call, "admin call refused: wrong or missing X-Admin-Key");
+        return Reply::error(
+            body,
+            Status::Unauthorized,
+            ErrorCode::Unauthorized,
+            b"admin calls need the X-Admin-Key header",
+        );
+    }
+    let post = head.method == Method::Post;
+    let reply = match (call.as_str(), post) {
+        ("reload-params", true) => reload_params(node, body),
+        ("invalidate-key", true) => invalidate_key(head, node, body),
+        ("system-mode", true) => system_mode(head, node, body),
+        ("bootstrap-key", true) => bootstrap_key(head, node, body),
+        ("feed-status", false) => feed_status(node, fresh, body),
+        ("key-status", false) => key_status(head, node, body),
+        ("reload-params" | "invalidate-key" | "system-mode" | "bootstrap-key", false) => {
+            let mut reply = Reply::error(
+                body,
+                Status::MethodNotAllowed,
+                ErrorCode::MethodNotAllowed,
+                b"use POST",
+            );
+            reply.extra = b"Allow: POST\r\n";
+            reply
+        }
+        ("feed-status" | "key-status", true) => {
+            let mut reply = Reply::error(
+                body,
+                Status::MethodNotAllowed,
+                ErrorCode::MethodNotAllowed,
+                b"use GET",
+            );
+            reply.extra = b"Allow: GET, HEAD\r\n";
+            reply
+        }
+        _ => Reply::error(body, Status::NotFound, ErrorCode::NotFound, b"no such admin call"),
+    };
+    add(&stats.admin_calls, 1);
+    tracing::info!(call, status = reply.status.code(), "admin call");
+    reply
+}
+
+/// Constant-time comparison of the presented admin key with the configured one.
+fn authorized(node: &Node, presented: Option<&[u8]>) -> bool {
+    let (Some(expected), Some(presented)) = (node.admin_key.as_ref(), presented) else {
+        return false;
+    };
+    let digest = crate::access::key::digest(presented);
+    bool::from(digest.ct_eq(expected))
+}
+
+fn json(body: &mut Vec<u8>, status: Status, value: &serde_json::Value) -> Reply {
+    body.clear();
+    body.extend_from_slice(value.to_string().as_bytes());
+    Reply {
+        status,
+        content_type: JSON,
+        extra: b"",
+        error: None,
+        priced: false,
+        key_id: 0,
+        denied: None,
+    }
+}
+
+fn mailbox_full(body: &mut Vec<u8>) -> Reply {
+    Reply::error(
+        body,
+        Status::ServiceUnavailable,
+        ErrorCode::Unavailable,
+        b"the side thread is busy; try again",
+    )
+}
+
+/// The `name` query parameter, percent-decoded.
+fn param(head: &Head<'_>, name: &[u8]) -> Option<String> {
+    let raw = query_param(head.query, name).filter(|v| !v.is_empty())?;
+    let mut decoded = [0u8; 256];
+    let value = percent_decode(raw, &mut decoded)?;
+    String::from_utf8(value.to_vec()).ok()
+}
+
+fn reload_params(node: &Node, body: &mut Vec<u8>) -> Reply {
+    if !node.link.send(Command::ReloadParams) {
+        return mailbox_full(body);
+    }
+    json(
+        body,
+        Status::Accepted,
+        &serde_json::json!({ "status": "reloading" }),
+    )
+}
+
+fn invalidate_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+    let Some(key) = param(head, b"key") else {
+        return Reply::error(body, Status::BadRequest, ErrorCode::BadRequest, b"missing key parameter");
+    };
+    let Some(hash) = ApiKey::hash_presented(key.as_bytes()) else {
+        return Reply::error(body, Status::BadRequest, ErrorCode::InvalidApiKey, b"not a key");
+    };
+    let keys = node.access.keys();
+    let Some(entry) = keys.get(&hash).copied() else {
+        return Reply::error(
+            body,
+            Status::NotFound,
+            ErrorCode::InvalidApiKey,
+            b"no such active key",
+        );
+    };
+    // Refused by every reactor from the next request on; the store follows.
+    node.access.publish(keys.without(&hash));
+    let stored = node.link.send(Command::RevokeKey { id: entry.id });
+    tracing::info!(key = %display_prefix(key.as_bytes()), id = entry.id, "key invalidated");
+    json(
+        body,
+        Status::Ok,
+        &serde_json::json!({ "status": "revoked", "id": entry.id, "stored": stored }),
+    )
+}
+
+fn system_mode(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+    let performance = match param(head, b"mode").as_deref() {
+        Some("performance") => true,
+        Some("normal") => false,
+        _ => {
+            return Reply::error(
+                body,
+                Status::BadRequest,
+                ErrorCode::BadRequest,
+                b"mode is performance or normal",
+            );
+        }
+    };
+    node.access.set_performance(performance);
+    let stored = node.link.send(Command::SystemMode { performance });
+    json(
+        body,
+        Status::Ok,
+        &serde_json::json!({
+            "mode": if performance { "performance" } else { "normal" },
+            "demo_limit_per_s": Tier::Demo.rate(performance).per_second,
+            "stored": stored,
+        }),
+    )
+}
+
+fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+    let stats = &node.side;
+    if !stats.keys_loaded.load(Ordering::Acquire) {
+        return Reply::error(
+            body,
+            Status::ServiceUnavailable,
+            ErrorCode::Unavailable,
+            b"the key store has not been read yet",
+        );
+    }
+    let tier = match param(head, b"tier").map(|t| t.parse::<Tier>()) {
+        None => Tier::Partner,
+        Some(Ok(tier)) => tier,
+        Some(Err(_)) => {
+            return Reply::error(body, Status::BadRequest, ErrorCode::BadRequest, b"unknown tier");
+        }
+    };
+    if stats.keys_total.load(Ordering::Acquire) > 0
+        || node.bootstrapped.swap(true, Ordering::AcqRel)
+    {
+        return Reply::error(
+            body,
+            Status::Conflict,
+            ErrorCode::BadRequest,
+            b"the store already has keys: use beast keys create",
+        );
+    }
+    let Ok(key) = ApiKey::generate() else {
+        node.bootstrapped.store(false, Ordering::Release);
+        return Reply::error(
+            body,
+            Status::ServiceUnavailable,
+            ErrorCode::Unavailable,
+            b"no randomness available",
+        );
+    };
+    let sent = node.link.send(Command::CreateKey {
+        hash: key.hash(),
+        prefix: key.prefix(),
+        tier,
+        name: "bootstrap".into(),
+    });
+    if !sent {
+        node.bootstrapped.store(false, Ordering::Release);
+        return mailbox_full(body);
+    }
+    tracing::info!(key = %key.prefix(), tier = tier.name(), "bootstrap key created");
+    json(
+        body,
+        Status::Ok,
+        &serde_json::json!({ "key": key.as_str(), "tier": tier.name(), "note": "in force within a second; shown once" }),
+    )
+}
+
+fn feed_status(node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+    let feeds: Vec<serde_json::Value> = node
+        .feeds
+        .iter()
+        .map(|f| {
+            use beast_feeds::client::FeedStatus;
+            let last = FeedStatus::get(&f.last_message_ms);
+            serde_json::json!({
+                "venue": f.venue.name(),
+                "state": f.state().as_str(),
+                "messages_per_second": FeedStatus::get(&f.messages_per_second),
+                "last_message_age_ms": (last > 0).then(|| fresh.now_ms.saturating_sub(last)),
+                "reconnects": FeedStatus::get(&f.reconnects),
+                "parse_errors": FeedStatus::get(&f.parse_errors),
+                "rest_fallback": f.rest_active.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    json(body, Status::Ok, &serde_json::json!({ "feeds": feeds }))
+}
+
+fn key_status(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+    let Some(key) = param(head, b"key") else {
+        return Reply::error(body, Status::BadRequest, ErrorCode::BadRequest, b"missing key parameter");
+    };
+    let shown = display_prefix(key.as_bytes());
+    let entry = ApiKey::hash_presented(key.as_bytes()).and_then(|h| node.access.keys().get(&h).copied());
+    let value = match entry {
+        Some(entry) => {
+            let rate = entry.tier.rate(node.access.performance());
+            serde_json::json!({
+                "key": shown,
+                "active": true,
+                "id": entry.id,
+                "tier": entry.tier.name(),
+                "limit_per_s": rate.per_second,
+                "burst": rate.burst,
+            })
+        }
+        None => serde_json::json!({ "key": shown, "active": false }),
+    };
+    json(body, Status::Ok, &value)
+}

@@ -1,0 +1,269 @@
+//! Valkey (`CACHE_URL`, Redis 7 protocol): every fresh price under `price:{ASSET}` every 30 s,
+//! this node's stats in the `cluster:stats` hash (field: node name) every 3 s, and, at start,
+//! the cached prices read back so a node whose feeds are not up yet can answer at once (with
+//! their original exchange time, so age and staleness stay true).
+//!
+//! Values are JSON: `price:BTC` = `{"asset":"BTC","price":"97000.5","source":"coinbase-ws",
+//! "ts":1764000000000,"node":"node-a"}` with a 10-minute expiry.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use beast_core::{Decimal, Source, Symbol};
+use redis::AsyncCommands as _;
+use tokio::sync::watch;
+
+use super::stats::{SideStats, add, set};
+use super::SideOptions;
+use crate::node::wall_ms;
+use crate::price::{Aggregate, PriceTable, TableWriter};
+
+/// Cached prices expire after this: a cluster that stopped writing must not serve them forever.
+const PRICE_TTL_S: u64 = 600;
+/// Every call must finish within this (ASSETS.md: fail fast on Valkey).
+const TIMEOUT: Duration = Duration::from_millis(500);
+/// Connecting may take longer than a call.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub async fn run(
+    options: SideOptions,
+    table: Arc<PriceTable>,
+    feeds: Vec<Arc<beast_feeds::client::FeedStatus>>,
+    stats: Arc<SideStats>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Some(url) = options.cache_url.clone() else {
+        let _ = stopped.wait_for(|s| *s).await;
+        return;
+    };
+    let mut connection: Option<redis::aio::ConnectionManager> = None;
+    let mut prices = tokio::time::interval(options.cache_prices_every);
+    let mut node_stats = tokio::time::interval(options.cache_stats_every);
+    for tick in [&mut prices, &mut node_stats] {
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        let write_prices = tokio::select! {
+            _ = prices.tick() => true,
+            _ = node_stats.tick() => false,
+            _ = stopped.wait_for(|s| *s) => return,
+        };
+        if connection.is_none() {
+            connection = connect(&url).await;
+            if connection.is_none() {
+                failed(&stats, "cannot connect");
+                continue;
+            }
+        }
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
+        let result = if write_prices {
+            write_all_prices(conn, &table, &options).await
+        } else {
+            write_node_stats(conn, &table, &feeds, &options, &stats).await
+        };
+        match result {
+            Ok(()) => {
+                add(&stats.cache_writes, 1);
+                if !stats.cache_up.swap(true, Ordering::Relaxed) {
+                    tracing::info!("Valkey reachable");
+                }
+            }
+            Err(e) => failed(&stats, &e),
+        }
+    }
+}
+
+fn failed(stats: &SideStats, error: &str) {
+    add(&stats.cache_errors, 1);
+    if stats.cache_up.swap(false, Ordering::Relaxed) || stats.cache_errors.load(Ordering::Relaxed) == 1
+    {
+        tracing::warn!(error, "Valkey unreachable; prices are still served from memory");
+    }
+}
+
+async fn connect(url: &str) -> Option<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).ok()?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(1);
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+async fn write_all_prices(
+    conn: &mut redis::aio::ConnectionManager,
+    table: &PriceTable,
+    options: &SideOptions,
+) -> Result<(), String> {
+    let now = wall_ms();
+    let mut pipe = redis::pipe();
+    let mut any = false;
+    for (id, symbol) in table.registry().iter() {
+        let Some(price) = table.aggregate(id) else {
+            continue;
+        };
+        if now.saturating_sub(price.exchange_ms) > options.stale_after_ms {
+            continue; // only fresh prices are worth a warm start
+        }
+        let value = serde_json::json!({
+            "asset": symbol.as_str(),
+            "price": price.price.format().as_str(),
+            "source": price.source.tag(),
+            "ts": price.exchange_ms,
+            "node": options.node,
+        });
+        pipe.set_ex(format!("price:{}", symbol.as_str()), value.to_string(), PRICE_TTL_S)
+            .ignore();
+        any = true;
+    }
+    if !any {
+        return Ok(());
+    }
+    tokio::time::timeout(TIMEOUT, pipe.query_async::<()>(conn))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+async fn write_node_stats(
+    conn: &mut redis::aio::ConnectionManager,
+    table: &PriceTable,
+    feeds: &[Arc<beast_feeds::client::FeedStatus>],
+    options: &SideOptions,
+    stats: &SideStats,
+) -> Result<(), String> {
+    let priced = table
+        .registry()
+        .iter()
+        .filter(|(id, _)| table.aggregate(*id).is_some())
+        .count();
+    let value = serde_json::json!({
+        "node": options.node,
+        "ts": wall_ms(),
+        "version": crate::build_info::VERSION,
+        "assets": table.registry().len(),
+        "priced": priced,
+        "feeds_streaming": feeds.iter().filter(|f| f.state().as_str() == "streaming").count(),
+        "usage_journaled": stats.journaled.load(Ordering::Relaxed),
+        "keys_active": stats.keys_active.load(Ordering::Relaxed),
+    });
+    tokio::time::timeout(
+        TIMEOUT,
+        conn.hset::<_, _, _, ()>("cluster:stats", &options.node, value.to_string()),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())
+}
+
+/// Reads the cached prices into the table before the feeds start. Bounded to a few seconds;
+/// without Valkey the node just starts cold.
+pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideStats) {
+    let Some(url) = options.cache_url.clone() else {
+        return;
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!(error = %e, "warm start skipped");
+            return;
+        }
+    };
+    let cached = runtime.block_on(async {
+        let mut conn = connect(&url).await?;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = tokio::time::timeout(
+                TIMEOUT,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("price:*")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() > 100_000 {
+                break;
+            }
+        }
+        let mut values = Vec::new();
+        for chunk in keys.chunks(500) {
+            let got: Vec<Option<String>> = tokio::time::timeout(TIMEOUT, conn.mget(chunk))
+                .await
+                .ok()?
+                .ok()?;
+            values.extend(got.into_iter().flatten());
+        }
+        Some(values)
+    });
+    let Some(values) = cached else {
+        tracing::warn!("Valkey unreachable at start: no warm start");
+        return;
+    };
+    let mut loaded = 0u64;
+    for value in values {
+        if let Some((symbol, aggregate)) = parse_cached(&value)
+            && let Ok(id) = writer.add_asset(&symbol)
+        {
+            writer.publish_aggregate(id, &aggregate);
+            loaded += 1;
+        }
+    }
+    set(&stats.warm_start_prices, loaded);
+    tracing::info!(prices = loaded, "warm start from Valkey");
+}
+
+fn parse_cached(value: &str) -> Option<(Symbol, Aggregate)> {
+    let v: serde_json::Value = serde_json::from_str(value).ok()?;
+    let symbol = Symbol::parse(v["asset"].as_str()?.as_bytes()).ok()?;
+    let exchange_ms = v["ts"].as_u64()?;
+    Some((
+        symbol,
+        Aggregate {
+            price: Decimal::parse(v["price"].as_str()?).ok()?,
+            source: Source::from_tag(v["source"].as_str()?)?,
+            exchange_ms,
+            received_ms: exchange_ms,
+            sources: 1,
+            spread_bps: 0,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_prices_parse() {
+        let (symbol, price) = parse_cached(
+            r#"{"asset":"BTC","price":"97000.5","source":"coinbase-ws","ts":1764000000000,"node":"a"}"#,
+        )
+        .unwrap();
+        assert_eq!(symbol.as_str(), "BTC");
+        assert_eq!(price.price.format().as_str(), "97000.5");
+        assert_eq!(price.exchange_ms, 1_764_000_000_000);
+        for bad in ["", "{}", r#"{"asset":"BTC","price":"x","source":"coinbase-ws","ts":1}"#] {
+            assert!(parse_cached(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The side thread: everything slow, on one OS thread with a current-thread tokio runtime, so
+//! the reactors never wait. It
+//! - drains each reactor's usage ring into the journal and delivers the journal to the sinks
+//!   ([`usage`]);
+//! - reads keys and parameters from the store and publishes them to the reactors as immutable
+//!   snapshots ([`keys`]), and carries out admin calls that change the store;
+//! - writes prices and node stats to Valkey and reads them back for a warm start ([`cache`]).
+//!
+//! Reactors talk to it only through a bounded mailbox (`try_send`, never blocking) and read
+//! what it publishes through atomics and `ArcSwap`s.
+
+pub mod cache;
+pub mod keys;
+pub mod stats;
+pub mod usage;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::access::{Access, KeyHash, Tier};
+use crate::price::{PriceTable, TableWriter};
+use crate::usage::UsageEvent;
+pub use stats::SideStats;
+
+/// Admin calls the side thread carries out.
+#[derive(Debug)]
+pub enum Command {
+    /// Read the parameters (and keys) from the store now.
+    ReloadParams,
+    /// Revoke a key in the store (it is already out of the reactors' set).
+    RevokeKey { id: u64 },
+    /// Store the key `/admin/bootstrap-key` created (already in the reactors' set).
+    CreateKey {
+        hash: KeyHash,
+        prefix: String,
+        tier: Tier,
+        name: String,
+    },
+    /// Persist the system mode (already in force).
+    SystemMode { performance: bool },
+}
+
+/// Mailbox size: admin calls are rare; a full mailbox answers 503.
+const MAILBOX: usize = 64;
+
+/// How reactors reach the side thread.
+#[derive(Clone)]
+pub struct SideLink {
+    commands: mpsc::Sender<Command>,
+    pub stats: Arc<SideStats>,
+}
+
+impl SideLink {
+    /// A link to nothing (benchmarks and unit tests): commands are refused.
+    pub fn detached() -> SideLink {
+        let (commands, _) = mpsc::channel(1);
+        SideLink {
+            commands,
+            stats: Arc::new(SideStats::default()),
+        }
+    }
+
+    /// Hands a command over without waiting; false when the side thread cannot take it.
+    pub fn send(&self, command: Command) -> bool {
+        self.commands.try_send(command).is_ok()
+    }
+}
+
+/// What the side thread is configured with.
+#[derive(Clone, Debug)]
+pub struct SideOptions {
+    pub node: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub cache_url: Option<String>,
+    pub sqs_queue_url: Option<String>,
+    pub aws_region: String,
+    /// Whether requests are metered at all.
+    pub metering: bool,
+    /// How often the journal is fsynced (0: every write).
+    pub journal_fsync: Duration,
+    pub journal_segment_bytes: u64,
+    /// How often the store is asked whether keys or parameters changed.
+    pub keys_poll: Duration,
+    /// How long the sinks get to catch up at shutdown before the rest waits in the journal.
+    pub shutdown_grace: Duration,
+    pub cache_prices_every: Duration,
+    pub cache_stats_every: Duration,
+    pub stale_after_ms: u64,
+}
+
+/// The running side thread.
+pub struct Side {
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SideError {
+    #[error("cannot start the side thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("cannot open the usage journal in {path}: {source}")]
+    Journal {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What the side thread works on.
+pub struct SideInputs {
+    pub access: Arc<Access>,
+    pub table: Arc<PriceTable>,
+    pub rings: Vec<rtrb::Consumer<UsageEvent>>,
+    /// Valkey's warm start writes through this, before the price thread takes it.
+    pub feeds: Vec<Arc<beast_feeds::client::FeedStatus>>,
+}
+
+/// Starts the side thread. Returns the handle and the link the reactors get.
+pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink), SideError> {
+    let stats = Arc::new(SideStats::default());
+    let (commands, mailbox) = mpsc::channel(MAILBOX);
+    let (stop, stopped) = watch::channel(false);
+    let journal = if options.metering {
+        let dir = options.data_dir.join("usage");
+        Some(
+            crate::usage::journal::Journal::open(
+                &dir,
+                options.journal_segment_bytes,
+                options.journal_fsync,
+            )
+            .map_err(|source| SideError::Journal {
+                path: dir.display().to_string(),
+                source,
+            })?,
+        )
+    } else {
+        None
+    };
+    let thread_stats = Arc::clone(&stats);
+    let thread = std::thread::Builder::new()
+        .name("beast-side".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    tracing::error!(error = %e, "side thread: cannot build its runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(
+                &runtime,
+                run(options, inputs, journal, thread_stats, mailbox, stopped),
+            );
+        })
+        .map_err(SideError::Spawn)?;
+    Ok((
+        Side {
+            stop,
+            thread: Some(thread),
+        },
+        SideLink { commands, stats },
+    ))
+}
+
+impl Side {
+    /// Stops after the final drain: call once the reactors have stopped, so every record they
+    /// queued is journaled. Sinks get the shutdown grace to catch up.
+    pub fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("side thread panicked");
+        }
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn run(
+    options: SideOptions,
+    inputs: SideInputs,
+    journal: Option<crate::usage::journal::Journal>,
+    stats: Arc<SideStats>,
+    mailbox: mpsc::Receiver<Command>,
+    stopped: watch::Receiver<bool>,
+) {
+    let keys = tokio::task::spawn_local(keys::run(
+        options.clone(),
+        Arc::clone(&inputs.access),
+        Arc::clone(&stats),
+        mailbox,
+        stopped.clone(),
+    ));
+    let cache = tokio::task::spawn_local(cache::run(
+        options.clone(),
+        Arc::clone(&inputs.table),
+        inputs.feeds.clone(),
+        Arc::clone(&stats),
+        stopped.clone(),
+    ));
+    if let Some(journal) = journal {
+        usage::run(
+            &options,
+            journal,
+            inputs.rings,
+            &inputs.table,
+            Arc::clone(&stats),
+            stopped,
+        )
+        .await;
+    } else {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|s| *s).await;
+    }
+    let _ = keys.await;
+    let _ = cache.await;
+}
+
+/// Valkey's warm start needs to write prices before the price thread owns the writer.
+pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideStats) {
+    cache::warm_start(options, writer, stats);
+}

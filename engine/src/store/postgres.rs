@@ -1,0 +1,260 @@
+//! The shared store: PostgreSQL (Aurora compatible), the same tables as the embedded store.
+//! Every node connects to it; migrations run under an advisory lock so nodes starting together
+//! apply each one once.
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::{NewKey, StoreError, StoredKey, UsageQuery};
+use crate::access::key::{from_hex, to_hex};
+use crate::usage::record::UsageRecord;
+
+/// Every statement and the connection itself must finish within this.
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+const MIGRATIONS: &[&str] = &[
+    // 1: keys, usage records, parameters.
+    "CREATE TABLE api_keys (
+        id BIGSERIAL PRIMARY KEY,
+        key_hash TEXT NOT NULL UNIQUE,
+        prefix TEXT NOT NULL,
+        name TEXT NOT NULL,
+        tier TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        revoked_ms BIGINT
+     );
+     CREATE TABLE usage_logs (
+        record_id TEXT PRIMARY KEY,
+        key_id BIGINT NOT NULL,
+        assets TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        latency_bucket TEXT NOT NULL,
+        node TEXT NOT NULL,
+        ts_ms BIGINT NOT NULL
+     );
+     CREATE INDEX usage_logs_key_ts ON usage_logs (key_id, ts_ms);
+     CREATE TABLE application_parameters (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_ms BIGINT NOT NULL
+     );
+     CREATE TABLE store_versions (name TEXT PRIMARY KEY, version BIGINT NOT NULL);
+     INSERT INTO store_versions VALUES ('keys', 0), ('params', 0);",
+];
+
+/// Any number that identifies beast's migration lock among the database's advisory locks.
+const MIGRATION_LOCK: i64 = 0x000b_ea57_0001;
+
+pub struct PgStore {
+    client: Client,
+}
+
+fn pg(source: tokio_postgres::Error) -> StoreError {
+    StoreError::Postgres(source)
+}
+
+async fn timed<T>(
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(TIMEOUT, work)
+        .await
+        .map_err(|_| StoreError::Timeout)?
+        .map_err(pg)
+}
+
+impl PgStore {
+    /// Connects and runs pending migrations. Must run inside a tokio runtime (the connection's
+    /// I/O runs as a task on it).
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let (client, connection) = timed(tokio_postgres::connect(url, NoTls)).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        let mut store = PgStore { client };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    async fn migrate(&mut self) -> Result<(), StoreError> {
+        timed(self.client.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+        ))
+        .await?;
+        let tx = timed(self.client.transaction()).await?;
+        timed(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])).await?;
+        let row = timed(tx.query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        ))
+        .await?;
+        let current: i64 = row.get(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(StoreError::TooNew {
+                found: current,
+                known,
+            });
+        }
+        for (version, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            timed(tx.batch_execute(sql)).await?;
+            timed(tx.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)",
+                &[&(version as i64 + 1), &(crate::node::wall_ms() as i64)],
+            ))
+            .await?;
+        }
+        timed(tx.commit()).await
+    }
+
+    pub async fn create_key(&mut self, key: &NewKey<'_>) -> Result<u64, StoreError> {
+        let tx = timed(self.client.transaction()).await?;
+        let row = timed(tx.query_one(
+            "INSERT INTO api_keys (key_hash, prefix, name, tier, created_ms)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &to_hex(&key.hash),
+                &key.prefix,
+                &key.name,
+                &key.tier.name(),
+                &(key.now_ms as i64),
+            ],
+        ))
+        .await?;
+        timed(tx.execute(
+            "UPDATE store_versions SET version = version + 1 WHERE name = 'keys'",
+            &[],
+        ))
+        .await?;
+        timed(tx.commit()).await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    pub async fn keys(&mut self) -> Result<Vec<StoredKey>, StoreError> {
+        let rows = timed(self.client.query(
+            "SELECT id, key_hash, prefix, name, tier, created_ms, revoked_ms FROM api_keys ORDER BY id",
+            &[],
+        ))
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.get(0);
+                let hash: String = r.get(1);
+                let tier: String = r.get(4);
+                Ok(StoredKey {
+                    id: id as u64,
+                    hash: from_hex(&hash)
+                        .ok_or_else(|| StoreError::Corrupt(format!("key {id}: hash {hash:?}")))?,
+                    prefix: r.get(2),
+                    name: r.get(3),
+                    tier: tier
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("key {id}: tier {tier:?}")))?,
+                    created_ms: r.get::<_, i64>(5) as u64,
+                    revoked_ms: r.get::<_, Option<i64>>(6).map(|v| v as u64),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn revoke_key(&mut self, id: u64, now_ms: u64) -> Result<bool, StoreError> {
+        let tx = timed(self.client.transaction()).await?;
+        let changed = timed(tx.execute(
+            "UPDATE api_keys SET revoked_ms = $2 WHERE id = $1 AND revoked_ms IS NULL",
+            &[&(id as i64), &(now_ms as i64)],
+        ))
+        .await?;
+        if changed > 0 {
+            timed(tx.execute(
+                "UPDATE store_versions SET version = version + 1 WHERE name = 'keys'",
+                &[],
+            ))
+            .await?;
+        }
+        timed(tx.commit()).await?;
+        Ok(changed > 0)
+    }
+
+    pub async fn version(&mut self, name: &str) -> Result<i64, StoreError> {
+        let row = timed(self.client.query_opt(
+            "SELECT version FROM store_versions WHERE name = $1",
+            &[&name],
+        ))
+        .await?;
+        Ok(row.map_or(0, |r| r.get(0)))
+    }
+
+    /// Inserts records, skipping ids already stored; returns how many were new.
+    pub async fn insert_usage(&mut self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+        let mut ids = Vec::with_capacity(records.len());
+        let mut keys = Vec::with_capacity(records.len());
+        let mut assets = Vec::with_capacity(records.len());
+        let mut protocols = Vec::with_capacity(records.len());
+        let mut latencies = Vec::with_capacity(records.len());
+        let mut nodes = Vec::with_capacity(records.len());
+        let mut times = Vec::with_capacity(records.len());
+        for r in records {
+            ids.push(r.record_id());
+            keys.push(r.key_id as i64);
+            assets.push(r.assets.as_str());
+            protocols.push(r.protocol.as_str());
+            latencies.push(r.latency_name());
+            nodes.push(r.node.as_str());
+            times.push(r.ts_ms as i64);
+        }
+        timed(self.client.execute(
+            "INSERT INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])
+             ON CONFLICT (record_id) DO NOTHING",
+            &[&ids, &keys, &assets, &protocols, &latencies, &nodes, &times],
+        ))
+        .await
+    }
+
+    pub async fn count_usage(&mut self, query: &UsageQuery) -> Result<u64, StoreError> {
+        let key = query.key_id.map(|k| k as i64);
+        let since = query.since_ms.unwrap_or(0) as i64;
+        let row = timed(self.client.query_one(
+            "SELECT COUNT(*) FROM usage_logs WHERE ($1::int8 IS NULL OR key_id = $1) AND ts_ms >= $2",
+            &[&key, &since],
+        ))
+        .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    pub async fn params(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = timed(self.client.query(
+            "SELECT name, value FROM application_parameters ORDER BY name",
+            &[],
+        ))
+        .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
+        let tx = timed(self.client.transaction()).await?;
+        timed(tx.execute(
+            "INSERT INTO application_parameters (name, value, updated_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_ms = EXCLUDED.updated_ms",
+            &[&name, &value, &(now_ms as i64)],
+        ))
+        .await?;
+        timed(tx.execute(
+            "UPDATE store_versions SET version = version + 1 WHERE name = 'params'",
+            &[],
+        ))
+        .await?;
+        timed(tx.commit()).await
+    }
+}
