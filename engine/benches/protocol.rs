@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use beast_core::{Decimal, Source, Symbol, Venue};
-use beast_engine::keys::ApiKeys;
+use beast_engine::access::Access;
 use beast_engine::node::Node;
 use beast_engine::price::{Aggregate, PriceTable};
 use beast_engine::protocol::answer::Freshness;
@@ -14,6 +14,8 @@ use beast_engine::protocol::http::response::{self, Persist};
 use beast_engine::protocol::http::routes::{self, PortKind};
 use beast_engine::protocol::sink::Fixed;
 use beast_engine::protocol::udp::{self, Context, MAX_REPLY, v8};
+use beast_engine::side::SideLink;
+use beast_engine::usage::AssetList;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const NOW_MS: u64 = 1_010;
@@ -39,7 +41,8 @@ fn node() -> Node {
     Node::new(
         String::from("bench"),
         table,
-        ApiKeys::from_keys(["bench-key-123"]),
+        std::sync::Arc::new(Access::new(false, 1)),
+        SideLink::detached(),
         9_000,
         "bench",
         1,
@@ -66,12 +69,14 @@ fn http(c: &mut Criterion) {
         });
         let mut body = Vec::with_capacity(4096);
         let mut out = vec![0u8; 16 * 1024];
+        let mut priced = AssetList::default();
         group.bench_function(format!("parse+respond+format/{name}"), |b| {
             b.iter(|| {
                 let Parsed::Complete(head) = request::parse(black_box(bytes)) else {
                     return 0;
                 };
-                let reply = routes::respond(&head, &node, fresh(), PortKind::Api, &mut body);
+                let reply =
+                    routes::respond(&head, &node, fresh(), PortKind::Api, &mut body, &mut priced);
                 let mut sink = Fixed::new(&mut out);
                 response::write(
                     &mut sink,
@@ -91,10 +96,9 @@ fn http(c: &mut Criterion) {
 
 fn udp_answer(c: &mut Criterion) {
     let node = node();
-    let keys = ApiKeys::from_keys(["bench-key-123"]);
     let ctx = Context {
         table: &node.table,
-        keys: &keys,
+        access: &node.access,
         fresh: fresh(),
     };
     let mut group = c.benchmark_group("udp");
@@ -105,11 +109,12 @@ fn udp_answer(c: &mut Criterion) {
     let len = v8::encode_request(&mut v8_request, 7, None, &symbols, v8::reply_len(3)).unwrap_or(0);
     let v8_request = v8_request.get(..len).unwrap_or_default().to_vec();
     let mut out = vec![0u8; MAX_REPLY];
+    let mut assets = AssetList::default();
     group.bench_function("answer/text", |b| {
-        b.iter(|| udp::answer(black_box(&text), ctx, &mut out))
+        b.iter(|| udp::answer(black_box(&text), ctx, &mut out, &mut assets))
     });
     group.bench_function("answer/v8-3-symbols", |b| {
-        b.iter(|| udp::answer(black_box(&v8_request), ctx, &mut out))
+        b.iter(|| udp::answer(black_box(&v8_request), ctx, &mut out, &mut assets))
     });
 
     let mut encoded = [0u8; 1024];
@@ -119,7 +124,8 @@ fn udp_answer(c: &mut Criterion) {
     group.bench_function("v8/parse-request-3", |b| {
         b.iter(|| v8::parse_request(black_box(&v8_request)).map(|r| r.count()))
     });
-    let udp::Outcome::Reply { len, .. } = udp::answer(&v8_request, ctx, &mut out) else {
+    let udp::Outcome::Reply { len, .. } = udp::answer(&v8_request, ctx, &mut out, &mut assets)
+    else {
         panic!("v8 answered")
     };
     let reply = out.get(..len).unwrap_or_default().to_vec();

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::access::Access;
-use crate::side::{SideLink, SideStats};
 use crate::metrics::{NodeFacts, ReactorMetrics};
 use crate::price::PriceTable;
 use crate::protocol::answer::Freshness;
+use crate::side::{SideLink, SideStats};
 
 pub struct Node {
     pub name: String,

@@ -63,6 +63,23 @@ impl Scratch {
 
     /// `beast` with `args`, run in this directory with an empty environment (plus `PATH`), so
     /// settings from the machine or the CI job cannot leak in.
+    /// Creates an API key of `tier` in this directory's embedded store (`beast keys create`).
+    pub fn create_key(&self, tier: &str) -> String {
+        let out = self
+            .beast(&["keys", "create", "--tier", tier])
+            .output()
+            .expect("run beast keys create");
+        assert!(
+            out.status.success(),
+            "beast keys create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8 key")
+            .trim()
+            .to_string()
+    }
+
     pub fn beast(&self, args: &[&str]) -> Command {
         let mut command = Command::new(beast_bin());
         command.args(args).current_dir(self.path()).env_clear();

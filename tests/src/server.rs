@@ -48,7 +48,17 @@ impl Beast {
         extra: &[&str],
         adjust: impl FnOnce(&mut std::process::Command),
     ) -> Beast {
-        let scratch = Scratch::new();
+        Beast::start_in(Scratch::new(), backend, extra, adjust)
+    }
+
+    /// As [`Beast::start_with`], in a scratch directory the caller prepared (keys created with
+    /// [`Scratch::create_key`], a journal left by an earlier run).
+    pub fn start_in(
+        scratch: Scratch,
+        backend: &str,
+        extra: &[&str],
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Beast {
         let prices = scratch.write("prices.jsonl", SEED);
         let stderr = scratch.path().join("stderr.log");
         let mut args = vec![

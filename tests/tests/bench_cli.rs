@@ -39,8 +39,14 @@ fn failed(result: &Value) -> u64 {
 #[test]
 fn loads_each_form_and_validates_every_reply() {
     let scratch = Scratch::new();
-    let keys = scratch.write("keys.txt", "bench-key-0001\n");
-    let beast = Beast::start("uring", &["--api-keys", keys.to_str().unwrap()]);
+    let key = scratch.create_key("stress");
+    let beast = Beast::start(
+        "uring",
+        &[
+            "--beast-data-dir",
+            scratch.path().join("data").to_str().unwrap(),
+        ],
+    );
     let (udp, http) = (
         beast.addr("udp_lpo").to_string(),
         beast.addr("tcp_lpo").to_string(),
@@ -78,7 +84,7 @@ fn loads_each_form_and_validates_every_reply() {
                 "--per-request",
                 "2",
                 "--key",
-                "bench-key-0001",
+                key.as_str(),
             ][..],
             &short,
         ]

@@ -7,7 +7,11 @@ use beast_tests::server::{BACKENDS, Beast, padded};
 #[test]
 fn no_reply_is_larger_than_its_request_without_a_key() {
     let scratch = beast_tests::Scratch::new();
-    let keys = scratch.write("keys.txt", "valid-key-0001\n");
+    let key = scratch.create_key("stress");
+    let keyed = format!("key={key} BTC");
+    let keyed_many = format!("key={key} BTC ETH PEPE SOL NOPE");
+    let data_dir = scratch.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
     let mut v8_buf = [0u8; 1024];
     let mut v8_request = |key: Option<&[u8]>, symbols: &[&[u8]], pad: usize| {
         let len = v8::encode_request(&mut v8_buf, 7, key, symbols, pad).unwrap();
@@ -26,8 +30,8 @@ fn no_reply_is_larger_than_its_request_without_a_key() {
         (padded("BTC ETH", 120), false),
         (padded("BTC", 300), false),
         (vec![b'A'; 33 * 2], false),
-        (b"key=valid-key-0001 BTC".to_vec(), true),
-        (b"key=valid-key-0001 BTC ETH PEPE SOL NOPE".to_vec(), true),
+        (keyed.as_bytes().to_vec(), true),
+        (keyed_many.as_bytes().to_vec(), true),
         (v8_request(None, &[b"BTC"], 0), false),
         (
             v8_request(None, &[b"BTC", b"ETH"], v8::reply_len(2) - 1),
@@ -36,7 +40,7 @@ fn no_reply_is_larger_than_its_request_without_a_key() {
         (v8_request(None, &[b"BTC", b"ETH"], v8::reply_len(2)), false),
         (v8_request(Some(b"wrong-key-0"), &[b"BTC"], 0), false),
         (
-            v8_request(Some(b"valid-key-0001"), &[b"BTC", b"ETH", b"PEPE"], 0),
+            v8_request(Some(key.as_bytes()), &[b"BTC", b"ETH", b"PEPE"], 0),
             true,
         ),
         (v8_request(None, &[b"BTC"], 0)[..11].to_vec(), false),
@@ -47,7 +51,7 @@ fn no_reply_is_larger_than_its_request_without_a_key() {
         cases.push((vec![i.wrapping_mul(37); usize::from(i) + 1], false));
     }
     for backend in BACKENDS {
-        let beast = Beast::start(backend, &["--api-keys", keys.to_str().unwrap()]);
+        let beast = Beast::start(backend, &["--beast-data-dir", data_dir]);
         let udp = beast.udp_client("udp_lpo");
         for (request, keyed) in &cases {
             let replies = udp.ask_then_probe(request);

@@ -1,6 +1,8 @@
 //! Once warm, the request path allocates nothing: the engine runs in this process under a
 //! counting global allocator that counts only on reactor threads, then serves 100 000 UDP text,
-//! 100 000 UDP v8 and 100 000 HTTP `GET /price` requests through real sockets on each backend.
+//! 100 000 UDP v8 and 100 000 HTTP `GET /price` requests through real sockets on each backend,
+//! every one with an API key checked against the store's keys and rate-limited, and metered
+//! (usage records through the side thread into the embedded store).
 
 #![allow(unsafe_code, reason = "a global allocator is an unsafe trait")]
 
@@ -12,14 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use beast_engine::access::{Access, ApiKey, Tier};
 use beast_engine::config::Config;
 use beast_engine::config::setting::IoChoice;
-use beast_engine::keys::ApiKeys;
 use beast_engine::price::PriceTable;
 use beast_engine::pricing::{PriceThread, PriceThreadOptions, seed};
 use beast_engine::protocol::udp::v8;
 use beast_engine::reactor::Ports;
-use beast_engine::server::{ServeOptions, Server};
+use beast_engine::server::{ServeOptions, Server, Wiring};
+use beast_engine::side::{self, Side, SideInputs, SideOptions};
+use beast_engine::store::NewKey;
+use beast_engine::store::sqlite::SqliteStore;
 use beast_tests::server::{SEED, WAIT, padded};
 
 /// Allocations (alloc, alloc_zeroed, realloc) made on threads that opted in.
@@ -73,7 +78,27 @@ const UDP_CLIENTS: usize = 16;
 const CLIENTS: usize = 4;
 const WINDOW: usize = 50;
 
-fn start(io: IoChoice) -> (Server, PriceThread) {
+struct Running {
+    server: Server,
+    prices: PriceThread,
+    side: Side,
+    key: String,
+    _data: tempfile::TempDir,
+}
+
+fn start(io: IoChoice) -> Running {
+    let data = tempfile::tempdir().unwrap();
+    let key = ApiKey::generate().unwrap();
+    SqliteStore::open(data.path())
+        .unwrap()
+        .create_key(&NewKey {
+            hash: key.hash(),
+            prefix: &key.prefix(),
+            name: "zero-alloc",
+            tier: Tier::Stress,
+            now_ms: 0,
+        })
+        .unwrap();
     let (table, writer) = PriceTable::new(256);
     let seeds = seed::parse(SEED, beast_engine::node::wall_ms()).expect("seed");
     let prices = PriceThread::start(
@@ -89,7 +114,7 @@ fn start(io: IoChoice) -> (Server, PriceThread) {
         },
     )
     .expect("price thread");
-    let mut options = ServeOptions::from_config(&Config::default(), ApiKeys::default());
+    let mut options = ServeOptions::from_config(&Config::default());
     options.bind = [127, 0, 0, 1].into();
     options.ports = Ports {
         tcp_lpo: 0,
@@ -103,7 +128,58 @@ fn start(io: IoChoice) -> (Server, PriceThread) {
     options.io = io;
     options.stall_threshold = Duration::from_secs(60);
     options.on_reactor_start = Some(Arc::new(|_| COUNTED.with(|c| c.set(true))));
-    (Server::start(options, table).expect("start engine"), prices)
+    let access = Arc::new(Access::new(true, 16));
+    let (meters, rings) = beast_engine::usage::rings(2);
+    let (side, link) = side::start(
+        SideOptions {
+            node: "zero-alloc".into(),
+            data_dir: data.path().to_path_buf(),
+            database_url: None,
+            cache_url: None,
+            sqs_queue_url: None,
+            aws_region: "us-east-1".into(),
+            metering: true,
+            journal_fsync: Duration::from_secs(1),
+            journal_segment_bytes: 64 << 20,
+            keys_poll: Duration::from_millis(50),
+            shutdown_grace: Duration::from_secs(5),
+            cache_prices_every: Duration::from_secs(30),
+            cache_stats_every: Duration::from_secs(3),
+            stale_after_ms: 9_000,
+        },
+        SideInputs {
+            access: Arc::clone(&access),
+            table: Arc::clone(&table),
+            rings,
+            feeds: Vec::new(),
+        },
+    )
+    .expect("side thread");
+    let deadline = std::time::Instant::now() + WAIT;
+    while access.keys().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never published"
+        );
+        std::thread::yield_now();
+    }
+    let server = Server::start(
+        options,
+        table,
+        Wiring {
+            access,
+            link,
+            meters,
+        },
+    )
+    .expect("start engine");
+    Running {
+        server,
+        prices,
+        side,
+        key: key.as_str().to_string(),
+        _data: data,
+    }
 }
 
 /// Sends `total` datagrams over `CLIENTS` sockets, `WINDOW` at a time per socket, and checks
@@ -141,8 +217,10 @@ fn udp_load(server: &Server, request: &[u8], total: usize, valid: impl Fn(&[u8])
 }
 
 /// Sends `total` `GET /price` requests over `connections`, pipelined `WINDOW` at a time.
-fn http_load(connections: &mut [TcpStream], total: usize) {
-    let request = b"GET /price?asset=BTC HTTP/1.1\r\nHost: bench\r\n\r\n";
+fn http_load(connections: &mut [TcpStream], key: &str, total: usize) {
+    let request =
+        format!("GET /price?asset=BTC HTTP/1.1\r\nHost: bench\r\nX-API-Key: {key}\r\n\r\n");
+    let request = request.as_bytes();
     let batch: Vec<u8> = request
         .iter()
         .copied()
@@ -196,10 +274,23 @@ fn take_responses(pending: &mut Vec<u8>) -> usize {
 }
 
 fn run(io: IoChoice) {
-    let (server, prices) = start(io);
-    let text = padded("BTC", 200);
-    let mut v8_request = [0u8; 64];
-    let v8_len = v8::encode_request(&mut v8_request, 1, None, &[b"BTC"], v8::reply_len(1)).unwrap();
+    let Running {
+        server,
+        prices,
+        side,
+        key,
+        _data,
+    } = start(io);
+    let text = padded(&format!("key={key} BTC"), 200);
+    let mut v8_request = [0u8; 128];
+    let v8_len = v8::encode_request(
+        &mut v8_request,
+        1,
+        Some(key.as_bytes()),
+        &[b"BTC"],
+        v8::reply_len(1),
+    )
+    .unwrap();
     let v8_request = &v8_request[..v8_len];
     let text_ok = |reply: &[u8]| reply.starts_with(b"{\"asset\":\"BTC\",\"price\":\"97123.45\"");
     let v8_ok =
@@ -216,14 +307,14 @@ fn run(io: IoChoice) {
     // Warm up every path, every reactor, every connection.
     udp_load(&server, &text, WARM_UP, text_ok);
     udp_load(&server, v8_request, WARM_UP, v8_ok);
-    http_load(&mut connections, WARM_UP);
+    http_load(&mut connections, &key, WARM_UP);
 
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     udp_load(&server, &text, REQUESTS, text_ok);
     let after_text = ALLOCATIONS.load(Ordering::Relaxed);
     udp_load(&server, v8_request, REQUESTS, v8_ok);
     let after_v8 = ALLOCATIONS.load(Ordering::Relaxed);
-    http_load(&mut connections, REQUESTS);
+    http_load(&mut connections, &key, REQUESTS);
     let after_http = ALLOCATIONS.load(Ordering::Relaxed);
 
     let served = |name: &str| -> u64 {
@@ -262,9 +353,25 @@ fn run(io: IoChoice) {
         "{io:?}: the counter sees reactor allocations"
     );
     drop(connections);
+    let node = Arc::clone(server.node());
     let errors = server.stop();
+    side.stop();
     prices.stop();
     assert!(errors.is_empty(), "{errors:?}");
+    // Every answered request was metered: nothing dropped, all of it journaled and stored.
+    let dropped: u64 = node.reactors.iter().map(|r| r.usage_dropped.get()).sum();
+    let journaled = node.side.journaled.load(Ordering::Relaxed);
+    assert_eq!(dropped, 0, "{io:?}: usage records dropped");
+    assert!(
+        journaled >= (3 * (REQUESTS + WARM_UP)) as u64,
+        "{io:?}: journaled {journaled}"
+    );
+    let delivered = node
+        .side
+        .sink(beast_engine::usage::sink::SinkKind::Sqlite)
+        .delivered
+        .load(Ordering::Relaxed);
+    assert_eq!(delivered, journaled, "{io:?}: all delivered to the store");
     assert_eq!(
         (
             after_text - before,

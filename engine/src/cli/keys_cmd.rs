@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use beast_engine::access::key::ApiKey;
 use beast_engine::access::Tier;
+use beast_engine::access::key::ApiKey;
 use beast_engine::config::ConfigArgs;
 use beast_engine::node::wall_ms;
 use beast_engine::store::{NewKey, StoredKey};
@@ -56,7 +56,11 @@ pub enum Format {
     Json,
 }
 
-pub fn run(command: KeysCommand, matches: Option<&ArgMatches>, file: Option<&Path>) -> Result<ExitCode, Failure> {
+pub fn run(
+    command: KeysCommand,
+    matches: Option<&ArgMatches>,
+    file: Option<&Path>,
+) -> Result<ExitCode, Failure> {
     let settings = match &command {
         KeysCommand::Create { settings, .. }
         | KeysCommand::List { settings, .. }
@@ -69,32 +73,63 @@ pub fn run(command: KeysCommand, matches: Option<&ArgMatches>, file: Option<&Pat
         KeysCommand::Create { tier, name, .. } => {
             let key = ApiKey::generate().context("creating a key")?;
             let prefix = key.prefix();
-            let new = NewKey { hash: key.hash(), prefix: &prefix, name: &name, tier, now_ms: wall_ms() };
-            let id = store.run(async |s| s.create_key(&new).await).context("storing the key")?;
+            let new = NewKey {
+                hash: key.hash(),
+                prefix: &prefix,
+                name: &name,
+                tier,
+                now_ms: wall_ms(),
+            };
+            let id = store
+                .run(async |s| s.create_key(&new).await)
+                .context("storing the key")?;
             eprintln!("created key {id} ({prefix}, tier {tier})");
             super::print_out(&format!("{}\n", key.as_str()))?;
         }
         KeysCommand::List { format, .. } => {
-            let keys = store.run(async |s| s.keys().await).context("reading keys")?;
+            let keys = store
+                .run(async |s| s.keys().await)
+                .context("reading keys")?;
             let text = match format {
-                Format::Json => format!("{}\n", serde_json::to_string(&keys).context("encoding keys")?),
+                Format::Json => format!(
+                    "{}\n",
+                    serde_json::to_string(&keys).context("encoding keys")?
+                ),
                 Format::Text => table(&keys),
             };
             super::print_out(&text)?;
         }
         KeysCommand::Show { key, .. } => {
-            let found = find(&store.run(async |s| s.keys().await).context("reading keys")?, &key)?;
+            let found = find(
+                &store
+                    .run(async |s| s.keys().await)
+                    .context("reading keys")?,
+                &key,
+            )?;
             let mut value = serde_json::to_value(&found).context("encoding the key")?;
-            value["active"] = serde_json::Value::Bool(found.revoked_ms.is_none());
+            if let Some(fields) = value.as_object_mut() {
+                fields.insert("active".into(), found.revoked_ms.is_none().into());
+            }
             super::print_out(&format!("{value}\n"))?;
         }
         KeysCommand::Revoke { key, .. } => {
-            let found = find(&store.run(async |s| s.keys().await).context("reading keys")?, &key)?;
+            let found = find(
+                &store
+                    .run(async |s| s.keys().await)
+                    .context("reading keys")?,
+                &key,
+            )?;
             let id = found.id;
-            if store.run(async |s| s.revoke_key(id, wall_ms()).await).context("revoking the key")? {
+            if store
+                .run(async |s| s.revoke_key(id, wall_ms()).await)
+                .context("revoking the key")?
+            {
                 eprintln!("revoked key {} ({})", found.id, found.prefix);
             } else {
-                return Err(Failure::Input(format!("key {} ({}) was already revoked", found.id, found.prefix)));
+                return Err(Failure::Input(format!(
+                    "key {} ({}) was already revoked",
+                    found.id, found.prefix
+                )));
             }
         }
     }
@@ -105,15 +140,26 @@ pub fn run(command: KeysCommand, matches: Option<&ArgMatches>, file: Option<&Pat
 fn find(keys: &[StoredKey], wanted: &str) -> Result<StoredKey, Failure> {
     let found = match wanted.parse::<u64>() {
         Ok(id) => keys.iter().find(|k| k.id == id),
-        Err(_) => ApiKey::hash_presented(wanted.as_bytes()).and_then(|hash| keys.iter().find(|k| k.hash == hash)),
+        Err(_) => ApiKey::hash_presented(wanted.as_bytes())
+            .and_then(|hash| keys.iter().find(|k| k.hash == hash)),
     };
-    found
-        .cloned()
-        .ok_or_else(|| Failure::Input(format!("no key {}", if wanted.parse::<u64>().is_ok() { wanted.to_string() } else { "with that value".into() })))
+    found.cloned().ok_or_else(|| {
+        Failure::Input(format!(
+            "no key {}",
+            if wanted.parse::<u64>().is_ok() {
+                wanted.to_string()
+            } else {
+                "with that value".into()
+            }
+        ))
+    })
 }
 
 fn table(keys: &[StoredKey]) -> String {
-    let mut out = format!("{:>5}  {:<12} {:<8} {:<20} {:<20} {}\n", "id", "prefix", "tier", "created", "revoked", "name");
+    let mut out = format!(
+        "{:>5}  {:<12} {:<8} {:<20} {:<20} {}\n",
+        "id", "prefix", "tier", "created", "revoked", "name"
+    );
     for k in keys {
         out.push_str(&format!(
             "{:>5}  {:<12} {:<8} {:<20} {:<20} {}\n",
@@ -142,7 +188,12 @@ pub fn utc(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

@@ -77,11 +77,23 @@ fn parse_time(text: &str) -> Result<u64, Failure> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }
-    let bad = || Failure::Input(format!("--since {text:?}: Unix milliseconds or YYYY-MM-DDTHH:MM:SSZ"));
+    let bad = || {
+        Failure::Input(format!(
+            "--since {text:?}: Unix milliseconds or YYYY-MM-DDTHH:MM:SSZ"
+        ))
+    };
     let t = text.strip_suffix('Z').ok_or_else(bad)?;
     let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date.split('-').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
-    let h: Vec<i64> = time.split(':').map(str::parse).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
+    let h: Vec<i64> = time
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| bad())?;
     let ([y, m, day], [hh, mm, ss]) = (d.as_slice(), h.as_slice()) else {
         return Err(bad());
     };
@@ -106,8 +118,14 @@ mod tests {
     #[test]
     fn times() {
         assert_eq!(parse_time("1764000000000").ok(), Some(1_764_000_000_000));
-        assert_eq!(parse_time("2026-11-29T21:14:43Z").ok(), Some(1_795_986_883_000));
-        assert_eq!(parse_time("2000-02-29T00:00:00Z").ok(), Some(951_782_400_000));
+        assert_eq!(
+            parse_time("2026-11-29T21:14:43Z").ok(),
+            Some(1_795_986_883_000)
+        );
+        assert_eq!(
+            parse_time("2000-02-29T00:00:00Z").ok(),
+            Some(951_782_400_000)
+        );
         for bad in ["yesterday", "2026-13-01T00:00:00Z", "2026-11-29 21:14:43"] {
             assert!(parse_time(bad).is_err(), "{bad}");
         }

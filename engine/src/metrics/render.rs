@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::{CLOSE_REASONS, DENIALS, ERROR_CODES, LATENCY_BOUNDS_US, ReactorMetrics, STATUSES, UDP_DROPS};
+use super::{
+    CLOSE_REASONS, DENIALS, ERROR_CODES, LATENCY_BOUNDS_US, ReactorMetrics, STATUSES, UDP_DROPS,
+};
 
 /// Node-wide facts for `/metrics` and `/health`.
 #[derive(Debug, Clone, Copy)]
@@ -129,7 +131,10 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
     );
     for (i, reason) in DENIALS.iter().enumerate() {
         let n = sum(&|m| m.denied.get(i).map_or(0, |c| c.get()));
-        let _ = writeln!(out, "beast_requests_denied_total{{reason=\"{reason}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "beast_requests_denied_total{{reason=\"{reason}\"}} {n}"
+        );
     }
     counter(
         out,

@@ -202,14 +202,8 @@ impl Conn {
             consumed += head.head_len;
             self.discard = head.content_length;
             self.request_started_ms = 0;
-            let reply = routes::respond(
-                &head,
-                env.node,
-                env.fresh,
-                self.port,
-                env.body,
-                env.assets,
-            );
+            let reply =
+                routes::respond(&head, env.node, env.fresh, self.port, env.body, env.assets);
             if let Some(refused) = reply.denied {
                 env.metrics.deny(refused);
             }
@@ -369,14 +363,23 @@ pub fn request_timeout(conn: &mut Conn, env: &mut Env<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::ApiKeys;
+    use crate::access::Access;
     use crate::price::PriceTable;
+    use crate::side::SideLink;
     use beast_core::Symbol;
 
     fn node() -> Node {
         let (table, mut writer) = PriceTable::new(4);
         writer.add_asset(&Symbol::parse(b"BTC").unwrap()).unwrap();
-        Node::new("test".into(), table, ApiKeys::default(), 9_000, "test", 1)
+        Node::new(
+            "test".into(),
+            table,
+            std::sync::Arc::new(Access::new(false, 1)),
+            SideLink::detached(),
+            9_000,
+            "test",
+            1,
+        )
     }
 
     fn feed(conn: &mut Conn, node: &Node, bytes: &[u8], now_ms: u64) -> String {

@@ -9,9 +9,9 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::access::{Access, KeyHash};
 use crate::config::Config;
 use crate::config::setting::IoChoice;
-use crate::access::{Access, KeyHash};
 use crate::node::Node;
 use crate::price::PriceTable;
 use crate::reactor::{self, Backend, BoundAddrs, Limits, Ports, ReactorSpec, Timeouts};

@@ -14,8 +14,8 @@ use beast_core::{Decimal, Source, Symbol};
 use redis::AsyncCommands as _;
 use tokio::sync::watch;
 
-use super::stats::{SideStats, add, set};
 use super::SideOptions;
+use super::stats::{SideStats, add, set};
 use crate::node::wall_ms;
 use crate::price::{Aggregate, PriceTable, TableWriter};
 
@@ -78,9 +78,13 @@ pub async fn run(
 
 fn failed(stats: &SideStats, error: &str) {
     add(&stats.cache_errors, 1);
-    if stats.cache_up.swap(false, Ordering::Relaxed) || stats.cache_errors.load(Ordering::Relaxed) == 1
+    if stats.cache_up.swap(false, Ordering::Relaxed)
+        || stats.cache_errors.load(Ordering::Relaxed) == 1
     {
-        tracing::warn!(error, "Valkey unreachable; prices are still served from memory");
+        tracing::warn!(
+            error,
+            "Valkey unreachable; prices are still served from memory"
+        );
     }
 }
 
@@ -121,8 +125,12 @@ async fn write_all_prices(
             "ts": price.exchange_ms,
             "node": options.node,
         });
-        pipe.set_ex(format!("price:{}", symbol.as_str()), value.to_string(), PRICE_TTL_S)
-            .ignore();
+        pipe.set_ex(
+            format!("price:{}", symbol.as_str()),
+            value.to_string(),
+            PRICE_TTL_S,
+        )
+        .ignore();
         any = true;
     }
     if !any {
@@ -234,13 +242,13 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideS
 
 fn parse_cached(value: &str) -> Option<(Symbol, Aggregate)> {
     let v: serde_json::Value = serde_json::from_str(value).ok()?;
-    let symbol = Symbol::parse(v["asset"].as_str()?.as_bytes()).ok()?;
-    let exchange_ms = v["ts"].as_u64()?;
+    let symbol = Symbol::parse(v.get("asset")?.as_str()?.as_bytes()).ok()?;
+    let exchange_ms = v.get("ts")?.as_u64()?;
     Some((
         symbol,
         Aggregate {
-            price: Decimal::parse(v["price"].as_str()?).ok()?,
-            source: Source::from_tag(v["source"].as_str()?)?,
+            price: Decimal::parse(v.get("price")?.as_str()?).ok()?,
+            source: Source::from_tag(v.get("source")?.as_str()?)?,
             exchange_ms,
             received_ms: exchange_ms,
             sources: 1,
@@ -262,7 +270,11 @@ mod tests {
         assert_eq!(symbol.as_str(), "BTC");
         assert_eq!(price.price.format().as_str(), "97000.5");
         assert_eq!(price.exchange_ms, 1_764_000_000_000);
-        for bad in ["", "{}", r#"{"asset":"BTC","price":"x","source":"coinbase-ws","ts":1}"#] {
+        for bad in [
+            "",
+            "{}",
+            r#"{"asset":"BTC","price":"x","source":"coinbase-ws","ts":1}"#,
+        ] {
             assert!(parse_cached(bad).is_none(), "{bad}");
         }
     }

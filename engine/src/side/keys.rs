@@ -195,7 +195,10 @@ impl Keeper {
 
     fn failed(&mut self, error: &str) {
         if self.stats.store_up.swap(false, Ordering::Relaxed) {
-            tracing::warn!(error, "key store unreachable; the keys in force stay in force");
+            tracing::warn!(
+                error,
+                "key store unreachable; the keys in force stay in force"
+            );
         }
         add(&self.stats.store_errors, 1);
     }
@@ -312,7 +315,11 @@ impl Keeper {
                 }
             }
             Command::SystemMode { performance } => {
-                let mode = if *performance { "performance" } else { "normal" };
+                let mode = if *performance {
+                    "performance"
+                } else {
+                    "normal"
+                };
                 store.set_param("system_mode", mode, now).await
             }
         };

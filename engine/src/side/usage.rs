@@ -74,7 +74,10 @@ pub async fn run(
     for (index, (sink, cursor)) in sinks.into_iter().zip(cursors).enumerate() {
         let stats = shared.stats.sink(sink.kind());
         stats.configured.store(true, Ordering::Relaxed);
-        set(&stats.pending, backlog(&shared.journal.borrow(), cursor.pos));
+        set(
+            &stats.pending,
+            backlog(&shared.journal.borrow(), cursor.pos),
+        );
         tasks.push(tokio::task::spawn_local(deliver(
             Rc::clone(&shared),
             index,
@@ -116,7 +119,8 @@ fn boot_id() -> u64 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        return (nanos as u64) ^ (u64::from(std::process::id()) << 32);
+        return u64::try_from(nanos % (1 << 64)).unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
     }
     u64::from_le_bytes(bytes)
 }
@@ -255,7 +259,10 @@ async fn deliver(
             }
             continue;
         }
-        let read = shared.journal.borrow().read(cursor.pos, kind.batch(), &mut buf);
+        let read = shared
+            .journal
+            .borrow()
+            .read(cursor.pos, kind.batch(), &mut buf);
         let (records, next) = match read {
             Ok(read) => read,
             Err(e) => {

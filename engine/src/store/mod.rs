@@ -172,7 +172,12 @@ impl Store {
         }
     }
 
-    pub async fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
+    pub async fn set_param(
+        &mut self,
+        name: &str,
+        value: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.set_param(name, value, now_ms),
             Store::Postgres(p) => p.set_param(name, value, now_ms).await,

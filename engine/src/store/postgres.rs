@@ -242,7 +242,12 @@ impl PgStore {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub async fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
+    pub async fn set_param(
+        &mut self,
+        name: &str,
+        value: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let tx = timed(self.client.transaction()).await?;
         timed(tx.execute(
             "INSERT INTO application_parameters (name, value, updated_ms) VALUES ($1, $2, $3)

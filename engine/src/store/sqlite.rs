@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{NewKey, StoreError, StoredKey, UsageQuery};
-use crate::usage::record::UsageRecord;
 use crate::access::key::{from_hex, to_hex};
+use crate::usage::record::UsageRecord;
 
 /// Each migration, in order; `schema_migrations` records which have run.
 const MIGRATIONS: &[&str] = &[

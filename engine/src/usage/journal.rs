@@ -361,7 +361,9 @@ mod tests {
         let mut journal = Journal::open(dir.path(), 1 << 16, Duration::ZERO).unwrap();
         let mut cursor = Cursor::load(&journal, "a");
         for chunk in 0..40 {
-            journal.append(&frames(chunk * 100..chunk * 100 + 100)).unwrap();
+            journal
+                .append(&frames(chunk * 100..chunk * 100 + 100))
+                .unwrap();
         }
         assert!(journal.end().segment > 3, "{:?}", journal.end());
         let mut buf = Vec::new();

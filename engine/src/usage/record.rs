@@ -118,9 +118,15 @@ pub fn encode_frame(
     let payload = out.get(start + FRAME_HEADER..).unwrap_or_default();
     let len = u32::try_from(payload.len()).unwrap_or(0);
     let check = fnv1a(payload);
-    if let Some(header) = out.get_mut(start..start + FRAME_HEADER) {
-        header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4..].copy_from_slice(&check.to_le_bytes());
+    let mut header = [0u8; FRAME_HEADER];
+    for (slot, byte) in header
+        .iter_mut()
+        .zip(len.to_le_bytes().into_iter().chain(check.to_le_bytes()))
+    {
+        *slot = byte;
+    }
+    if let Some(place) = out.get_mut(start..start + FRAME_HEADER) {
+        place.copy_from_slice(&header);
     }
 }
 

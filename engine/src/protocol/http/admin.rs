@@ -68,7 +68,12 @@ pub fn respond(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8
             reply.extra = b"Allow: GET, HEAD\r\n";
             reply
         }
-        _ => Reply::error(body, Status::NotFound, ErrorCode::NotFound, b"no such admin call"),
+        _ => Reply::error(
+            body,
+            Status::NotFound,
+            ErrorCode::NotFound,
+            b"no such admin call",
+        ),
     };
     add(&stats.admin_calls, 1);
     tracing::info!(call, status = reply.status.code(), "admin call");
@@ -128,10 +133,20 @@ fn reload_params(node: &Node, body: &mut Vec<u8>) -> Reply {
 
 fn invalidate_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
     let Some(key) = param(head, b"key") else {
-        return Reply::error(body, Status::BadRequest, ErrorCode::BadRequest, b"missing key parameter");
+        return Reply::error(
+            body,
+            Status::BadRequest,
+            ErrorCode::BadRequest,
+            b"missing key parameter",
+        );
     };
     let Some(hash) = ApiKey::hash_presented(key.as_bytes()) else {
-        return Reply::error(body, Status::BadRequest, ErrorCode::InvalidApiKey, b"not a key");
+        return Reply::error(
+            body,
+            Status::BadRequest,
+            ErrorCode::InvalidApiKey,
+            b"not a key",
+        );
     };
     let keys = node.access.keys();
     let Some(entry) = keys.get(&hash).copied() else {
@@ -193,7 +208,12 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
         None => Tier::Partner,
         Some(Ok(tier)) => tier,
         Some(Err(_)) => {
-            return Reply::error(body, Status::BadRequest, ErrorCode::BadRequest, b"unknown tier");
+            return Reply::error(
+                body,
+                Status::BadRequest,
+                ErrorCode::BadRequest,
+                b"unknown tier",
+            );
         }
     };
     if stats.keys_total.load(Ordering::Acquire) > 0
@@ -256,10 +276,16 @@ fn feed_status(node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
 
 fn key_status(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
     let Some(key) = param(head, b"key") else {
-        return Reply::error(body, Status::BadRequest, ErrorCode::BadRequest, b"missing key parameter");
+        return Reply::error(
+            body,
+            Status::BadRequest,
+            ErrorCode::BadRequest,
+            b"missing key parameter",
+        );
     };
     let shown = display_prefix(key.as_bytes());
-    let entry = ApiKey::hash_presented(key.as_bytes()).and_then(|h| node.access.keys().get(&h).copied());
+    let entry =
+        ApiKey::hash_presented(key.as_bytes()).and_then(|h| node.access.keys().get(&h).copied());
     let value = match entry {
         Some(entry) => {
             let rate = entry.tier.rate(node.access.performance());

@@ -114,7 +114,10 @@ fn denied(body: &mut Vec<u8>, denied: Denied) -> Reply {
                 b"over the rate limit of this key's tier",
             );
             let index = usize::try_from(retry_after_s.clamp(1, 5) - 1).unwrap_or(0);
-            reply.extra = RETRY_AFTER.get(index).copied().unwrap_or(b"Retry-After: 5\r\n");
+            reply.extra = RETRY_AFTER
+                .get(index)
+                .copied()
+                .unwrap_or(b"Retry-After: 5\r\n");
             reply
         }
     }

@@ -35,7 +35,9 @@ pub enum SqsError {
         sent: usize,
         first: String,
     },
-    #[error("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where the container credentials endpoint is")]
+    #[error(
+        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where the container credentials endpoint is"
+    )]
     NoCredentials,
     #[error("cannot sign the SQS request: {0}")]
     Signing(String),
@@ -122,19 +124,23 @@ impl SqsClient {
             .iter()
             .map(|(id, body)| {
                 let mut entry = serde_json::json!({ "Id": entry_id(id), "MessageBody": body });
-                if self.fifo {
-                    entry["MessageDeduplicationId"] = id.clone().into();
-                    entry["MessageGroupId"] = "usage".into();
+                if self.fifo
+                    && let Some(fields) = entry.as_object_mut()
+                {
+                    fields.insert("MessageDeduplicationId".into(), id.clone().into());
+                    fields.insert("MessageGroupId".into(), "usage".into());
                 }
                 entry
             })
             .collect();
-        let body = serde_json::json!({ "QueueUrl": self.queue_url, "Entries": entries }).to_string();
+        let body =
+            serde_json::json!({ "QueueUrl": self.queue_url, "Entries": entries }).to_string();
         let response = self.call("AmazonSQS.SendMessageBatch", &body)?;
         let parsed: serde_json::Value =
             serde_json::from_str(&response).map_err(|e| SqsError::Transport(e.to_string()))?;
-        Ok(parsed["Failed"]
-            .as_array()
+        Ok(parsed
+            .get("Failed")
+            .and_then(serde_json::Value::as_array)
             .map(|failed| {
                 failed
                     .iter()
@@ -247,13 +253,16 @@ fn credentials() -> Result<Credentials, SqsError> {
     let parsed: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| SqsError::Transport(e.to_string()))?;
     match (
-        parsed["AccessKeyId"].as_str(),
-        parsed["SecretAccessKey"].as_str(),
+        parsed.get("AccessKeyId").and_then(|v| v.as_str()),
+        parsed.get("SecretAccessKey").and_then(|v| v.as_str()),
     ) {
         (Some(id), Some(secret)) => Ok(Credentials::new(
             id,
             secret,
-            parsed["Token"].as_str().map(str::to_string),
+            parsed
+                .get("Token")
+                .and_then(|v| v.as_str())
+                .map(str::to_string),
             None,
             "container",
         )),
