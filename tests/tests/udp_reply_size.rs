@@ -8,7 +8,7 @@ use beast_tests::server::{BACKENDS, Beast, padded};
 fn no_reply_is_larger_than_its_request_without_a_key() {
     let scratch = beast_tests::Scratch::new();
     let key = scratch.create_key("stress");
-    let keyed = format!("key={key} BTC");
+    let keyed = format!("key={key} BTC ETH");
     let keyed_many = format!("key={key} BTC ETH PEPE SOL NOPE");
     let data_dir = scratch.path().join("data");
     let data_dir = data_dir.to_str().unwrap();
@@ -40,7 +40,11 @@ fn no_reply_is_larger_than_its_request_without_a_key() {
         (v8_request(None, &[b"BTC", b"ETH"], v8::reply_len(2)), false),
         (v8_request(Some(b"wrong-key-0"), &[b"BTC"], 0), false),
         (
-            v8_request(Some(key.as_bytes()), &[b"BTC", b"ETH", b"PEPE"], 0),
+            v8_request(
+                Some(key.as_bytes()),
+                &[b"BTC", b"ETH", b"PEPE", b"SOL", b"NOPE", b"DOGE"],
+                0,
+            ),
             true,
         ),
         (v8_request(None, &[b"BTC"], 0)[..11].to_vec(), false),

@@ -155,14 +155,8 @@ fn start(io: IoChoice) -> Running {
         },
     )
     .expect("side thread");
-    let deadline = std::time::Instant::now() + WAIT;
-    while access.keys().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the key was never published"
-        );
-        std::thread::yield_now();
-    }
+    assert!(side.wait_for_keys(WAIT), "the store was read");
+    assert_eq!(access.keys().len(), 1, "the key was published");
     let server = Server::start(
         options,
         table,

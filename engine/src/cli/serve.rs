@@ -77,6 +77,11 @@ pub fn run(
         },
     )
     .context("cannot start the side thread")?;
+    if !side.wait_for_keys(Duration::from_secs(5)) {
+        tracing::warn!(
+            "the key store was not read within 5 s; starting with the keys known so far"
+        );
+    }
     let prices = PriceThread::start(
         writer,
         PriceThreadOptions {

@@ -148,7 +148,7 @@ pub async fn run(
     options: SideOptions,
     access: Arc<Access>,
     stats: Arc<SideStats>,
-    mut mailbox: mpsc::Receiver<Command>,
+    (mut mailbox, keys_read): (mpsc::Receiver<Command>, std::sync::mpsc::Sender<()>),
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut keeper = Keeper {
@@ -163,6 +163,8 @@ pub async fn run(
     if let Some(keys) = load_snapshot(&keeper.options.data_dir) {
         keeper.publish(&keys, false);
     }
+    keeper.refresh().await;
+    let _ = keys_read.send(());
     let mut tick = tokio::time::interval(keeper.options.keys_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

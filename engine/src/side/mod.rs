@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use crate::access::{Access, KeyHash, Tier};
-use crate::price::{PriceTable, TableWriter};
+use crate::price::PriceTable;
 use crate::usage::UsageEvent;
 pub use stats::SideStats;
 
@@ -97,6 +97,7 @@ pub struct SideOptions {
 pub struct Side {
     stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
+    keys_read: std::sync::mpsc::Receiver<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,7 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
     let stats = Arc::new(SideStats::default());
     let (commands, mailbox) = mpsc::channel(MAILBOX);
     let (stop, stopped) = watch::channel(false);
+    let (keys_read_tx, keys_read) = std::sync::mpsc::channel();
     let journal = if options.metering {
         let dir = options.data_dir.join("usage");
         Some(
@@ -157,7 +159,14 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
             let local = tokio::task::LocalSet::new();
             local.block_on(
                 &runtime,
-                run(options, inputs, journal, thread_stats, mailbox, stopped),
+                run(
+                    options,
+                    inputs,
+                    journal,
+                    thread_stats,
+                    (mailbox, keys_read_tx),
+                    stopped,
+                ),
             );
         })
         .map_err(SideError::Spawn)?;
@@ -165,12 +174,19 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
         Side {
             stop,
             thread: Some(thread),
+            keys_read,
         },
         SideLink { commands, stats },
     ))
 }
 
 impl Side {
+    /// Waits (at most `limit`) until the store's keys were read once, or reading them failed:
+    /// a node should not report ready while it would refuse every key.
+    pub fn wait_for_keys(&self, limit: Duration) -> bool {
+        self.keys_read.recv_timeout(limit).is_ok()
+    }
+
     /// Stops after the final drain: call once the reactors have stopped, so every record they
     /// queued is journaled. Sinks get the shutdown grace to catch up.
     pub fn stop(mut self) {
@@ -194,14 +210,14 @@ async fn run(
     inputs: SideInputs,
     journal: Option<crate::usage::journal::Journal>,
     stats: Arc<SideStats>,
-    mailbox: mpsc::Receiver<Command>,
+    (mailbox, keys_read): (mpsc::Receiver<Command>, std::sync::mpsc::Sender<()>),
     stopped: watch::Receiver<bool>,
 ) {
     let keys = tokio::task::spawn_local(keys::run(
         options.clone(),
         Arc::clone(&inputs.access),
         Arc::clone(&stats),
-        mailbox,
+        (mailbox, keys_read),
         stopped.clone(),
     ));
     let cache = tokio::task::spawn_local(cache::run(
@@ -227,9 +243,4 @@ async fn run(
     }
     let _ = keys.await;
     let _ = cache.await;
-}
-
-/// Valkey's warm start needs to write prices before the price thread owns the writer.
-pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideStats) {
-    cache::warm_start(options, writer, stats);
 }
