@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: find the built `beast`, run it in a clean environment.
 
 pub mod server;
+pub mod services;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

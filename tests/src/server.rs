@@ -250,7 +250,7 @@ impl Drop for Beast {
     }
 }
 
-fn kill(pid: libc::pid_t, signal: i32) {
+pub fn kill(pid: libc::pid_t, signal: i32) {
     // SAFETY: kill(2) on the pid of a child we started and have not reaped yet.
     #[allow(unsafe_code, reason = "sending a signal to our own child process")]
     let _ = unsafe { libc::kill(pid, signal) };
@@ -485,4 +485,61 @@ pub fn padded(text: &str, len: usize) -> Vec<u8> {
         bytes.resize(len, b' ');
     }
     bytes
+}
+
+/// Drives `beast-bench` against a server and reads its JSON result.
+pub struct Load {
+    handle: std::thread::JoinHandle<Value>,
+}
+
+impl Load {
+    /// Starts `beast-bench http|udp ADDR` with `args` (no warm-up, so every request counts) in
+    /// the background.
+    pub fn start(form: &str, addr: SocketAddr, args: &[&str]) -> Load {
+        let out = crate::Scratch::new();
+        let mut command = std::process::Command::new(crate::bench_bin());
+        command
+            .args([
+                form,
+                &addr.to_string(),
+                "--warmup",
+                "0s",
+                "-d",
+                "120s",
+                "-q",
+            ])
+            .args(args)
+            .arg("--json")
+            .arg(out.path().join("load.json"));
+        let handle = std::thread::spawn(move || {
+            let done = command.output().expect("run beast-bench");
+            let text = std::fs::read_to_string(out.path().join("load.json")).unwrap_or_else(|_| {
+                panic!(
+                    "beast-bench wrote no result: {}",
+                    String::from_utf8_lossy(&done.stderr)
+                )
+            });
+            serde_json::from_str(&text).expect("beast-bench JSON")
+        });
+        Load { handle }
+    }
+
+    /// Waits for the load to end; its result.
+    pub fn finish(self) -> Value {
+        self.handle.join().expect("load thread")
+    }
+}
+
+/// `beast usage count` in `scratch` with `env`: the store's record count.
+pub fn usage_count(scratch: &crate::Scratch, env: &[(&str, &str)], extra: &[&str]) -> u64 {
+    let mut command = scratch.beast(&[&["usage", "count"][..], extra].concat());
+    command.envs(env.iter().copied());
+    let out = command.output().expect("run beast usage count");
+    assert!(
+        out.status.success(),
+        "beast usage count: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    line["count"].as_u64().expect("a count")
 }

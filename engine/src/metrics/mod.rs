@@ -264,6 +264,8 @@ pub struct ReactorMetrics {
     pub udp_latency: Histogram,
     /// Requests refused for their key, by [`DENIALS`].
     pub denied: [Counter; DENIALS.len()],
+    /// Requests answered with prices: each one's usage record was queued.
+    pub usage_recorded: Counter,
     /// Answered requests whose usage record could not be queued (must stay 0).
     pub usage_dropped: Counter,
     pub accepted: Counter,
@@ -293,6 +295,7 @@ impl ReactorMetrics {
             udp_drops: [const { Counter::new() }; UDP_DROPS.len()],
             udp_latency: Histogram::new(),
             denied: [const { Counter::new() }; DENIALS.len()],
+            usage_recorded: Counter::new(),
             usage_dropped: Counter::new(),
             accepted: Counter::new(),
             rejected_overloaded: Counter::new(),

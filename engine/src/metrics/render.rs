@@ -138,6 +138,12 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
     }
     counter(
         out,
+        "beast_usage_recorded_total",
+        "Requests answered with prices, each queued as one usage record.",
+        sum(&|m| m.usage_recorded.get()),
+    );
+    counter(
+        out,
         "beast_usage_dropped_total",
         "Answered requests whose usage record could not be queued (a full ring); must stay 0.",
         sum(&|m| m.usage_dropped.get()),

@@ -209,13 +209,15 @@ impl Conn {
             }
             if reply.priced && head.method == Method::Get {
                 let latency_ns = u64::try_from(env.arrived.elapsed().as_nanos()).unwrap_or(0);
-                if !env.meter.record(
+                if env.meter.record(
                     reply.key_id,
                     Protocol::Http,
                     env.fresh.now_ms,
                     latency_ns,
                     env.assets.as_slice(),
                 ) {
+                    env.metrics.usage_recorded.inc();
+                } else {
                     env.metrics.usage_dropped.inc();
                 }
             }

@@ -150,7 +150,9 @@ fn account_udp(
                     Form::V8 => Protocol::UdpV8,
                 };
                 let latency_ns = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(0);
-                if !meter.record(key_id, protocol, now_ms, latency_ns, assets.as_slice()) {
+                if meter.record(key_id, protocol, now_ms, latency_ns, assets.as_slice()) {
+                    metrics.usage_recorded.inc();
+                } else {
                     metrics.usage_dropped.inc();
                 }
             }

@@ -1,0 +1,246 @@
+//! The real stores the tests run against: a private PostgreSQL (the machine's own binaries, in a
+//! scratch directory, so a test may stop and restart it), Redis (the machine's, on
+//! `BEAST_TEST_REDIS_URL`, default `redis://127.0.0.1:6379/15`), and a private moto_server
+//! for SQS. `scripts/test.sh` installs whatever is missing.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::Scratch;
+use crate::server::wait_until;
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a command, panicking with its output when it fails.
+fn run(command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// PostgreSQL's programs: the newest Debian cluster version installed.
+fn pg_bin(name: &str) -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/test.sh installs it)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join(name).exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("a PostgreSQL bin directory")
+        .join(name)
+}
+
+/// As the `postgres` user when running as root (PostgreSQL refuses to run as root).
+fn as_postgres(program: PathBuf) -> Command {
+    if is_root() {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
+fn is_root() -> bool {
+    std::env::var("USER").is_ok_and(|u| u == "root")
+        || std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+}
+
+/// A PostgreSQL server of its own, on a free port, in a scratch directory.
+pub struct Postgres {
+    dir: Scratch,
+    pub port: u16,
+    running: bool,
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        let dir = Scratch::new();
+        let data = dir.path().join("pg");
+        std::fs::create_dir(&data).unwrap();
+        if is_root() {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()));
+        }
+        run(as_postgres(pg_bin("initdb"))
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "-D",
+            ])
+            .arg(&data));
+        let mut pg = Postgres {
+            dir,
+            port: free_port(),
+            running: false,
+        };
+        pg.resume();
+        run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc"])
+            .arg("CREATE DATABASE beast")
+            .arg("-p")
+            .arg(pg.port.to_string()));
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/beast", self.port)
+    }
+
+    /// Starts (again) and waits until it accepts connections.
+    pub fn resume(&mut self) {
+        let data = self.dir.path().join("pg");
+        run(as_postgres(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(data.join("log"))
+            .args(["-w", "-t", "30", "-o"])
+            .arg(format!(
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+                self.port,
+                data.display()
+            ))
+            .arg("start")
+            .stdout(Stdio::null()));
+        self.running = true;
+    }
+
+    /// Stops at once (`-m fast`: open connections are cut, as in an outage).
+    pub fn stop(&mut self) {
+        let data = self.dir.path().join("pg");
+        run(as_postgres(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "fast", "-w", "stop"])
+            .stdout(Stdio::null()));
+        self.running = false;
+    }
+
+    /// One value from a query (psql, unaligned).
+    pub fn query(&self, sql: &str) -> String {
+        run(Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "beast", "-Atqc"])
+            .arg(sql)
+            .arg("-p")
+            .arg(self.port.to_string()))
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if self.running {
+            let data = self.dir.path().join("pg");
+            let _ = as_postgres(pg_bin("pg_ctl"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Redis for the tests: `BEAST_TEST_REDIS_URL`, else the machine's on 6379, database 15.
+pub fn redis_url() -> String {
+    std::env::var("BEAST_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())
+}
+
+/// Runs `redis-cli` against [`redis_url`].
+pub fn redis_cli(args: &[&str]) -> String {
+    run(Command::new("redis-cli")
+        .arg("-u")
+        .arg(redis_url())
+        .args(args))
+    .trim()
+    .to_string()
+}
+
+/// moto_server (SQS) of its own on a free port.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    _dir: Scratch,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let dir = Scratch::new();
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("moto.log")).unwrap())
+            .spawn()
+            .expect("moto_server is installed (scripts/test.sh installs it)");
+        let moto = Moto {
+            child,
+            port,
+            _dir: dir,
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || std::net::TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "moto_server listens"
+        );
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Pauses the server (SIGSTOP): calls hang and time out, as when SQS is unreachable.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        crate::server::kill(libc::pid_t::try_from(self.child.id()).unwrap(), signal);
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.resume();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,193 @@
+//! Usage records to a real PostgreSQL: its own server, stopped and restarted mid-load, and
+//! `beast` itself stopped with SIGTERM and killed with SIGKILL. Afterwards the table holds
+//! exactly one row per request answered with prices: none lost, none twice.
+
+use std::time::Duration;
+
+use beast_tests::Scratch;
+use beast_tests::server::{Beast, Load, usage_count, wait_until};
+use beast_tests::services::Postgres;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// `beast serve` on `pg` with its data (journal, cursors) in `data`.
+fn serve(data: &Scratch, pg: &Postgres) -> Beast {
+    let url = pg.url();
+    Beast::start_with(
+        "uring",
+        &["--beast-data-dir", data.path().to_str().unwrap()],
+        |command| {
+            command.env("DATABASE_URL", &url);
+        },
+    )
+}
+
+fn rows(pg: &Postgres) -> u64 {
+    pg.query("SELECT COUNT(*) FROM usage_logs").parse().unwrap()
+}
+
+/// Waits until the sink has delivered everything journaled.
+fn wait_delivered(beast: &Beast) {
+    assert!(
+        wait_until(LIMIT, || {
+            beast.metric("beast_usage_sink_queue_depth{sink=\"postgres\"}") == 0.0
+                && beast.metric("beast_usage_journaled_total")
+                    == beast.metric("beast_usage_recorded_total")
+        }),
+        "the journal drained to PostgreSQL:\n{}",
+        beast.metrics()
+    );
+}
+
+#[test]
+fn a_postgres_outage_mid_load_loses_and_doubles_nothing() {
+    let mut pg = Postgres::start();
+    let data = Scratch::new();
+    let beast = serve(&data, &pg);
+    // 50 000 requests at 10 000/s: the outage falls in the middle.
+    let load = Load::start(
+        "http",
+        beast.addr("tcp_lpo"),
+        &["-n", "50000", "-r", "10000", "-c", "8", "-a", "BTC,ETH"],
+    );
+    assert!(wait_until(LIMIT, || beast
+        .metric("beast_usage_sink_delivered_total{sink=\"postgres\"}")
+        > 0.0));
+    pg.stop();
+    assert!(
+        wait_until(LIMIT, || beast
+            .metric("beast_usage_sink_errors_total{sink=\"postgres\"}")
+            > 0.0),
+        "the outage is seen"
+    );
+    assert!(
+        wait_until(LIMIT, || beast
+            .metric("beast_usage_sink_queue_depth{sink=\"postgres\"}")
+            > 1000.0),
+        "records wait in the journal"
+    );
+    assert_eq!(beast.metric("beast_usage_sink_up{sink=\"postgres\"}"), 0.0);
+    pg.resume();
+    let result = load.finish();
+    assert_eq!(result["ok"], 50_000, "{result}");
+    wait_delivered(&beast);
+    assert_eq!(beast.metric("beast_usage_recorded_total"), 50_000.0);
+    assert_eq!(beast.metric("beast_usage_dropped_total"), 0.0);
+    assert_eq!(rows(&pg), 50_000);
+    assert_eq!(
+        pg.query("SELECT COUNT(DISTINCT record_id) FROM usage_logs"),
+        "50000"
+    );
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM usage_logs WHERE protocol = 'http' AND key_id = 0 AND assets IN ('BTC', 'ETH')"),
+        "50000",
+        "each row says what was asked, how and by whom"
+    );
+    let env = [("DATABASE_URL", pg.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(usage_count(&data, &env, &[]), 50_000);
+}
+
+#[test]
+fn sigterm_mid_load_then_restart_counts_every_answer_once() {
+    let pg = Postgres::start();
+    let data = Scratch::new();
+    let mut beast = serve(&data, &pg);
+    let load = Load::start(
+        "http",
+        beast.addr("tcp_lpo"),
+        &["-n", "40000", "-r", "10000", "-c", "8"],
+    );
+    assert!(wait_until(LIMIT, || beast
+        .metric("beast_usage_sink_delivered_total{sink=\"postgres\"}")
+        > 5000.0));
+    let status = beast.signal_and_wait(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    let result = load.finish();
+    let answered = result["ok"].as_u64().unwrap();
+    assert!(
+        (5000..40_000).contains(&answered),
+        "stopped mid-load: {result}"
+    );
+    // Whatever the grace period did not deliver waits in the journal for the next start.
+    let again = serve(&data, &pg);
+    wait_delivered(&again);
+    assert_eq!(rows(&pg), answered);
+}
+
+#[test]
+fn kill_9_after_the_journal_write_replays_on_restart() {
+    let mut pg = Postgres::start();
+    pg.stop();
+    let data = Scratch::new();
+    let beast = serve(&data, &pg);
+    let result = Load::start(
+        "http",
+        beast.addr("tcp_lpo"),
+        &["-n", "20000", "-c", "8", "-w", "4"],
+    )
+    .finish();
+    assert_eq!(
+        result["ok"], 20_000,
+        "prices are served with the store down"
+    );
+    assert!(
+        wait_until(LIMIT, || beast.metric("beast_usage_journaled_total")
+            == 20_000.0),
+        "all journaled"
+    );
+    assert_eq!(
+        beast.metric("beast_usage_sink_delivered_total{sink=\"postgres\"}"),
+        0.0
+    );
+    drop(beast); // SIGKILL
+    pg.resume();
+    let again = serve(&data, &pg);
+    wait_delivered(&again);
+    assert_eq!(rows(&pg), 20_000);
+    assert_eq!(
+        again.metric("beast_usage_sink_replayed_total{sink=\"postgres\"}"),
+        20_000.0
+    );
+}
+
+#[test]
+fn keys_live_in_postgres_and_migrations_run_once() {
+    let pg = Postgres::start();
+    let data = Scratch::new();
+    let env = [("DATABASE_URL", pg.url())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = data
+        .beast(&["keys", "create", "--tier", "pro", "--name", "pg"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(pg.query("SELECT tier FROM api_keys"), "pro");
+    assert!(
+        !pg.query("SELECT key_hash FROM api_keys").contains(&key),
+        "only the hash is stored"
+    );
+    let beast = serve(&data, &pg);
+    let priced = beast.get(&format!("/price?asset=BTC&key={key}"));
+    assert_eq!(priced.status, 200);
+    assert_eq!(
+        beast.get("/price?asset=BTC&key=bk_not_a_key_at_all").status,
+        401
+    );
+    assert!(wait_until(LIMIT, || rows(&pg) == 1));
+    assert_eq!(
+        pg.query("SELECT key_id FROM usage_logs"),
+        pg.query("SELECT id FROM api_keys")
+    );
+    assert_eq!(usage_count(&data, &env, &["--key", &key]), 1);
+    assert_eq!(
+        pg.query("SELECT string_agg(version::text, ',') FROM schema_migrations"),
+        "1"
+    );
+}
