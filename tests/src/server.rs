@@ -195,6 +195,18 @@ impl Beast {
         client.response()
     }
 
+    /// One request with `method` and extra header lines on a fresh connection.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut client = HttpClient::connect(self.addr("tcp_lpo"));
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        client.send(head.as_bytes());
+        client.response()
+    }
+
     /// `/metrics` from the health port, as text.
     pub fn metrics(&self) -> String {
         let mut client = HttpClient::connect(self.addr("health_lpo"));
@@ -499,18 +511,13 @@ impl Load {
         let out = crate::Scratch::new();
         let mut command = std::process::Command::new(crate::bench_bin());
         command
-            .args([
-                form,
-                &addr.to_string(),
-                "--warmup",
-                "0s",
-                "-d",
-                "120s",
-                "-q",
-            ])
+            .args([form, &addr.to_string(), "--warmup", "0s", "-q"])
             .args(args)
             .arg("--json")
             .arg(out.path().join("load.json"));
+        if !args.contains(&"-d") {
+            command.args(["-d", "120s"]); // bounded by -n instead
+        }
         let handle = std::thread::spawn(move || {
             let done = command.output().expect("run beast-bench");
             let text = std::fs::read_to_string(out.path().join("load.json")).unwrap_or_else(|_| {
