@@ -35,6 +35,12 @@ impl Limiter {
         }
     }
 
+    pub fn reset_all(&self) {
+        for tat in &self.tats {
+            tat.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Admits a request at `now_us`, or says how many µs until one would be admitted.
     pub fn admit(&self, slot: u32, now_us: u64, rate: Rate) -> Result<(), u64> {
         let Some(tat) = self.tats.get(slot as usize) else {

@@ -141,9 +141,12 @@ impl Access {
         self.keys.load_full()
     }
 
-    /// The performance profile raises the demo tier's limit (`/admin/system-mode`).
+    /// The performance profile raises the demo tier's limit (`/admin/system-mode`). A change
+    /// starts every key's limiter afresh: a schedule built at 3/s must not hold back 1 000/s.
     pub fn set_performance(&self, on: bool) {
-        self.performance.store(on, Ordering::Relaxed);
+        if self.performance.swap(on, Ordering::Relaxed) != on {
+            self.limiter.reset_all();
+        }
     }
 
     pub fn performance(&self) -> bool {
