@@ -1,0 +1,194 @@
+//! Usage metering on the embedded store (no store configured): one record per request answered
+//! with prices, on every protocol, exactly once across SIGTERM and kill -9; and a node whose
+//! configured stores are all down keeps serving and keeps every record in its journal.
+
+use std::time::Duration;
+
+use beast_engine::protocol::udp::v8;
+use beast_tests::Scratch;
+use beast_tests::server::{Beast, Load, padded, usage_count, wait_until};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// The data directory `beast keys create` in `data` uses, and so every node of a test.
+fn dir(data: &Scratch) -> String {
+    data.path().join("data").to_str().unwrap().to_string()
+}
+
+fn serve(data: &Scratch, backend: &str) -> Beast {
+    Beast::start(backend, &["--beast-data-dir", &dir(data)])
+}
+
+fn wait_delivered(beast: &Beast) {
+    assert!(
+        wait_until(LIMIT, || {
+            beast.metric("beast_usage_sink_queue_depth{sink=\"sqlite\"}") == 0.0
+                && beast.metric("beast_usage_journaled_total")
+                    == beast.metric("beast_usage_recorded_total")
+        }),
+        "delivered:\n{}",
+        beast.metrics()
+    );
+}
+
+#[test]
+fn every_protocol_is_metered_once_per_priced_answer() {
+    let data = Scratch::new();
+    let key = data.create_key("pro");
+    let beast = serve(&data, "uring");
+    // Priced: 2 HTTP, 1 UDP text, 1 v8 (with the key) = 4 records.
+    assert_eq!(beast.get("/price?asset=BTC").status, 200);
+    assert_eq!(
+        beast
+            .get(&format!("/prices?assets=BTC,ETH&key={key}"))
+            .status,
+        200
+    );
+    let udp = beast.udp_client("udp_lpo");
+    assert!(
+        udp.ask(&padded("ETH", 200))
+            .starts_with(b"{\"asset\":\"ETH\"")
+    );
+    let mut request = [0u8; 128];
+    let len =
+        v8::encode_request(&mut request, 3, Some(key.as_bytes()), &[b"BTC", b"ETH"], 0).unwrap();
+    assert_eq!(
+        v8::parse_reply(&udp.ask(&request[..len])).unwrap().0.status,
+        0
+    );
+    // Not priced, so not records: unknown asset, no price, refused key, /assets.
+    assert_eq!(beast.get("/price?asset=NOPE").status, 404);
+    assert_eq!(beast.get("/price?asset=SOL").status, 503);
+    assert_eq!(
+        beast.get("/price?asset=BTC&key=bk_not_a_key_000").status,
+        401
+    );
+    assert_eq!(beast.get("/assets").status, 200);
+    assert!(wait_until(LIMIT, || beast
+        .metric("beast_usage_sink_delivered_total{sink=\"sqlite\"}")
+        == 4.0));
+    assert_eq!(beast.metric("beast_usage_recorded_total"), 4.0);
+    assert_eq!(
+        usage_count(&data, &[], &["--beast-data-dir", &dir(&data)]),
+        4
+    );
+    assert_eq!(
+        usage_count(
+            &data,
+            &[],
+            &["--beast-data-dir", &dir(&data), "--key", &key]
+        ),
+        2
+    );
+    assert_eq!(
+        usage_count(
+            &data,
+            &[],
+            &[
+                "--beast-data-dir",
+                &dir(&data),
+                "--since",
+                "2999-01-01T00:00:00Z"
+            ]
+        ),
+        0
+    );
+    let bad = data
+        .beast(&["usage", "count", "--since", "yesterday"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--since"));
+}
+
+#[test]
+fn sigterm_and_kill_9_neither_lose_nor_double_records() {
+    let data = Scratch::new();
+    let home = dir(&data);
+    let dir = ["--beast-data-dir", home.as_str()];
+    // SIGTERM mid-load: every answer the client got is a record, delivered before exit or
+    // replayed from the journal at the next start.
+    let mut beast = serve(&data, "epoll");
+    let load = Load::start(
+        "udp",
+        beast.addr("udp_lpo"),
+        &["-d", "5s", "-r", "10000", "-c", "4"],
+    );
+    assert!(wait_until(LIMIT, || beast
+        .metric("beast_usage_recorded_total")
+        > 5000.0));
+    assert!(beast.signal_and_wait(libc::SIGTERM).success());
+    let first = load.finish()["ok"].as_u64().unwrap();
+    assert!(first < 50_000, "stopped mid-load");
+    // kill -9 once everything answered is journaled.
+    let beast = serve(&data, "uring");
+    let second =
+        Load::start("http", beast.addr("tcp_lpo"), &["-n", "20000", "-c", "8"]).finish()["ok"]
+            .as_u64()
+            .unwrap();
+    assert_eq!(second, 20_000);
+    assert!(wait_until(LIMIT, || beast
+        .metric("beast_usage_journaled_total")
+        == 20_000.0));
+    drop(beast); // SIGKILL
+    let again = serve(&data, "uring");
+    wait_delivered(&again);
+    assert_eq!(usage_count(&data, &[], &dir), first + second);
+}
+
+#[test]
+fn metering_can_be_turned_off() {
+    let data = Scratch::new();
+    let beast = Beast::start(
+        "uring",
+        &["--beast-data-dir", &dir(&data), "--usage-metering", "false"],
+    );
+    assert_eq!(beast.get("/price?asset=BTC").status, 200);
+    assert_eq!(beast.metric("beast_usage_journaled_total"), 0.0);
+    assert!(!data.path().join("usage").exists(), "no journal");
+}
+
+#[test]
+fn with_every_store_down_prices_are_served_and_records_kept() {
+    let data = Scratch::new();
+    let closed = beast_tests::services::free_port();
+    let beast = Beast::start_with("uring", &["--beast-data-dir", &dir(&data)], |c| {
+        c.env(
+            "DATABASE_URL",
+            format!("postgres://beast@127.0.0.1:{closed}/beast"),
+        )
+        .env("CACHE_URL", format!("redis://127.0.0.1:{closed}/0"))
+        .env(
+            "SQS_USAGE_LOG_QUEUE_URL",
+            format!("http://127.0.0.1:{closed}/000000000000/usage"),
+        )
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("BEAST_CACHE_PRICES_EVERY_S", "1");
+    });
+    for _ in 0..100 {
+        assert_eq!(beast.get("/price?asset=BTC").status, 200);
+    }
+    assert_eq!(beast.get("/health").status, 200);
+    assert!(wait_until(LIMIT, || {
+        beast.metric("beast_usage_sink_errors_total{sink=\"postgres\"}") > 0.0
+            && beast.metric("beast_usage_sink_errors_total{sink=\"sqs\"}") > 0.0
+            && beast.metric("beast_cache_errors_total") > 0.0
+    }));
+    assert_eq!(beast.metric("beast_usage_journaled_total"), 100.0);
+    assert_eq!(
+        beast.metric("beast_usage_sink_queue_depth{sink=\"postgres\"}"),
+        100.0
+    );
+    assert_eq!(
+        beast.metric("beast_usage_sink_queue_depth{sink=\"sqs\"}"),
+        100.0
+    );
+    assert_eq!(beast.metric("beast_store_up"), 0.0);
+    assert_eq!(beast.metric("beast_usage_dropped_total"), 0.0);
+    let log = beast.stderr_text();
+    assert!(
+        !log.contains("test@") && !log.contains("AWS_SECRET"),
+        "{log}"
+    );
+}
