@@ -14,12 +14,44 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
+
 # The bench report test opens the HTML page in headless Chromium.
 if ! command -v chromium >/dev/null 2>&1; then
   step "installing chromium"
-  as_root() { if [[ $(id -u) == 0 ]]; then "$@"; else sudo "$@"; fi; }
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get install -y -q chromium || { as_root apt-get update -q && as_root apt-get install -y -q chromium; }
+fi
+
+# The store tests run real services: PostgreSQL (each test starts a private server from the
+# machine's binaries), Redis (the machine's on 6379, else one started here) and moto_server.
+step "services"
+missing=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d keeps the packages' scripts from starting their default daemons.
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  as_root apt-get install -y -q "${missing[@]}" || { as_root apt-get update -q && as_root apt-get install -y -q "${missing[@]}"; }
+  as_root rm -f /usr/sbin/policy-rc.d
+fi
+command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
+if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+  echo "redis: reusing 127.0.0.1:6379 (database 15)"
+  export BEAST_TEST_REDIS_URL=${BEAST_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}
+else
+  redis_dir=$(mktemp -d)
+  redis-server --bind 127.0.0.1 --port 56379 --save '' --appendonly no --dir "$redis_dir" \
+    --daemonize yes --pidfile "$redis_dir/redis.pid" --logfile "$redis_dir/redis.log"
+  trap 'redis-cli -p 56379 shutdown nosave >/dev/null 2>&1 || true' EXIT
+  for _ in $(seq 100); do redis-cli -p 56379 ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+  echo "redis: started 127.0.0.1:56379"
+  export BEAST_TEST_REDIS_URL=redis://127.0.0.1:56379/0
 fi
 
 step "format"

@@ -59,7 +59,7 @@ pub fn run(
     // The side thread: keys, usage metering, stores. Its warm start fills the table before
     // the price thread takes the writer.
     let side_options = side_options(&config, options.stale_after_ms);
-    side::cache::warm_start(&side_options, &mut writer, &side::SideStats::default());
+    let warm = side::cache::warm_start(&side_options, &mut writer);
     let access = Arc::new(Access::new(config.engine.require_key.0, MAX_KEYS));
     let reactors = reactor_count(options.reactors);
     let (meters, rings) = if side_options.metering {
@@ -77,6 +77,9 @@ pub fn run(
         },
     )
     .context("cannot start the side thread")?;
+    link.stats
+        .warm_start_prices
+        .store(warm, std::sync::atomic::Ordering::Relaxed);
     if !side.wait_for_keys(Duration::from_secs(5)) {
         tracing::warn!(
             "the key store was not read within 5 s; starting with the keys known so far"

@@ -15,7 +15,7 @@ use redis::AsyncCommands as _;
 use tokio::sync::watch;
 
 use super::SideOptions;
-use super::stats::{SideStats, add, set};
+use super::stats::{SideStats, add};
 use crate::node::wall_ms;
 use crate::price::{Aggregate, PriceTable, TableWriter};
 
@@ -173,11 +173,11 @@ async fn write_node_stats(
     .map_err(|e| e.to_string())
 }
 
-/// Reads the cached prices into the table before the feeds start. Bounded to a few seconds;
-/// without Valkey the node just starts cold.
-pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideStats) {
+/// Reads the cached prices into the table before the feeds start; how many. Bounded to a few
+/// seconds; without Valkey the node just starts cold.
+pub fn warm_start(options: &SideOptions, writer: &mut TableWriter) -> u64 {
     let Some(url) = options.cache_url.clone() else {
-        return;
+        return 0;
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -186,7 +186,7 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideS
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::warn!(error = %e, "warm start skipped");
-            return;
+            return 0;
         }
     };
     let cached = runtime.block_on(async {
@@ -225,7 +225,7 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideS
     });
     let Some(values) = cached else {
         tracing::warn!("Valkey unreachable at start: no warm start");
-        return;
+        return 0;
     };
     let mut loaded = 0u64;
     for value in values {
@@ -236,8 +236,8 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, stats: &SideS
             loaded += 1;
         }
     }
-    set(&stats.warm_start_prices, loaded);
     tracing::info!(prices = loaded, "warm start from Valkey");
+    loaded
 }
 
 fn parse_cached(value: &str) -> Option<(Symbol, Aggregate)> {

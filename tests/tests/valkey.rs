@@ -1,0 +1,58 @@
+//! Valkey (the machine's Redis, database 15): fresh prices under `price:{ASSET}`, node stats in
+//! `cluster:stats`, and a node started without feeds or seeded prices answers at once from them.
+
+use std::time::Duration;
+
+use beast_tests::server::{Beast, wait_until};
+use beast_tests::services::{redis_cli, redis_url};
+use serde_json::Value;
+
+#[test]
+fn prices_and_stats_go_to_valkey_and_warm_start_the_next_node() {
+    redis_cli(&["FLUSHDB"]);
+    let url = redis_url();
+    let writer = Beast::start_with("uring", &[], |c| {
+        c.env("CACHE_URL", &url)
+            .env("CLUSTER_NODE", "valkey-a")
+            .env("BEAST_CACHE_PRICES_EVERY_S", "1");
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || !redis_cli(&[
+            "GET",
+            "price:BTC"
+        ])
+        .is_empty()),
+        "price:BTC written"
+    );
+    let btc: Value = serde_json::from_str(&redis_cli(&["GET", "price:BTC"])).unwrap();
+    assert_eq!(btc["price"], "97123.45");
+    assert_eq!(btc["source"], "coinbase-ws");
+    assert_eq!(btc["node"], "valkey-a");
+    assert!(
+        redis_cli(&["GET", "price:OLD"]).is_empty(),
+        "stale prices are not cached"
+    );
+    let ttl: i64 = redis_cli(&["TTL", "price:BTC"]).parse().unwrap();
+    assert!((1..=600).contains(&ttl), "{ttl}");
+    assert!(wait_until(Duration::from_secs(10), || !redis_cli(&[
+        "HGET",
+        "cluster:stats",
+        "valkey-a"
+    ])
+    .is_empty()));
+    let stats: Value =
+        serde_json::from_str(&redis_cli(&["HGET", "cluster:stats", "valkey-a"])).unwrap();
+    assert_eq!(stats["node"], "valkey-a");
+    assert_eq!(stats["priced"], 4);
+    assert_eq!(writer.metric("beast_cache_up"), 1.0);
+
+    // No feeds, no seeded prices: the cache is all this node has.
+    let reader = Beast::start_with("epoll", &["--feeds", "off"], |c| {
+        c.env("CACHE_URL", &url).env("CLUSTER_NODE", "valkey-b");
+    });
+    let price = reader.get("/price?asset=BTC");
+    assert_eq!(price.status, 200, "{}", price.body_text());
+    assert_eq!(price.json()["price"], "97123.45");
+    assert_eq!(reader.metric("beast_warm_start_prices"), 3.0);
+    assert_eq!(reader.get("/price?asset=OLD").status, 404);
+}
