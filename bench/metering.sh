@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Throughput with usage metering to PostgreSQL on, against metering off, in the same run.
+# usage: bench/metering.sh [REPS] [DURATION]   (release build first:
+#        cargo build --release -p beast-engine -p beast-bench)
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth); uses a fresh database beast_metering_bench.
+# One reactor pinned to CPU 0, the load pinned to CPU 1; the side thread and PostgreSQL float.
+# Prints one JSON line per run and a summary; results/metering-<date>.jsonl keeps them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${1:-3}
+DURATION=${2:-10s}
+BEAST=target/release/beast
+BENCH=target/release/beast-bench
+PG=postgres://postgres@127.0.0.1:5432/beast_metering_bench
+OUT=bench/results/metering-$(date -u +%Y-%m-%d).jsonl
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+psql -h 127.0.0.1 -U postgres -d postgres -qc 'DROP DATABASE IF EXISTS beast_metering_bench' 
+psql -h 127.0.0.1 -U postgres -d postgres -qc 'CREATE DATABASE beast_metering_bench'
+now=$(date +%s%3N)
+printf '{"asset":"BTC","price":"97123.45","source":"coinbase-ws","ts":%s}\n{"asset":"ETH","price":"3512.5","source":"kraken-ws","ts":%s}\n' "$now" "$now" > "$work/prices.jsonl"
+
+# serve MODE: starts beast with metering off, or on to PostgreSQL; waits for its ready line.
+serve() {
+  local mode=$1
+  rm -rf "$work/data"
+  local env=(BEAST_USAGE_METERING=false)
+  [[ $mode == on ]] && env=(DATABASE_URL=$PG BEAST_USAGE_METERING=true)
+  env "${env[@]}" BEAST_LOG=warn BEAST_DEMO_WALK=false $BEAST serve --feeds off --prices "$work/prices.jsonl" \
+    --reactors 1 --pin true --bind 127.0.0.1 --beast-data-dir "$work/data" \
+    --tcp-port-lpo 18080 --tcp-port-lrs 19090 --health-port-lpo 18081 --health-port-lrs 19091 \
+    --udp-port-lpo 12679 --udp-port-lrs 12680 > "$work/ready" 2> "$work/stderr" &
+  SERVER=$!
+  for _ in $(seq 200); do grep -q ready "$work/ready" 2>/dev/null && return; sleep 0.05; done
+  echo "beast did not start: $(cat "$work/stderr")" >&2; exit 1
+}
+
+metric() { curl -s localhost:18081/metrics | awk -v s="$1" '$1 == s { print $2 }'; }
+
+for rep in $(seq "$REPS"); do
+  for mode in off on; do
+    for form in http udp; do
+      serve "$mode"
+      if [[ $form == http ]]; then
+        args=(http 127.0.0.1:18080 -c 64 -w 1)
+      else
+        args=(udp 127.0.0.1:12679 -c 4 -w 16)
+      fi
+      taskset -c 1 $BENCH "${args[@]}" -d "$DURATION" --warmup 1s -q --json "$work/r.json" 2>/dev/null
+      delivered=$(metric 'beast_usage_sink_delivered_total{sink="postgres"}')
+      depth=$(metric 'beast_usage_sink_queue_depth{sink="postgres"}')
+      kill -TERM "$SERVER"; wait "$SERVER" || true
+      python3 - "$work/r.json" "$mode" "$form" "$rep" "${delivered:-0}" "${depth:-0}" <<'EOF' | tee -a "$OUT"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"metering": sys.argv[2], "form": sys.argv[3], "rep": int(sys.argv[4]),
+                  "rps": round(r["achieved_rps"]), "p99_us": r["latency_us"]["p99"],
+                  "errors": sum(r["errors"].values()),
+                  "pg_delivered": float(sys.argv[5]), "pg_queue_depth": float(sys.argv[6])}))
+EOF
+    done
+  done
+done
+python3 - "$OUT" <<'EOF'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for form in ("http", "udp"):
+    ratios = []
+    reps = sorted({r["rep"] for r in rows if r["form"] == form})
+    for rep in reps:
+        pick = {r["metering"]: r for r in rows if r["form"] == form and r["rep"] == rep}
+        if "on" in pick and "off" in pick:
+            ratios.append(pick["on"]["rps"] / pick["off"]["rps"])
+    if ratios:
+        print(f"{form}: metering on / off = {statistics.median(ratios):.3f} (median of {len(ratios)} paired runs: {', '.join(f'{x:.3f}' for x in ratios)})")
+EOF
