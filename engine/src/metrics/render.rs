@@ -145,7 +145,7 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
     counter(
         out,
         "beast_usage_dropped_total",
-        "Answered requests whose usage record could not be queued (a full ring); must stay 0.",
+        "Price requests refused because their usage record could not be queued (the side thread was behind); should stay 0.",
         sum(&|m| m.usage_dropped.get()),
     );
 

@@ -202,8 +202,12 @@ impl Conn {
             consumed += head.head_len;
             self.discard = head.content_length;
             self.request_started_ms = 0;
+            env.assets.room = env.meter.has_room();
             let reply =
                 routes::respond(&head, env.node, env.fresh, self.port, env.body, env.assets);
+            if !env.assets.room && reply.error == Some(ErrorCode::Overloaded) {
+                env.metrics.usage_dropped.inc();
+            }
             if let Some(refused) = reply.denied {
                 env.metrics.deny(refused);
             }

@@ -166,6 +166,11 @@ fn account_udp(
             metrics.udp_drop(UdpDrop::Amplification);
             None
         }
+        Outcome::Dropped(Drop::Metering) => {
+            metrics.udp_drop(UdpDrop::Overload);
+            metrics.usage_dropped.inc();
+            None
+        }
     }
 }
 

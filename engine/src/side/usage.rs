@@ -304,6 +304,8 @@ async fn deliver(
                     tracing::error!(error = %e, sink = kind.name(), "cannot save a usage cursor");
                 }
                 collect(&shared, index, next);
+                // A sink catching up must not starve the drain (SQLite calls do not yield).
+                tokio::task::yield_now().await;
             }
             Err(e) => {
                 add(&stats.errors, 1);

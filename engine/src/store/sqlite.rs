@@ -30,7 +30,7 @@ const MIGRATIONS: &[&str] = &[
         latency_bucket TEXT NOT NULL,
         node TEXT NOT NULL,
         ts_ms INTEGER NOT NULL
-     );
+     ) WITHOUT ROWID;
      CREATE INDEX usage_logs_key_ts ON usage_logs (key_id, ts_ms);
      CREATE TABLE application_parameters (
         name TEXT PRIMARY KEY,

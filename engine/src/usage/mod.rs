@@ -69,11 +69,16 @@ pub fn latency_name(bucket: u8) -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// The assets of one request, gathered while it is answered.
+/// The assets of one request, gathered while it is answered, and whether its usage record
+/// can be queued at all.
 #[derive(Clone, Copy)]
 pub struct AssetList {
     ids: [u32; MAX_REQUEST_ASSETS],
     len: usize,
+    /// The usage ring has room for this request's record. When it has not (the side thread is
+    /// behind), price requests are refused (HTTP 503, UDP dropped) rather than served unmetered:
+    /// every answer with prices has its record.
+    pub room: bool,
 }
 
 impl Default for AssetList {
@@ -81,11 +86,13 @@ impl Default for AssetList {
         AssetList {
             ids: [0; MAX_REQUEST_ASSETS],
             len: 0,
+            room: true,
         }
     }
 }
 
 impl AssetList {
+    /// Empties the list (`room` is left as the caller set it).
     pub fn clear(&mut self) {
         self.len = 0;
     }
@@ -145,6 +152,15 @@ impl Meter {
 
     pub fn is_on(&self) -> bool {
         self.ring.is_some()
+    }
+
+    /// Whether the largest request's record fits in the ring now. Only this reactor pushes, so
+    /// room seen here is still there when the request has been answered.
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.ring
+            .as_ref()
+            .is_none_or(|ring| ring.slots() >= MAX_REQUEST_ASSETS / EVENT_ASSETS)
     }
 
     /// Queues the record of one answered request. All of a request's events are queued or none.

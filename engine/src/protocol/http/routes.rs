@@ -167,6 +167,16 @@ pub fn respond(
             }
         }
     }
+    if keyed && !priced.room {
+        let mut reply = Reply::error(
+            body,
+            Status::ServiceUnavailable,
+            ErrorCode::Overloaded,
+            b"usage metering is behind; retry shortly",
+        );
+        reply.extra = RETRY_AFTER.first().copied().unwrap_or_default();
+        return reply;
+    }
     let mut reply = route(head, node, fresh, body, priced);
     reply.key_id = key_id;
     reply

@@ -31,6 +31,8 @@ pub enum Drop {
     Malformed,
     /// The reply, even a short error, would be larger than the request (no valid key).
     Amplification,
+    /// The usage ring had no room: not answered rather than answered unmetered.
+    Metering,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,9 @@ pub fn answer(
     assets: &mut AssetList,
 ) -> Outcome {
     assets.clear();
+    if !assets.room {
+        return Outcome::Dropped(Drop::Metering);
+    }
     if v8::is_v8(datagram) {
         return answer_v8(datagram, ctx, out, assets);
     }

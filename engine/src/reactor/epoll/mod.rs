@@ -239,6 +239,7 @@ impl Reactor {
                 } else {
                     metrics.udp_text.inc();
                 }
+                assets.room = meter.has_room();
                 let outcome = udp::answer(datagram, ctx, reply, assets);
                 super::account_udp(outcome, metrics, meter, assets, now_ms, arrived)
             });

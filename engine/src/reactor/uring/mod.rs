@@ -475,6 +475,7 @@ impl Reactor {
         } else {
             metrics.udp_text.inc();
         }
+        self.assets.room = self.meter.has_room();
         let outcome = udp::answer(datagram, ctx, &mut slot.buf, &mut self.assets);
         let Some(reply_len) = super::account_udp(
             outcome,
