@@ -16,7 +16,7 @@ BEAST=target/release/beast
 BENCH=target/release/beast-bench
 PG=postgres://postgres@127.0.0.1:5432/beast_metering_bench
 PG_NICE=${PG_NICE:-0}
-SINK=${SINK:-postgres}   # or sqlite: the embedded default
+SINK=${SINK:-postgres}   # or sqlite (the embedded default), or journal (no database reached)
 suffix=-$SINK
 if [[ $PG_NICE == 1 ]]; then suffix=$suffix-pgnice; fi
 OUT=bench/results/metering-$(date -u +%Y-%m-%d)$suffix.jsonl
@@ -36,6 +36,9 @@ serve() {
   local env=(BEAST_USAGE_METERING=false)
   if [[ $mode == on && $SINK == postgres ]]; then env=(DATABASE_URL=$PG BEAST_USAGE_METERING=true); fi
   if [[ $mode == on && $SINK == sqlite ]]; then env=(BEAST_USAGE_METERING=true); fi
+  # journal: PostgreSQL configured but unreachable, so records are only journaled: the node's
+  # own metering cost, without any database's.
+  if [[ $mode == on && $SINK == journal ]]; then env=(DATABASE_URL=postgres://beast@127.0.0.1:1/none BEAST_USAGE_METERING=true); fi
   env "${env[@]}" BEAST_LOG=warn BEAST_DEMO_WALK=false $BEAST serve --feeds off --prices "$work/prices.jsonl" \
     --reactors 1 --pin true --bind 127.0.0.1 --beast-data-dir "$work/data" \
     --tcp-port-lpo 18080 --tcp-port-lrs 19090 --health-port-lpo 18081 --health-port-lrs 19091 \
@@ -60,8 +63,10 @@ for rep in $(seq "$REPS"); do
         { pgrep -f 'postgres: .*beast_metering_bench' || true; } | xargs -r renice -n 19 -p >/dev/null
       fi
       taskset -c 1 $BENCH "${args[@]}" -d "$DURATION" --warmup 1s -q --json "$work/r.json" 2>/dev/null
-      delivered=$(metric "beast_usage_sink_delivered_total{sink=\"$SINK\"}")
-      depth=$(metric "beast_usage_sink_queue_depth{sink=\"$SINK\"}")
+      sink=$SINK
+      if [[ $sink == journal ]]; then sink=postgres; fi
+      delivered=$(metric "beast_usage_sink_delivered_total{sink=\"$sink\"}")
+      depth=$(metric "beast_usage_sink_queue_depth{sink=\"$sink\"}")
       kill -TERM "$SERVER"; wait "$SERVER" || true
       python3 - "$work/r.json" "$mode" "$form" "$rep" "${delivered:-0}" "${depth:-0}" <<'EOF' | tee -a "$OUT"
 import json, sys

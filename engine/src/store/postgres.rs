@@ -25,13 +25,15 @@ const MIGRATIONS: &[&str] = &[
         revoked_ms BIGINT
      );
      CREATE TABLE usage_logs (
-        record_id TEXT PRIMARY KEY,
+        boot BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
         key_id BIGINT NOT NULL,
         assets TEXT NOT NULL,
         protocol TEXT NOT NULL,
         latency_bucket TEXT NOT NULL,
         node TEXT NOT NULL,
-        ts_ms BIGINT NOT NULL
+        ts_ms BIGINT NOT NULL,
+        PRIMARY KEY (boot, seq)
      );
      CREATE INDEX usage_logs_key_ts ON usage_logs (key_id, ts_ms);
      CREATE TABLE application_parameters (
@@ -197,7 +199,8 @@ impl PgStore {
 
     /// Inserts records, skipping ids already stored; returns how many were new.
     pub async fn insert_usage(&mut self, records: &[UsageRecord]) -> Result<u64, StoreError> {
-        let mut ids = Vec::with_capacity(records.len());
+        let mut boots = Vec::with_capacity(records.len());
+        let mut seqs = Vec::with_capacity(records.len());
         let mut keys = Vec::with_capacity(records.len());
         let mut assets = Vec::with_capacity(records.len());
         let mut protocols = Vec::with_capacity(records.len());
@@ -205,7 +208,8 @@ impl PgStore {
         let mut nodes = Vec::with_capacity(records.len());
         let mut times = Vec::with_capacity(records.len());
         for r in records {
-            ids.push(r.record_id());
+            boots.push(r.boot as i64);
+            seqs.push(r.seq as i64);
             keys.push(r.key_id as i64);
             assets.push(r.assets.as_str());
             protocols.push(r.protocol.as_str());
@@ -214,10 +218,10 @@ impl PgStore {
             times.push(r.ts_ms as i64);
         }
         timed(self.client.execute(
-            "INSERT INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])
-             ON CONFLICT (record_id) DO NOTHING",
-            &[&ids, &keys, &assets, &protocols, &latencies, &nodes, &times],
+            "INSERT INTO usage_logs (boot, seq, key_id, assets, protocol, latency_bucket, node, ts_ms)
+             SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[])
+             ON CONFLICT (boot, seq) DO NOTHING",
+            &[&boots, &seqs, &keys, &assets, &protocols, &latencies, &nodes, &times],
         ))
         .await
     }

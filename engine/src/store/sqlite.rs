@@ -23,13 +23,15 @@ const MIGRATIONS: &[&str] = &[
         revoked_ms INTEGER
      );
      CREATE TABLE usage_logs (
-        record_id TEXT PRIMARY KEY,
+        boot INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
         key_id INTEGER NOT NULL,
         assets TEXT NOT NULL,
         protocol TEXT NOT NULL,
         latency_bucket TEXT NOT NULL,
         node TEXT NOT NULL,
-        ts_ms INTEGER NOT NULL
+        ts_ms INTEGER NOT NULL,
+        PRIMARY KEY (boot, seq)
      ) WITHOUT ROWID;
      CREATE INDEX usage_logs_key_ts ON usage_logs (key_id, ts_ms);
      CREATE TABLE application_parameters (
@@ -255,14 +257,15 @@ impl SqliteStore {
         {
             let mut statement = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT OR IGNORE INTO usage_logs (boot, seq, key_id, assets, protocol, latency_bucket, node, ts_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
             for r in records {
                 inserted += statement
                     .execute(params![
-                        r.record_id(),
+                        r.boot as i64,
+                        r.seq as i64,
                         r.key_id as i64,
                         r.assets,
                         r.protocol.as_str(),

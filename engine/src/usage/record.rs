@@ -27,7 +27,8 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
-    /// Unique across nodes and restarts: the boot id is 64 random bits.
+    /// Unique across nodes and restarts: the boot id is 64 random bits. The stores key rows by
+    /// the pair (`boot`, `seq`, as signed 64-bit integers); this is its text form.
     pub fn record_id(&self) -> String {
         format!("{:016x}-{:x}", self.boot, self.seq)
     }

@@ -49,24 +49,10 @@ pub fn respond(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8
         ("feed-status", false) => feed_status(node, fresh, body),
         ("key-status", false) => key_status(head, node, body),
         ("reload-params" | "invalidate-key" | "system-mode" | "bootstrap-key", false) => {
-            let mut reply = Reply::error(
-                body,
-                Status::MethodNotAllowed,
-                ErrorCode::MethodNotAllowed,
-                b"use POST",
-            );
-            reply.extra = b"Allow: POST\r\n";
-            reply
+            Reply::method_not_allowed(body, b"use POST", b"Allow: POST\r\n")
         }
         ("feed-status" | "key-status", true) => {
-            let mut reply = Reply::error(
-                body,
-                Status::MethodNotAllowed,
-                ErrorCode::MethodNotAllowed,
-                b"use GET",
-            );
-            reply.extra = b"Allow: GET, HEAD\r\n";
-            reply
+            Reply::method_not_allowed(body, b"use GET", b"Allow: GET, HEAD\r\n")
         }
         _ => Reply::error(
             body,

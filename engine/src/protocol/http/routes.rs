@@ -56,6 +56,22 @@ impl Reply {
         }
     }
 
+    /// 405 with the `Allow` line (`allow`, a whole header line).
+    pub(super) fn method_not_allowed(
+        body: &mut Vec<u8>,
+        message: &[u8],
+        allow: &'static [u8],
+    ) -> Reply {
+        let mut reply = Reply::error(
+            body,
+            Status::MethodNotAllowed,
+            ErrorCode::MethodNotAllowed,
+            message,
+        );
+        reply.extra = allow;
+        reply
+    }
+
     pub(super) fn error(
         body: &mut Vec<u8>,
         status: Status,
@@ -147,14 +163,7 @@ pub fn respond(
         _ => return Reply::error(body, Status::NotFound, ErrorCode::NotFound, b"no such path"),
     };
     if !matches!(head.method, Method::Get | Method::Head) {
-        let mut reply = Reply::error(
-            body,
-            Status::MethodNotAllowed,
-            ErrorCode::MethodNotAllowed,
-            b"use GET or HEAD",
-        );
-        reply.extra = b"Allow: GET, HEAD\r\n";
-        return reply;
+        return Reply::method_not_allowed(body, b"use GET or HEAD", b"Allow: GET, HEAD\r\n");
     }
     let mut key_id = 0;
     if keyed {
