@@ -50,6 +50,23 @@ serve() {
 
 metric() { curl -s localhost:18081/metrics | awk -v s="$1" '$1 == s { print $2 }'; }
 
+# CPU seconds so far of beast's reactor threads, its side thread, and PostgreSQL's backends
+# serving the bench database: "reactors side postgres".
+cpu() {
+  local reactors=0 side=0 pg=0 t
+  for t in /proc/"$SERVER"/task/*; do
+    local ticks; ticks=$(awk '{print $14 + $15}' "$t/stat")
+    case $(cat "$t/comm") in
+      beast-reactor*) reactors=$((reactors + ticks)) ;;
+      beast-side) side=$((side + ticks)) ;;
+    esac
+  done
+  for t in $(pgrep -f 'postgres: .*beast_metering_bench' || true); do
+    pg=$((pg + $(awk '{print $14 + $15}' /proc/"$t"/stat)))
+  done
+  echo "$reactors $side $pg"
+}
+
 for rep in $(seq "$REPS"); do
   for mode in off on; do
     for form in http udp; do
@@ -62,19 +79,25 @@ for rep in $(seq "$REPS"); do
       if [[ $PG_NICE == 1 ]]; then
         { pgrep -f 'postgres: .*beast_metering_bench' || true; } | xargs -r renice -n 19 -p >/dev/null
       fi
+      read -r r0 s0 p0 < <(cpu)
       taskset -c 1 $BENCH "${args[@]}" -d "$DURATION" --warmup 1s -q --json "$work/r.json" 2>/dev/null
+      read -r r1 s1 p1 < <(cpu)
       sink=$SINK
       if [[ $sink == journal ]]; then sink=postgres; fi
       delivered=$(metric "beast_usage_sink_delivered_total{sink=\"$sink\"}")
       depth=$(metric "beast_usage_sink_queue_depth{sink=\"$sink\"}")
       kill -TERM "$SERVER"; wait "$SERVER" || true
-      python3 - "$work/r.json" "$mode" "$form" "$rep" "${delivered:-0}" "${depth:-0}" <<'EOF' | tee -a "$OUT"
+      python3 - "$work/r.json" "$mode" "$form" "$rep" "${delivered:-0}" "${depth:-0}" \
+        "$((r1 - r0))" "$((s1 - s0))" "$((p1 - p0))" <<'EOF' | tee -a "$OUT"
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(json.dumps({"metering": sys.argv[2], "form": sys.argv[3], "rep": int(sys.argv[4]),
                   "rps": round(r["achieved_rps"]), "p99_us": r["latency_us"]["p99"],
                   "errors": sum(r["errors"].values()),
-                  "sink_delivered": float(sys.argv[5]), "sink_queue_depth": float(sys.argv[6])}))
+                  "sink_delivered": float(sys.argv[5]), "sink_queue_depth": float(sys.argv[6]),
+                  # CPU seconds over the run (warm-up included): reactor, side thread, database
+                  "cpu_reactor_s": int(sys.argv[7]) / 100, "cpu_side_s": int(sys.argv[8]) / 100,
+                  "cpu_postgres_s": int(sys.argv[9]) / 100}))
 EOF
     done
   done

@@ -73,10 +73,26 @@ pub struct Postgres {
     dir: Scratch,
     pub port: u16,
     running: bool,
+    /// Server options added to the start command (TLS files).
+    options: String,
 }
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server that offers TLS with a certificate for 127.0.0.1 signed by a CA of its own,
+    /// whose certificate (PEM) is `ca_file()`.
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("pg/ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let dir = Scratch::new();
         let data = dir.path().join("pg");
         std::fs::create_dir(&data).unwrap();
@@ -96,10 +112,78 @@ impl Postgres {
                 "-D",
             ])
             .arg(&data));
+        let mut options = String::new();
+        if tls {
+            // A CA of its own and a server certificate it signed, as RDS does.
+            let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+            let (ca, ca_key, csr) = (data.join("ca.crt"), data.join("ca.key"), data.join("csr"));
+            let ext = data.join("ext");
+            std::fs::write(
+                &ext,
+                "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            )
+            .unwrap();
+            let openssl = |args: &[&str], paths: &[(&str, &PathBuf)]| {
+                let mut command = Command::new("openssl");
+                command.args(args).stderr(Stdio::null());
+                for (flag, path) in paths {
+                    command.arg(flag).arg(path);
+                }
+                run(&mut command);
+            };
+            openssl(
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=beast test CA",
+                ],
+                &[("-keyout", &ca_key), ("-out", &ca)],
+            );
+            openssl(
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+                &[("-keyout", &key), ("-out", &csr)],
+            );
+            openssl(
+                &["x509", "-req", "-days", "2", "-CAcreateserial"],
+                &[
+                    ("-in", &csr),
+                    ("-CA", &ca),
+                    ("-CAkey", &ca_key),
+                    ("-extfile", &ext),
+                    ("-out", &crt),
+                ],
+            );
+            run(Command::new("chmod").arg("600").arg(&key));
+            if is_root() {
+                run(Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(&key)
+                    .arg(&crt));
+            }
+            options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                crt.display(),
+                key.display()
+            );
+        }
         let mut pg = Postgres {
             dir,
             port: free_port(),
             running: false,
+            options,
         };
         pg.resume();
         run(Command::new("psql")
@@ -124,9 +208,10 @@ impl Postgres {
             .arg(data.join("log"))
             .args(["-w", "-t", "30", "-o"])
             .arg(format!(
-                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+                "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off{}",
                 self.port,
-                data.display()
+                data.display(),
+                self.options
             ))
             .arg("start")
             .stdout(Stdio::null()));

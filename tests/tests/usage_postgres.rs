@@ -222,3 +222,56 @@ fn kill_9_mid_load_doubles_nothing_and_loses_at_most_the_last_drain() {
         "{stored} stored for {answered} answered"
     );
 }
+
+/// Aurora-style TLS: `sslmode=verify-full&sslrootcert=` as libpq takes them. The certificate and
+/// host are verified; with the wrong roots the store is refused, and nothing is sent in clear.
+#[test]
+fn tls_to_postgres_is_verified_against_sslrootcert() {
+    let pg = Postgres::start_tls();
+    let data = Scratch::new();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.url(),
+        pg.ca_file().display()
+    );
+    let out = data
+        .beast(&["keys", "create", "--tier", "free"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let beast = Beast::start_with(
+        "uring",
+        &["--beast-data-dir", data.path().to_str().unwrap()],
+        |c| {
+            c.env("DATABASE_URL", &url);
+        },
+    );
+    assert_eq!(beast.get("/price?asset=BTC").status, 200);
+    assert!(wait_until(LIMIT, || rows(&pg) == 1));
+    assert_eq!(
+        pg.query(
+            "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE datname = 'beast' AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+             AND client_addr IS NOT NULL AND application_name = ''"
+        ),
+        "t",
+        "beast's connections use TLS"
+    );
+    // The Mozilla roots do not include this CA: refused, exit 1.
+    let refused = data
+        .beast(&["keys", "list"])
+        .env("DATABASE_URL", format!("{}?sslmode=require", pg.url()))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}

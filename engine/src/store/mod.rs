@@ -59,6 +59,8 @@ pub enum StoreError {
     Postgres(#[source] tokio_postgres::Error),
     #[error("the store did not answer within {}s", postgres::TIMEOUT.as_secs())]
     Timeout,
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(String),
 }
 
 impl StoreError {
@@ -78,9 +80,10 @@ impl StoreError {
                     || db.code().code().starts_with("53")
             }),
             StoreError::Timeout => true,
-            StoreError::DataDir { .. } | StoreError::Corrupt(_) | StoreError::TooNew { .. } => {
-                false
-            }
+            StoreError::DataDir { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::TooNew { .. }
+            | StoreError::Tls(_) => false,
         }
     }
 }

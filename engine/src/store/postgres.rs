@@ -1,9 +1,19 @@
 //! The shared store: PostgreSQL (Aurora compatible), the same tables as the embedded store.
 //! Every node connects to it; migrations run under an advisory lock so nodes starting together
 //! apply each one once.
+//!
+//! TLS follows the URL as libpq reads it: `sslmode=disable` plain; `prefer` (the default) TLS
+//! when the server offers it; `require`, `verify-ca`, `verify-full` TLS or nothing. Whenever TLS
+//! is used the certificate and host name are verified (rustls, ring), against the PEM bundle in
+//! `sslrootcert=` (Aurora: the RDS global bundle) or else the Mozilla roots.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
 use super::{NewKey, StoreError, StoredKey, UsageQuery};
@@ -45,6 +55,58 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO store_versions VALUES ('keys', 0), ('params', 0);",
 ];
 
+/// Takes libpq's `sslrootcert=` out of the URL (tokio-postgres does not know it) and maps
+/// `verify-ca`/`verify-full` to `require`: TLS here always verifies.
+fn libpq_url(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut root_cert = None;
+    let kept: Vec<String> = query
+        .split('&')
+        .filter_map(|pair| match pair.split_once('=') {
+            Some(("sslrootcert", path)) => {
+                root_cert = Some(path.to_string());
+                None
+            }
+            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".into()),
+            _ => Some(pair.to_string()),
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, root_cert)
+}
+
+fn tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    let bad = |what: String| StoreError::Tls(what);
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Any number that identifies beast's migration lock among the database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x000b_ea57_0001;
 
@@ -69,12 +131,26 @@ impl PgStore {
     /// Connects and runs pending migrations. Must run inside a tokio runtime (the connection's
     /// I/O runs as a task on it).
     pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let (client, connection) = timed(tokio_postgres::connect(url, NoTls)).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "PostgreSQL connection ended");
-            }
-        });
+        let (url, root_cert) = libpq_url(url);
+        let config: tokio_postgres::Config = url.parse().map_err(StoreError::Postgres)?;
+        let client = if config.get_ssl_mode() == SslMode::Disable {
+            let (client, connection) = timed(config.connect(NoTls)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            client
+        } else {
+            let tls = tls(root_cert.as_deref())?;
+            let (client, connection) = timed(config.connect(tls)).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection ended");
+                }
+            });
+            client
+        };
         let mut store = PgStore { client };
         store.migrate().await?;
         Ok(store)
@@ -265,5 +341,39 @@ impl PgStore {
         ))
         .await?;
         timed(tx.commit()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libpq_parameters_are_read() {
+        for (url, expected, cert) in [
+            ("postgres://a@h/db", "postgres://a@h/db", None),
+            (
+                "postgres://a@h/db?sslmode=verify-full&sslrootcert=/etc/rds.pem",
+                "postgres://a@h/db?sslmode=require",
+                Some("/etc/rds.pem"),
+            ),
+            (
+                "postgres://a@h/db?sslrootcert=/c.pem",
+                "postgres://a@h/db",
+                Some("/c.pem"),
+            ),
+            (
+                "postgres://a@h/db?sslmode=disable&connect_timeout=3",
+                "postgres://a@h/db?sslmode=disable&connect_timeout=3",
+                None,
+            ),
+        ] {
+            let (parsed, root) = libpq_url(url);
+            assert_eq!(
+                (parsed.as_str(), root.as_deref()),
+                (expected, cert),
+                "{url}"
+            );
+        }
     }
 }

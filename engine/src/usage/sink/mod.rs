@@ -28,13 +28,11 @@ impl SinkKind {
         }
     }
 
-    /// Rows per delivery: PostgreSQL's micro-batch is 300 rows; SQLite takes more at once;
-    /// SQS sends them 10 per call.
+    /// Rows per delivery: PostgreSQL's micro-batch is 300 rows; SQS sends them 10 per call.
+    /// SQLite runs on the side thread itself, so its transactions stay short (300 rows, about
+    /// half a millisecond) lest they hold up a reactor sharing the core.
     pub fn batch(self) -> usize {
-        match self {
-            SinkKind::Sqlite => 1000,
-            SinkKind::Postgres | SinkKind::Sqs => 300,
-        }
+        300
     }
 }
 
