@@ -146,6 +146,7 @@ fn start(io: IoChoice) -> Running {
             cache_prices_every: Duration::from_secs(30),
             cache_stats_every: Duration::from_secs(3),
             stale_after_ms: 9_000,
+            core: None,
         },
         SideInputs {
             access: Arc::clone(&access),

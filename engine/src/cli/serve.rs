@@ -58,10 +58,17 @@ pub fn run(
 
     // The side thread: keys, usage metering, stores. Its warm start fills the table before
     // the price thread takes the writer.
-    let side_options = side_options(&config, options.stale_after_ms);
+    let reactors = reactor_count(options.reactors);
+    let mut side_options = side_options(&config, options.stale_after_ms);
+    // Reactors take cores from the first up; a core they leave free goes to the side thread.
+    if options.pin {
+        side_options.core = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .get(reactors)
+            .copied();
+    }
     let warm = side::cache::warm_start(&side_options, &mut writer);
     let access = Arc::new(Access::new(config.engine.require_key.0, MAX_KEYS));
-    let reactors = reactor_count(options.reactors);
     let (meters, rings) = if side_options.metering {
         beast_engine::usage::rings(reactors)
     } else {
@@ -203,6 +210,7 @@ fn side_options(config: &Config, stale_after_ms: u64) -> SideOptions {
         cache_prices_every: Duration::from_secs(stores.cache_prices_every_s.get()),
         cache_stats_every: Duration::from_secs(3),
         stale_after_ms,
+        core: None,
     }
 }
 

@@ -91,6 +91,9 @@ pub struct SideOptions {
     pub cache_prices_every: Duration,
     pub cache_stats_every: Duration,
     pub stale_after_ms: u64,
+    /// A core of its own, when the reactors leave one free (`--reactors` below the CPU count,
+    /// pinned): then the side thread's work never takes time from a reactor.
+    pub core: Option<core_affinity::CoreId>,
 }
 
 /// The running side thread.
@@ -146,6 +149,11 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
     let thread = std::thread::Builder::new()
         .name("beast-side".into())
         .spawn(move || {
+            if let Some(core) = options.core
+                && !core_affinity::set_for_current(core)
+            {
+                tracing::warn!(core = core.id, "could not pin the side thread");
+            }
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
