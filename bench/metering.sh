@@ -5,6 +5,8 @@
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth); uses a fresh database beast_metering_bench.
 # One reactor pinned to CPU 0, the load pinned to CPU 1; the side thread and PostgreSQL float.
 # SINK=sqlite compares the embedded store instead of PostgreSQL.
+# PG_CPU=1 pins PostgreSQL's backends to CPU 1 (off the reactor's core, as a database on
+# another machine would be), sharing it with the load generator and the side thread.
 # PG_NICE=1 renices the PostgreSQL backends serving beast to 19, standing in for a database
 # on other machines (as Aurora is): then only beast's own metering work competes with serving.
 # Prints one JSON line per run and a summary; results/metering-<date>[-pgnice].jsonl keeps them.
@@ -16,9 +18,11 @@ BEAST=target/release/beast
 BENCH=target/release/beast-bench
 PG=postgres://postgres@127.0.0.1:5432/beast_metering_bench
 PG_NICE=${PG_NICE:-0}
+PG_CPU=${PG_CPU:-}       # e.g. 1: keep PostgreSQL's backends off the reactor's core
 SINK=${SINK:-postgres}   # or sqlite (the embedded default), or journal (no database reached)
 suffix=-$SINK
 if [[ $PG_NICE == 1 ]]; then suffix=$suffix-pgnice; fi
+if [[ $PG_CPU != "" ]]; then suffix=$suffix-pgcpu$PG_CPU; fi
 OUT=bench/results/metering-$(date -u +%Y-%m-%d)$suffix.jsonl
 rm -f "$OUT"
 work=$(mktemp -d)
@@ -78,6 +82,9 @@ for rep in $(seq "$REPS"); do
       fi
       if [[ $PG_NICE == 1 ]]; then
         { pgrep -f 'postgres: .*beast_metering_bench' || true; } | xargs -r renice -n 19 -p >/dev/null
+      fi
+      if [[ $PG_CPU != "" ]]; then
+        for pid in $(pgrep -f 'postgres: .*beast_metering_bench' || true); do taskset -pc "$PG_CPU" "$pid" >/dev/null; done
       fi
       read -r r0 s0 p0 < <(cpu)
       taskset -c 1 $BENCH "${args[@]}" -d "$DURATION" --warmup 1s -q --json "$work/r.json" 2>/dev/null

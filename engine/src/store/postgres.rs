@@ -2,10 +2,12 @@
 //! Every node connects to it; migrations run under an advisory lock so nodes starting together
 //! apply each one once.
 //!
-//! TLS follows the URL as libpq reads it: `sslmode=disable` plain; `prefer` (the default) TLS
-//! when the server offers it; `require`, `verify-ca`, `verify-full` TLS or nothing. Whenever TLS
-//! is used the certificate and host name are verified (rustls, ring), against the PEM bundle in
-//! `sslrootcert=` (Aurora: the RDS global bundle) or else the Mozilla roots.
+//! TLS is asked for in the URL, with libpq's parameters: `sslmode=require`, `verify-ca` or
+//! `verify-full` connect over TLS or not at all, and the certificate and host name are always
+//! verified (rustls, ring) against the PEM bundle in `sslrootcert=` (Aurora: the RDS global
+//! bundle) or else the Mozilla roots. Without one of those (`prefer`, libpq's default, which
+//! encrypts without verifying) the connection is plain: encryption that is not verified is not
+//! offered, rather than failing against a server's self-signed certificate.
 
 use std::time::Duration;
 
@@ -56,29 +58,29 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Takes libpq's `sslrootcert=` out of the URL (tokio-postgres does not know it) and maps
-/// `verify-ca`/`verify-full` to `require`: TLS here always verifies.
+/// `verify-ca`/`verify-full` to `require` (TLS here always verifies) and `prefer`/`allow` or
+/// no `sslmode` to `disable`.
 fn libpq_url(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_string(), None);
-    };
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let mut root_cert = None;
-    let kept: Vec<String> = query
+    let mut tls = false;
+    let mut kept: Vec<String> = query
         .split('&')
+        .filter(|pair| !pair.is_empty())
         .filter_map(|pair| match pair.split_once('=') {
             Some(("sslrootcert", path)) => {
                 root_cert = Some(path.to_string());
                 None
             }
-            Some(("sslmode", "verify-ca" | "verify-full")) => Some("sslmode=require".into()),
+            Some(("sslmode", mode)) => {
+                tls = matches!(mode, "require" | "verify-ca" | "verify-full");
+                None
+            }
             _ => Some(pair.to_string()),
         })
         .collect();
-    let url = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    (url, root_cert)
+    kept.push(if tls { "sslmode=require" } else { "sslmode=disable" }.into());
+    (format!("{base}?{}", kept.join("&")), root_cert)
 }
 
 fn tls(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
@@ -351,7 +353,12 @@ mod tests {
     #[test]
     fn libpq_parameters_are_read() {
         for (url, expected, cert) in [
-            ("postgres://a@h/db", "postgres://a@h/db", None),
+            ("postgres://a@h/db", "postgres://a@h/db?sslmode=disable", None),
+            (
+                "postgres://a@h/db?sslmode=prefer",
+                "postgres://a@h/db?sslmode=disable",
+                None,
+            ),
             (
                 "postgres://a@h/db?sslmode=verify-full&sslrootcert=/etc/rds.pem",
                 "postgres://a@h/db?sslmode=require",
@@ -359,12 +366,12 @@ mod tests {
             ),
             (
                 "postgres://a@h/db?sslrootcert=/c.pem",
-                "postgres://a@h/db",
+                "postgres://a@h/db?sslmode=disable",
                 Some("/c.pem"),
             ),
             (
                 "postgres://a@h/db?sslmode=disable&connect_timeout=3",
-                "postgres://a@h/db?sslmode=disable&connect_timeout=3",
+                "postgres://a@h/db?connect_timeout=3&sslmode=disable",
                 None,
             ),
         ] {
