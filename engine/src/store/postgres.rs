@@ -79,7 +79,14 @@ fn libpq_url(url: &str) -> (String, Option<String>) {
             _ => Some(pair.to_string()),
         })
         .collect();
-    kept.push(if tls { "sslmode=require" } else { "sslmode=disable" }.into());
+    kept.push(
+        if tls {
+            "sslmode=require"
+        } else {
+            "sslmode=disable"
+        }
+        .into(),
+    );
     (format!("{base}?{}", kept.join("&")), root_cert)
 }
 
@@ -353,7 +360,11 @@ mod tests {
     #[test]
     fn libpq_parameters_are_read() {
         for (url, expected, cert) in [
-            ("postgres://a@h/db", "postgres://a@h/db?sslmode=disable", None),
+            (
+                "postgres://a@h/db",
+                "postgres://a@h/db?sslmode=disable",
+                None,
+            ),
             (
                 "postgres://a@h/db?sslmode=prefer",
                 "postgres://a@h/db?sslmode=disable",
