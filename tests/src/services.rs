@@ -256,6 +256,66 @@ impl Drop for Postgres {
     }
 }
 
+/// A Redis server of its own on a free port, which a test may stop and start again.
+pub struct PrivateRedis {
+    dir: Scratch,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let redis = PrivateRedis {
+            dir: Scratch::new(),
+            port: free_port(),
+        };
+        redis.resume();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts (again) on the same port and waits until it answers.
+    pub fn resume(&self) {
+        run(Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.path().join("redis.log")));
+        let port = self.port;
+        assert!(
+            wait_until(Duration::from_secs(10), || Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "ping"])
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"PONG"))),
+            "redis-server answers"
+        );
+    }
+
+    pub fn stop(&self) {
+        let _ = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .output();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        run(Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args))
+        .trim()
+        .to_string()
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Redis for the tests: `BEAST_TEST_REDIS_URL`, else the machine's on 6379, database 15.
 pub fn redis_url() -> String {
     std::env::var("BEAST_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/15".into())

@@ -56,3 +56,38 @@ fn prices_and_stats_go_to_valkey_and_warm_start_the_next_node() {
     assert_eq!(reader.metric("beast_warm_start_prices"), 3.0);
     assert_eq!(reader.get("/price?asset=OLD").status, 404);
 }
+
+/// Valkey stopped mid-load: prices are served throughout, the writes fail and are counted,
+/// and when it is back the prices are written again without a restart.
+#[test]
+fn a_valkey_outage_mid_load_does_not_touch_serving() {
+    let redis = beast_tests::services::PrivateRedis::start();
+    let url = redis.url();
+    let beast = Beast::start_with("uring", &[], |c| {
+        c.env("CACHE_URL", &url)
+            .env("BEAST_CACHE_PRICES_EVERY_S", "1");
+    });
+    assert!(wait_until(Duration::from_secs(10), || !redis
+        .cli(&["GET", "price:BTC"])
+        .is_empty()));
+    let load = beast_tests::server::Load::start(
+        "http",
+        beast.addr("tcp_lpo"),
+        &["-n", "30000", "-r", "5000", "-c", "4"],
+    );
+    redis.stop();
+    assert!(wait_until(Duration::from_secs(10), || beast
+        .metric("beast_cache_errors_total")
+        > 0.0));
+    assert_eq!(beast.metric("beast_cache_up"), 0.0);
+    redis.resume();
+    assert!(
+        wait_until(Duration::from_secs(10), || !redis
+            .cli(&["GET", "price:BTC"])
+            .is_empty()),
+        "written again once Valkey is back"
+    );
+    assert_eq!(beast.metric("beast_cache_up"), 1.0);
+    let result = load.finish();
+    assert_eq!(result["ok"], 30_000, "{result}");
+}
