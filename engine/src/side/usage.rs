@@ -29,6 +29,10 @@ const DRAIN_EVERY: Duration = Duration::from_millis(5);
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
+/// Encoded records kept in memory while the journal cannot be written (a full disk). Past this
+/// the rings are left to fill, and the reactors then refuse price requests (503) rather than
+/// answer without a record.
+const MAX_UNWRITTEN: usize = 16 << 20;
 
 /// State the drain and the sinks share on the side thread.
 struct Shared {
@@ -135,6 +139,7 @@ async fn drain_until_stopped(
     let mut drain = Drain {
         assemblers: rings.iter().map(|_| Assembler::default()).collect(),
         frames: Vec::with_capacity(1 << 20),
+        unwritten: 0,
         assets: Vec::with_capacity(256),
         seq: 0,
     };
@@ -155,7 +160,9 @@ async fn drain_until_stopped(
 
 struct Drain {
     assemblers: Vec<Assembler>,
+    /// Encoded records not yet in the journal, and how many records they are.
     frames: Vec<u8>,
+    unwritten: u64,
     assets: Vec<u8>,
     seq: u64,
 }
@@ -170,6 +177,11 @@ impl Drain {
     ) {
         let mut records = 0u64;
         // Frames left from a failed write go first, so order and ids are kept.
+        let rings = if self.frames.len() > MAX_UNWRITTEN {
+            &mut [][..]
+        } else {
+            rings
+        };
         for (ring, assembler) in rings.iter_mut().zip(&mut self.assemblers) {
             while let Ok(event) = ring.pop() {
                 let Some((head, ids)) = assembler.feed(&event) else {
@@ -197,6 +209,7 @@ impl Drain {
                 assembler.reset();
             }
         }
+        self.unwritten += records;
         if self.frames.is_empty() {
             let _ = shared.journal.borrow_mut().sync_if_due();
             return;
@@ -205,6 +218,7 @@ impl Drain {
         match journal.append(&self.frames) {
             Ok(()) => {
                 self.frames.clear();
+                let records = std::mem::take(&mut self.unwritten);
                 add(&shared.stats.journaled, records);
                 for kind in [SinkKind::Sqlite, SinkKind::Postgres, SinkKind::Sqs] {
                     let stats = shared.stats.sink(kind);

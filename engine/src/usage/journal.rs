@@ -131,7 +131,11 @@ impl Journal {
         if self.end.offset > 0 && self.end.offset + frames.len() as u64 > self.segment_limit {
             self.rotate()?;
         }
-        self.file.write_all(frames)?;
+        if let Err(e) = self.file.write_all(frames) {
+            // Cut off whatever part did get written, so the retry starts on a frame boundary.
+            let _ = self.file.set_len(self.end.offset);
+            return Err(e);
+        }
         self.end.offset += frames.len() as u64;
         self.disk_bytes += frames.len() as u64;
         self.dirty = true;
