@@ -43,6 +43,28 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO store_versions VALUES ('keys', 0), ('params', 0);",
 ];
 
+/// Rows per `INSERT` statement (8 parameters each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 50;
+
+/// `INSERT OR IGNORE … VALUES (…), (…)` for `rows` rows. Only two lengths occur per batch
+/// (full chunks and the rest), so the statement cache keeps them.
+fn insert_sql(rows: usize) -> &'static str {
+    static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SHORTER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let build = |n: usize| {
+        let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
+        format!(
+            "INSERT OR IGNORE INTO usage_logs (boot, seq, key_id, assets, protocol, latency_bucket, node, ts_ms) VALUES {}",
+            vec![row; n.max(1)].join(", ")
+        )
+    };
+    if rows >= ROWS_PER_INSERT {
+        return FULL.get_or_init(|| build(ROWS_PER_INSERT));
+    }
+    let shorter = SHORTER.get_or_init(|| (0..ROWS_PER_INSERT).map(build).collect());
+    shorter.get(rows).map_or("", String::as_str)
+}
+
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
@@ -254,27 +276,27 @@ impl SqliteStore {
         };
         let tx = self.conn.transaction().map_err(err)?;
         let mut inserted = 0;
-        {
-            let mut statement = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO usage_logs (boot, seq, key_id, assets, protocol, latency_bucket, node, ts_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(err)?;
-            for r in records {
-                inserted += statement
-                    .execute(params![
-                        r.boot as i64,
-                        r.seq as i64,
-                        r.key_id as i64,
-                        r.assets,
-                        r.protocol.as_str(),
-                        r.latency_name(),
-                        r.node,
-                        r.ts_ms as i64
-                    ])
-                    .map_err(err)? as u64;
+        // Rows go in statements of ROWS_PER_INSERT: one statement step per row costs SQLite
+        // about as much as the row itself.
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut statement = tx.prepare_cached(insert_sql(chunk.len())).map_err(err)?;
+            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+            let numbers: Vec<[i64; 4]> = chunk
+                .iter()
+                .map(|r| [r.boot as i64, r.seq as i64, r.key_id as i64, r.ts_ms as i64])
+                .collect();
+            let names: Vec<[&str; 2]> = chunk
+                .iter()
+                .map(|r| [r.protocol.as_str(), r.latency_name()])
+                .collect();
+            for ((r, n), t) in chunk.iter().zip(&numbers).zip(&names) {
+                values.extend_from_slice(&[
+                    &n[0], &n[1], &n[2], &r.assets, &t[0], &t[1], &r.node, &n[3],
+                ]);
             }
+            inserted += statement
+                .execute(rusqlite::params_from_iter(values))
+                .map_err(err)? as u64;
         }
         tx.commit().map_err(err)?;
         Ok(inserted)
@@ -337,6 +359,37 @@ impl SqliteStore {
 mod tests {
     use super::*;
     use crate::access::{ApiKey, Tier};
+
+    #[test]
+    fn usage_rows_are_inserted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let record = |seq| UsageRecord {
+            boot: u64::MAX - 1, // stored as a negative i64 and back
+            seq,
+            key_id: seq % 3,
+            ts_ms: 1_000 + seq,
+            protocol: crate::usage::Protocol::Http,
+            latency: 1,
+            node: "n".into(),
+            assets: "BTC".into(),
+        };
+        let first: Vec<UsageRecord> = (0..120).map(record).collect();
+        assert_eq!(store.insert_usage(&first).unwrap(), 120);
+        let again: Vec<UsageRecord> = (60..180).map(record).collect();
+        assert_eq!(
+            store.insert_usage(&again).unwrap(),
+            60,
+            "the repeats are no-ops"
+        );
+        let all = UsageQuery::default();
+        assert_eq!(store.count_usage(&all).unwrap(), 180);
+        let key = UsageQuery {
+            key_id: Some(0),
+            since_ms: Some(1_090),
+        };
+        assert_eq!(store.count_usage(&key).unwrap(), 30);
+    }
 
     #[test]
     fn keys_round_trip_and_versions_move() {
