@@ -5,6 +5,10 @@
 //! - [`reactor`]: thread-per-core event loops on io_uring or epoll.
 //! - [`server`]: start-up, the price thread, shutdown.
 //! - [`config`]: every setting, from flags, environment, beast.toml and defaults.
+//! - [`access`]: API keys (hashed), tiers and the per-key rate limiter.
+//! - [`usage`]: usage records: the reactors' rings, the on-disk journal, the sinks.
+//! - [`store`]: the embedded SQLite store and PostgreSQL, behind one interface.
+//! - [`side`]: the side thread: keys and parameters, usage delivery, Valkey, admin commands.
 
 pub mod access;
 pub mod build_info;
