@@ -104,9 +104,26 @@ fn system_mode_raises_the_demo_limit_and_persists() {
     let path = format!("/price?asset=BTC&key={key}");
     let served = |n| (0..n).filter(|_| beast.get(&path).status == 200).count();
     assert!(served(10) <= 4, "3 per second");
+    // The side thread logs each admin command it carries out, at info.
+    let commands = || beast.stderr_text().matches("admin command").count();
+    let reloads = || beast.metric("beast_param_reloads_total");
+    let before = reloads();
+    assert_eq!(admin(&beast, "POST", "/admin/reload-params").status, 202);
+    assert!(wait_until(Duration::from_secs(5), || reloads() > before));
+    assert_eq!(commands(), 1);
     let mode = admin(&beast, "POST", "/admin/system-mode?mode=performance");
     assert_eq!(mode.json()["demo_limit_per_s"], 1000);
     assert_eq!(served(50), 50, "1 000 per second in performance mode");
+    // The performance profile logs errors only (LOG_LEVEL), admin calls excepted.
+    let before = reloads();
+    assert_eq!(admin(&beast, "POST", "/admin/reload-params").status, 202);
+    assert!(wait_until(Duration::from_secs(5), || reloads() > before));
+    assert_eq!(commands(), 1, "info lines are off in performance mode");
+    assert_eq!(
+        beast.stderr_text().matches("admin call").count(),
+        3,
+        "admin calls are logged in both modes"
+    );
     assert_eq!(
         admin(&beast, "POST", "/admin/system-mode?mode=fast").status,
         400

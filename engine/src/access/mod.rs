@@ -119,7 +119,12 @@ pub struct Access {
     require_key: bool,
     performance: AtomicBool,
     epoch: Instant,
+    /// Told of every change of mode (the log level follows the performance profile).
+    on_mode: std::sync::OnceLock<ModeHook>,
 }
+
+/// Called with the new mode (true: performance) when it changes.
+pub type ModeHook = Box<dyn Fn(bool) + Send + Sync>;
 
 impl Access {
     pub fn new(require_key: bool, capacity: usize) -> Access {
@@ -129,7 +134,13 @@ impl Access {
             require_key,
             performance: AtomicBool::new(false),
             epoch: Instant::now(),
+            on_mode: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Installs what else a change of mode does (once; later calls are ignored).
+    pub fn on_mode_change(&self, hook: ModeHook) {
+        let _ = self.on_mode.set(hook);
     }
 
     /// Replaces the keys in force (the side thread, when the store changed).
@@ -146,6 +157,9 @@ impl Access {
     pub fn set_performance(&self, on: bool) {
         if self.performance.swap(on, Ordering::Relaxed) != on {
             self.limiter.reset_all();
+            if let Some(hook) = self.on_mode.get() {
+                hook(on);
+            }
         }
     }
 

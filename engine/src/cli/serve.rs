@@ -42,7 +42,7 @@ pub fn run(
     file: Option<&Path>,
 ) -> Result<ExitCode, Failure> {
     let Loaded { config, .. } = super::load_config(&args.settings, matches, file)?;
-    init_logging(&config.runtime.beast_log.0, config.runtime.beast_log_format);
+    let log_switch = init_logging(&config.runtime.beast_log.0, config.runtime.beast_log_format);
 
     let seeds = match &config.engine.prices {
         Some(path) => {
@@ -69,6 +69,15 @@ pub fn run(
     }
     let warm = side::cache::warm_start(&side_options, &mut writer);
     let access = Arc::new(Access::new(config.engine.require_key.0, MAX_KEYS));
+    // The performance profile also sets the log level (LOG_LEVEL), admin calls still logged;
+    // normal mode restores BEAST_LOG.
+    if let Some(switch) = log_switch {
+        let level = beast_engine::config::setting::Setting::show(&config.params.log_level);
+        let profile = format!("{level},beast_engine::protocol::http::admin=info");
+        access.on_mode_change(Box::new(move |performance| {
+            switch(performance.then_some(profile.as_str()));
+        }));
+    }
     let (meters, rings) = if side_options.metering {
         beast_engine::usage::rings(reactors)
     } else {
@@ -284,18 +293,34 @@ fn feed_specs(
     Ok((specs, simulator))
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Sets the log filter: `Some(level)` for the performance profile, `None` to restore the
+/// configured one.
+type LogSwitch = Box<dyn Fn(Option<&str>) + Send + Sync>;
+
+fn init_logging(filter: &str, format: LogFormat) -> Option<LogSwitch> {
+    use tracing_subscriber::EnvFilter;
+    let configured = filter.to_string();
+    let parse = |text: &str| EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a terminal: log files and pipelines get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    macro_rules! install {
+        ($builder:expr) => {{
+            let builder = $builder
+                .with_env_filter(parse(filter))
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(ansi)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.try_init().ok()?;
+            let switch: LogSwitch = Box::new(move |level: Option<&str>| {
+                let _ = handle.reload(parse(level.unwrap_or(&configured)));
+            });
+            Some(switch)
+        }};
+    }
+    match format {
+        LogFormat::Json => install!(tracing_subscriber::fmt().json()),
+        LogFormat::Text => install!(tracing_subscriber::fmt()),
+    }
 }
