@@ -17,8 +17,8 @@ use crate::price::AssetId;
 pub const EVENT_ASSETS: usize = 8;
 /// Most assets one request may list on any protocol (HTTP `/prices`: 64, UDP: 32).
 pub const MAX_REQUEST_ASSETS: usize = 64;
-/// Events each reactor's ring holds. The side thread drains every few ms, so this is seconds
-/// of headroom at full load; a full ring is counted as dropped (the metric must stay 0).
+/// Events each reactor's ring holds: a quarter of a second at 250 000 answers/s, drained every
+/// 5 ms. When it is full, price requests are refused until it has room again (counted).
 pub const RING_EVENTS: usize = 64 * 1024;
 
 /// How a request arrived.
