@@ -146,3 +146,44 @@ fn system_mode_raises_the_demo_limit_and_persists() {
     let status = admin(&again, "GET", &format!("/admin/key-status?key={key}")).json();
     assert_eq!(status["limit_per_s"], 1000, "{status}");
 }
+
+/// An admin revocation made while the store is down is kept out of every key set and stored
+/// once the store is back.
+#[test]
+fn a_revocation_during_a_store_outage_is_stored_when_it_returns() {
+    let mut pg = beast_tests::services::Postgres::start();
+    let url = pg.url();
+    let data = Scratch::new();
+    let out = data
+        .beast(&["keys", "create", "--tier", "pro"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let beast = Beast::start_with(
+        "uring",
+        &["--beast-data-dir", data.path().to_str().unwrap()],
+        |c| {
+            c.env("ADMIN_KEY", ADMIN).env("DATABASE_URL", &url);
+        },
+    );
+    let path = format!("/price?asset=BTC&key={key}");
+    assert_eq!(beast.get(&path).status, 200);
+    pg.stop();
+    let gone = admin(&beast, "POST", &format!("/admin/invalidate-key?key={key}"));
+    assert_eq!(gone.status, 200, "{}", gone.body_text());
+    assert_eq!(beast.get(&path).status, 401);
+    pg.resume();
+    assert!(
+        wait_until(Duration::from_secs(10), || pg.query(
+            "SELECT count(*) FROM api_keys WHERE revoked_ms IS NOT NULL"
+        ) == "1"),
+        "stored once the store is back"
+    );
+    assert_eq!(beast.get(&path).status, 401, "and still refused");
+}

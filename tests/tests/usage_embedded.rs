@@ -56,21 +56,24 @@ fn every_protocol_is_metered_once_per_priced_answer() {
         v8::parse_reply(&udp.ask(&request[..len])).unwrap().0.status,
         0
     );
-    // Not priced, so not records: unknown asset, no price, refused key, /assets.
+    // Also priced: every asset (`/assets`, recorded as `*`), and a list with one unknown asset
+    // (the others were answered): 6 records.
+    assert_eq!(beast.get("/assets").status, 200);
+    assert_eq!(beast.get("/prices?assets=ETH,NOPE").status, 200);
+    // Not priced, so not records: unknown asset, no price, refused key.
     assert_eq!(beast.get("/price?asset=NOPE").status, 404);
     assert_eq!(beast.get("/price?asset=SOL").status, 503);
     assert_eq!(
         beast.get("/price?asset=BTC&key=bk_not_a_key_000").status,
         401
     );
-    assert_eq!(beast.get("/assets").status, 200);
     assert!(wait_until(LIMIT, || beast
         .metric("beast_usage_sink_delivered_total{sink=\"sqlite\"}")
-        == 4.0));
-    assert_eq!(beast.metric("beast_usage_recorded_total"), 4.0);
+        == 6.0));
+    assert_eq!(beast.metric("beast_usage_recorded_total"), 6.0);
     assert_eq!(
         usage_count(&data, &[], &["--beast-data-dir", &dir(&data)]),
-        4
+        6
     );
     assert_eq!(
         usage_count(

@@ -211,7 +211,9 @@ impl Conn {
             if let Some(refused) = reply.denied {
                 env.metrics.deny(refused);
             }
-            if reply.priced && head.method == Method::Get {
+            // A request is metered when it got at least one price (a `/prices` list with an
+            // unknown asset still delivered the others).
+            if !env.assets.is_empty() && reply.status == Status::Ok && head.method == Method::Get {
                 let latency_ns = u64::try_from(env.arrived.elapsed().as_nanos()).unwrap_or(0);
                 if env.meter.record(
                     reply.key_id,

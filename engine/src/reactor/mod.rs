@@ -137,14 +137,15 @@ fn account_udp(
         Outcome::Reply {
             len,
             form,
-            priced,
+            priced: _,
             key_id,
             denied,
         } => {
             if let Some(refused) = denied {
                 metrics.deny(refused);
             }
-            if priced {
+            // Metered when the reply carried at least one price.
+            if !assets.is_empty() {
                 let protocol = match form {
                     Form::Text => Protocol::UdpText,
                     Form::V8 => Protocol::UdpV8,

@@ -142,6 +142,9 @@ struct Keeper {
     store: Option<Store>,
     keys_version: Option<i64>,
     params_version: Option<i64>,
+    /// Keys revoked by an admin call that the store does not have revoked yet: left out of
+    /// every published set, and their revocation retried on every poll.
+    revoking: std::collections::HashSet<u64>,
 }
 
 pub async fn run(
@@ -159,6 +162,7 @@ pub async fn run(
         store: None,
         keys_version: None,
         params_version: None,
+        revoking: std::collections::HashSet::new(),
     };
     if let Some(keys) = load_snapshot(&keeper.options.data_dir) {
         keeper.publish(&keys, false);
@@ -206,7 +210,12 @@ impl Keeper {
     }
 
     fn publish(&mut self, keys: &[StoredKey], from_store: bool) {
-        let set_ = self.book.build(keys, self.access.limiter());
+        let kept: Vec<StoredKey> = keys
+            .iter()
+            .filter(|k| !self.revoking.contains(&k.id))
+            .cloned()
+            .collect();
+        let set_ = self.book.build(&kept, self.access.limiter());
         set(&self.stats.keys_active, set_.len() as u64);
         if from_store {
             set(&self.stats.keys_total, keys.len() as u64);
@@ -218,6 +227,7 @@ impl Keeper {
 
     /// Reloads keys and parameters if the store says they changed.
     async fn refresh(&mut self) {
+        self.retry_revocations().await;
         let (known_keys, known_params) = (self.keys_version, self.params_version);
         let Some(store) = self.store().await else {
             return;
@@ -245,7 +255,11 @@ impl Keeper {
                 }
                 if let Some(keys) = keys {
                     self.publish(&keys, true);
-                    save_snapshot(&self.options.data_dir, &keys);
+                    let kept: Vec<StoredKey> = keys
+                        .into_iter()
+                        .filter(|k| !self.revoking.contains(&k.id))
+                        .collect();
+                    save_snapshot(&self.options.data_dir, &kept);
                     self.keys_version = Some(keys_version);
                 }
                 if let Some(params) = params {
@@ -258,6 +272,30 @@ impl Keeper {
                     self.store = None;
                 }
                 self.failed(&e.to_string());
+            }
+        }
+    }
+
+    /// Stores the admin revocations the store did not take yet.
+    async fn retry_revocations(&mut self) {
+        if self.revoking.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = self.revoking.iter().copied().collect();
+        let now = wall_ms();
+        for id in ids {
+            let Some(store) = self.store().await else {
+                return;
+            };
+            match store.revoke_key(id, now).await {
+                // Revoked now, or already: the store's own state keeps it out from here on.
+                Ok(_) => {
+                    self.revoking.remove(&id);
+                }
+                Err(e) => {
+                    self.failed(&e.to_string());
+                    return;
+                }
             }
         }
     }
@@ -275,6 +313,17 @@ impl Keeper {
 
     async fn apply(&mut self, command: Command) {
         tracing::info!(command = command.name(), "admin command");
+        if let Command::RevokeKey { id } = command {
+            // Out of every set from now on; stored by the retry below or on a later poll. The
+            // snapshot loses it too, so a restart while the store is down does not bring it back.
+            self.revoking.insert(id);
+            if let Some(keys) = load_snapshot(&self.options.data_dir) {
+                let kept: Vec<StoredKey> = keys.into_iter().filter(|k| k.id != id).collect();
+                save_snapshot(&self.options.data_dir, &kept);
+            }
+            self.refresh().await;
+            return;
+        }
         let now = wall_ms();
         let Some(store) = self.store().await else {
             tracing::error!(
@@ -289,7 +338,7 @@ impl Keeper {
                 self.params_version = None;
                 Ok(())
             }
-            Command::RevokeKey { id } => store.revoke_key(*id, now).await.map(|_| ()),
+            Command::RevokeKey { .. } => Ok(()),
             Command::CreateKey {
                 hash,
                 prefix,

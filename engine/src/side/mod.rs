@@ -31,7 +31,8 @@ pub use stats::SideStats;
 pub enum Command {
     /// Read the parameters (and keys) from the store now.
     ReloadParams,
-    /// Revoke a key in the store (it is already out of the reactors' set).
+    /// Revoke a key in the store (it is already out of the reactors' set). Kept out of every
+    /// set the side thread publishes, and retried, until the store has it revoked.
     RevokeKey { id: u64 },
     /// Store the key `/admin/bootstrap-key` created (already in the reactors' set).
     CreateKey {

@@ -75,18 +75,19 @@ pub async fn run(
     });
     let (done_tx, done_rx) = watch::channel(false);
     let mut tasks = Vec::new();
+    // What the journal held at start: each sink counts its backlog up to here while the drain
+    // already appends after it.
+    let start_end = shared.journal.borrow().end();
     for (index, (sink, cursor)) in sinks.into_iter().zip(cursors).enumerate() {
         let stats = shared.stats.sink(sink.kind());
         stats.configured.store(true, Ordering::Relaxed);
-        set(
-            &stats.pending,
-            backlog(&shared.journal.borrow(), cursor.pos),
-        );
+        set(&stats.pending, 0);
         tasks.push(tokio::task::spawn_local(deliver(
             Rc::clone(&shared),
             index,
             sink,
             cursor,
+            start_end,
             done_rx.clone(),
             options.shutdown_grace,
         )));
@@ -101,18 +102,24 @@ pub async fn run(
     }
 }
 
-/// Records between `from` and the journal's end.
-fn backlog(journal: &Journal, mut from: Position) -> u64 {
+/// Records between `from` and `until`, counted in steps that let the other tasks (keys, the
+/// drain) run: a journal left by a long outage may hold millions.
+async fn backlog(shared: &Shared, mut from: Position, until: Position) -> u64 {
     let mut buf = Vec::new();
     let mut n = 0;
     loop {
-        match journal.read(from, 10_000, &mut buf) {
+        let read = shared
+            .journal
+            .borrow()
+            .read_until(from, until, 10_000, &mut buf);
+        match read {
             Ok((records, next)) if !records.is_empty() => {
                 n += records.len() as u64;
                 from = next;
             }
             _ => return n,
         }
+        tokio::task::yield_now().await;
     }
 }
 
@@ -192,7 +199,9 @@ impl Drain {
                     if i > 0 {
                         self.assets.push(b',');
                     }
-                    if let Some(symbol) = table.registry().symbol(AssetId::from_raw(*id)) {
+                    if *id == crate::usage::ALL_ASSETS {
+                        self.assets.push(b'*');
+                    } else if let Some(symbol) = table.registry().symbol(AssetId::from_raw(*id)) {
                         self.assets.extend_from_slice(symbol.as_bytes());
                     }
                 }
@@ -245,11 +254,17 @@ async fn deliver(
     index: usize,
     mut sink: Sink,
     mut cursor: Cursor,
+    start_end: Position,
     mut done: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let kind = sink.kind();
     let stats: &SinkStats = shared.stats.sink(kind);
+    // Before any delivery, so the queue depth never goes below what is really queued.
+    add(
+        &stats.pending,
+        backlog(&shared, cursor.pos, start_end).await,
+    );
     let mut buf = Vec::new();
     let mut last_flush = Instant::now();
     let mut retry = RETRY_MIN;

@@ -139,8 +139,11 @@ impl Journal {
         self.end.offset += frames.len() as u64;
         self.disk_bytes += frames.len() as u64;
         self.dirty = true;
-        if self.fsync_every.is_zero() {
-            self.sync()?;
+        // The frames are written: a failed sync must not make the caller write them again.
+        if self.fsync_every.is_zero()
+            && let Err(e) = self.sync()
+        {
+            tracing::error!(error = %e, "usage journal: fsync failed");
         }
         Ok(())
     }
@@ -194,14 +197,26 @@ impl Journal {
     /// Reads up to `max` records from `from`, and the position after them.
     pub fn read(
         &self,
-        mut from: Position,
+        from: Position,
         max: usize,
         buf: &mut Vec<u8>,
     ) -> std::io::Result<(Vec<UsageRecord>, Position)> {
+        self.read_until(from, self.end, max, buf)
+    }
+
+    /// As [`Journal::read`], stopping at `until` (a position the journal has reached).
+    pub fn read_until(
+        &self,
+        mut from: Position,
+        until: Position,
+        max: usize,
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<(Vec<UsageRecord>, Position)> {
+        let until = until.min(self.end);
         let mut records = Vec::new();
-        while records.len() < max && from < self.end {
-            let limit = if from.segment == self.end.segment {
-                self.end.offset
+        while records.len() < max && from < until {
+            let limit = if from.segment == until.segment {
+                until.offset
             } else {
                 match File::open(segment_path(&self.dir, from.segment)) {
                     Ok(f) => f.metadata()?.len(),
@@ -210,7 +225,7 @@ impl Journal {
                 }
             };
             if from.offset >= limit {
-                if from.segment >= self.end.segment {
+                if from.segment >= until.segment {
                     break;
                 }
                 from = Position {

@@ -15,6 +15,8 @@ use crate::price::AssetId;
 
 /// Assets one event carries; a request with more continues in the next events of the ring.
 pub const EVENT_ASSETS: usize = 8;
+/// The asset id that stands for "every asset" (`/assets`): recorded as `*`.
+pub const ALL_ASSETS: u32 = u32::MAX;
 /// Most assets one request may list on any protocol (HTTP `/prices`: 64, UDP: 32).
 pub const MAX_REQUEST_ASSETS: usize = 64;
 /// Events each reactor's ring holds: a quarter of a second at 250 000 answers/s, drained every

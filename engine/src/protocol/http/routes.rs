@@ -165,6 +165,16 @@ pub fn respond(
     if !matches!(head.method, Method::Get | Method::Head) {
         return Reply::method_not_allowed(body, b"use GET or HEAD", b"Allow: GET, HEAD\r\n");
     }
+    if keyed && !priced.room {
+        let mut reply = Reply::error(
+            body,
+            Status::ServiceUnavailable,
+            ErrorCode::Overloaded,
+            b"usage metering is behind; retry shortly",
+        );
+        reply.extra = RETRY_AFTER.first().copied().unwrap_or_default();
+        return reply;
+    }
     let mut key_id = 0;
     if keyed {
         match node.access.check(presented_key(head)) {
@@ -175,16 +185,6 @@ pub fn respond(
                 return reply;
             }
         }
-    }
-    if keyed && !priced.room {
-        let mut reply = Reply::error(
-            body,
-            Status::ServiceUnavailable,
-            ErrorCode::Overloaded,
-            b"usage metering is behind; retry shortly",
-        );
-        reply.extra = RETRY_AFTER.first().copied().unwrap_or_default();
-        return reply;
     }
     let mut reply = route(head, node, fresh, body, priced);
     reply.key_id = key_id;
@@ -308,8 +308,10 @@ fn assets(
     node: &Node,
     fresh: Freshness,
     body: &mut Vec<u8>,
-    _priced: &mut AssetList,
+    priced: &mut AssetList,
 ) -> Reply {
+    // Every price the node has: one usage record for "all assets".
+    priced.push(crate::price::AssetId::from_raw(crate::usage::ALL_ASSETS));
     let table = &node.table;
     body.put(b"[");
     for (i, (id, symbol)) in table.registry().iter().enumerate() {
@@ -354,7 +356,7 @@ fn assets(
         body.put(b"]}");
     }
     body.put(b"]");
-    Reply::ok(false)
+    Reply::ok(true)
 }
 
 /// 200 while serving; 503 while starting (no price yet) or shutting down.

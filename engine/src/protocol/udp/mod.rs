@@ -123,6 +123,7 @@ pub fn answer(
     }
     // Too large for this requester: say so in as few bytes as we can, if even that fits.
     sink.clear();
+    assets.clear(); // no price went out
     if written.is_some() {
         write_error(&mut sink, ErrorCode::TooSmall, b"pad request or use key=");
     } else {
