@@ -23,8 +23,6 @@ pub struct Node {
     pub link: SideLink,
     /// SHA-256 of `BEAST_ADMIN_KEY` (none: admin calls are refused).
     pub admin_key: Option<crate::access::KeyHash>,
-    /// `/admin/bootstrap-key` has handed out its one key.
-    pub bootstrapped: AtomicBool,
     pub stale_after_ms: u64,
     pub io_backend: &'static str,
     pub reactors: Box<[ReactorMetrics]>,
@@ -50,7 +48,6 @@ impl Node {
             side: Arc::clone(&link.stats),
             link,
             admin_key: None,
-            bootstrapped: AtomicBool::new(false),
             stale_after_ms,
             io_backend,
             reactors: (0..reactors.max(1))

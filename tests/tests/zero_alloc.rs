@@ -156,7 +156,7 @@ fn start(io: IoChoice) -> Running {
         },
     )
     .expect("side thread");
-    assert!(side.wait_for_keys(WAIT), "the store was read");
+    assert!(side.wait_ready(WAIT), "the store was read");
     assert_eq!(access.keys().len(), 1, "the key was published");
     let server = Server::start(
         options,

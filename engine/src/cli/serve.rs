@@ -96,9 +96,9 @@ pub fn run(
     link.stats
         .warm_start_prices
         .store(warm, std::sync::atomic::Ordering::Relaxed);
-    if !side.wait_for_keys(Duration::from_secs(5)) {
+    if !side.wait_ready(Duration::from_secs(5)) {
         tracing::warn!(
-            "the key store was not read within 5 s; starting with the keys known so far"
+            "the side thread was not ready within 5 s (keys not read yet, or a long usage backlog still being counted); starting with what is known so far"
         );
     }
     let prices = PriceThread::start(

@@ -26,6 +26,9 @@ use crate::store::{NewKey, Store, StoredKey};
 pub struct KeyBook {
     slots: HashMap<u64, u32>,
     free: Vec<u32>,
+    /// Slots of keys that just left: reactors may still hold a set naming them, so they are
+    /// given out only from the next build on.
+    cooling: Vec<u32>,
     next: u32,
 }
 
@@ -43,10 +46,10 @@ impl KeyBook {
             .filter(|id| !active.contains_key(id))
             .copied()
             .collect();
+        self.free.append(&mut self.cooling);
         for id in gone {
             if let Some(slot) = self.slots.remove(&id) {
-                limiter.reset(slot);
-                self.free.push(slot);
+                self.cooling.push(slot);
             }
         }
         let mut entries = Vec::with_capacity(active.len());
@@ -330,6 +333,9 @@ impl Keeper {
                 command = command.name(),
                 "admin command not stored: the store is unreachable"
             );
+            if matches!(command, Command::CreateKey { .. }) {
+                self.stats.bootstrapped.store(false, Ordering::Release);
+            }
             return;
         };
         let result = match &command {
@@ -377,6 +383,10 @@ impl Keeper {
         if let Err(e) = result {
             tracing::error!(command = command.name(), error = %e, "admin command failed");
             self.failed(&e.to_string());
+            if matches!(command, Command::CreateKey { .. }) {
+                // Not stored: the operator may ask for a bootstrap key again.
+                self.stats.bootstrapped.store(false, Ordering::Release);
+            }
         }
         self.refresh().await;
     }
@@ -411,8 +421,8 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_stable_and_reused() {
-        let limiter = Limiter::new(2);
+    fn slots_are_stable_and_reused_one_build_later() {
+        let limiter = Limiter::new(3);
         let mut book = KeyBook::default();
         let set1 = book.build(&[stored(1, false), stored(2, false)], &limiter);
         let slot = |set: &KeySet, id: u64| set.get(&stored(id, false).hash).map(|e| e.slot);
@@ -423,11 +433,25 @@ mod tests {
         );
         assert_eq!(slot(&set2, 1), Some(0), "kept");
         assert_eq!(slot(&set2, 2), None, "revoked");
-        assert_eq!(slot(&set2, 3), Some(1), "reused the freed slot");
+        assert_eq!(
+            slot(&set2, 3),
+            Some(2),
+            "the freed slot cools down for one build"
+        );
         let set3 = book.build(
             &[stored(1, false), stored(3, false), stored(4, false)],
             &limiter,
         );
-        assert_eq!(set3.len(), 2, "no slot left for key 4");
+        assert_eq!(slot(&set3, 4), Some(1), "then it is given out again");
+        let set4 = book.build(
+            &[
+                stored(1, false),
+                stored(3, false),
+                stored(4, false),
+                stored(5, false),
+            ],
+            &limiter,
+        );
+        assert_eq!(set4.len(), 3, "no slot left for key 5");
     }
 }

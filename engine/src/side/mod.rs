@@ -190,10 +190,15 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
 }
 
 impl Side {
-    /// Waits (at most `limit`) until the store's keys were read once, or reading them failed:
-    /// a node should not report ready while it would refuse every key.
-    pub fn wait_for_keys(&self, limit: Duration) -> bool {
-        self.keys_read.recv_timeout(limit).is_ok()
+    /// Waits (at most `limit`) until the store's keys were read once (or reading them failed)
+    /// and the usage journal's backlog is counted: a node should not report ready while it
+    /// would refuse every key or show an empty queue it does not have.
+    pub fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        (0..2).all(|_| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            self.keys_read.recv_timeout(left).is_ok()
+        })
     }
 
     /// Stops after the final drain: call once the reactors have stopped, so every record they
@@ -222,6 +227,7 @@ async fn run(
     (mailbox, keys_read): (mpsc::Receiver<Command>, std::sync::mpsc::Sender<()>),
     stopped: watch::Receiver<bool>,
 ) {
+    let usage_ready = keys_read.clone();
     let keys = tokio::task::spawn_local(keys::run(
         options.clone(),
         Arc::clone(&inputs.access),
@@ -243,10 +249,12 @@ async fn run(
             inputs.rings,
             &inputs.table,
             Arc::clone(&stats),
+            usage_ready,
             stopped,
         )
         .await;
     } else {
+        let _ = usage_ready.send(());
         let mut stopped = stopped;
         let _ = stopped.wait_for(|s| *s).await;
     }

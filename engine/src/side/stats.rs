@@ -44,6 +44,8 @@ pub struct SideStats {
     pub warm_start_prices: AtomicU64,
     pub admin_calls: AtomicU64,
     pub admin_denied: AtomicU64,
+    /// `/admin/bootstrap-key` has handed out its one key (cleared if storing it failed).
+    pub bootstrapped: AtomicBool,
 }
 
 pub fn get(v: &AtomicU64) -> u64 {

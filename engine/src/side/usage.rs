@@ -51,6 +51,7 @@ pub async fn run(
     rings: Vec<rtrb::Consumer<UsageEvent>>,
     table: &PriceTable,
     stats: Arc<SideStats>,
+    ready: std::sync::mpsc::Sender<()>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let boot = boot_id();
@@ -75,19 +76,24 @@ pub async fn run(
     });
     let (done_tx, done_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    // What the journal held at start: each sink counts its backlog up to here while the drain
-    // already appends after it.
+    // What the journal held at start, counted before anything is added or delivered so the
+    // queue depth is right from the first scrape; the count yields, so keys load meanwhile.
     let start_end = shared.journal.borrow().end();
-    for (index, (sink, cursor)) in sinks.into_iter().zip(cursors).enumerate() {
+    for (sink, cursor) in sinks.iter().zip(&cursors) {
         let stats = shared.stats.sink(sink.kind());
+        set(
+            &stats.pending,
+            backlog(&shared, cursor.pos, start_end).await,
+        );
         stats.configured.store(true, Ordering::Relaxed);
-        set(&stats.pending, 0);
+    }
+    let _ = ready.send(());
+    for (index, (sink, cursor)) in sinks.into_iter().zip(cursors).enumerate() {
         tasks.push(tokio::task::spawn_local(deliver(
             Rc::clone(&shared),
             index,
             sink,
             cursor,
-            start_end,
             done_rx.clone(),
             options.shutdown_grace,
         )));
@@ -254,17 +260,11 @@ async fn deliver(
     index: usize,
     mut sink: Sink,
     mut cursor: Cursor,
-    start_end: Position,
     mut done: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let kind = sink.kind();
     let stats: &SinkStats = shared.stats.sink(kind);
-    // Before any delivery, so the queue depth never goes below what is really queued.
-    add(
-        &stats.pending,
-        backlog(&shared, cursor.pos, start_end).await,
-    );
     let mut buf = Vec::new();
     let mut last_flush = Instant::now();
     let mut retry = RETRY_MIN;

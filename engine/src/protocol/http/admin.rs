@@ -203,7 +203,7 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
         }
     };
     if stats.keys_total.load(Ordering::Acquire) > 0
-        || node.bootstrapped.swap(true, Ordering::AcqRel)
+        || stats.bootstrapped.swap(true, Ordering::AcqRel)
     {
         return Reply::error(
             body,
@@ -213,7 +213,7 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
         );
     }
     let Ok(key) = ApiKey::generate() else {
-        node.bootstrapped.store(false, Ordering::Release);
+        stats.bootstrapped.store(false, Ordering::Release);
         return Reply::error(
             body,
             Status::ServiceUnavailable,
@@ -228,7 +228,7 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
         name: "bootstrap".into(),
     });
     if !sent {
-        node.bootstrapped.store(false, Ordering::Release);
+        stats.bootstrapped.store(false, Ordering::Release);
         return mailbox_full(body);
     }
     tracing::info!(key = %key.prefix(), tier = tier.name(), "bootstrap key created");
