@@ -100,12 +100,7 @@ pub fn run(
             super::print_out(&text)?;
         }
         KeysCommand::Show { key, .. } => {
-            let found = find(
-                &store
-                    .run(async |s| s.keys().await)
-                    .context("reading keys")?,
-                &key,
-            )?;
+            let found = find_in(&mut store, &key)?;
             let mut value = serde_json::to_value(&found).context("encoding the key")?;
             if let Some(fields) = value.as_object_mut() {
                 fields.insert("active".into(), found.revoked_ms.is_none().into());
@@ -113,12 +108,7 @@ pub fn run(
             super::print_out(&format!("{value}\n"))?;
         }
         KeysCommand::Revoke { key, .. } => {
-            let found = find(
-                &store
-                    .run(async |s| s.keys().await)
-                    .context("reading keys")?,
-                &key,
-            )?;
+            let found = find_in(&mut store, &key)?;
             let id = found.id;
             if store
                 .run(async |s| s.revoke_key(id, wall_ms()).await)
@@ -134,6 +124,14 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A key of the store, by id or by the key itself.
+fn find_in(store: &mut super::store::Session, wanted: &str) -> Result<StoredKey, Failure> {
+    let keys = store
+        .run(async |s| s.keys().await)
+        .context("reading keys")?;
+    find(&keys, wanted)
 }
 
 /// A key by id (digits) or by the key itself (hashed and looked up).

@@ -65,6 +65,14 @@ fn insert_sql(rows: usize) -> &'static str {
     shorter.get(rows).map_or("", String::as_str)
 }
 
+/// Names the database file in an error from it.
+fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
+    move |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
@@ -78,10 +86,7 @@ impl SqliteStore {
             source,
         })?;
         let path = data_dir.join("beast.db");
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let conn = Connection::open(&path).map_err(failed(&path))?;
         let mut store = SqliteStore { conn, path };
         store.configure()?;
         store.migrate()?;
@@ -89,10 +94,7 @@ impl SqliteStore {
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            source,
-        }
+        failed(&self.path)(source)
     }
 
     fn configure(&mut self) -> Result<(), StoreError> {
@@ -130,10 +132,7 @@ impl SqliteStore {
         }
         let done = usize::try_from(current).unwrap_or(0);
         for (version, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
-                path: String::new(),
-                source: e,
-            })?;
+            let tx = self.conn.transaction().map_err(failed(&self.path))?;
             tx.execute_batch(sql)
                 .and_then(|()| {
                     tx.execute(
@@ -142,23 +141,14 @@ impl SqliteStore {
                     )
                 })
                 .and_then(|_| tx.commit())
-                .map_err(|source| StoreError::Sqlite {
-                    path: self.path.display().to_string(),
-                    source,
-                })?;
+                .map_err(failed(&self.path))?;
         }
         Ok(())
     }
 
     /// Stores a new key; returns its id.
     pub fn create_key(&mut self, key: &NewKey<'_>) -> Result<u64, StoreError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+        let tx = self.conn.transaction().map_err(failed(&self.path))?;
         let result = tx
             .execute(
                 "INSERT INTO api_keys (key_hash, prefix, name, tier, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -193,17 +183,11 @@ impl SqliteStore {
                     r.get::<_, Option<i64>>(6)?,
                 ))
             })
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+            .map_err(failed(&self.path))?;
         let mut keys = Vec::new();
         for row in rows {
             let (id, hash, prefix, name, tier, created, revoked) =
-                row.map_err(|source| StoreError::Sqlite {
-                    path: self.path.display().to_string(),
-                    source,
-                })?;
+                row.map_err(failed(&self.path))?;
             keys.push(StoredKey {
                 id: id as u64,
                 hash: from_hex(&hash)
@@ -222,13 +206,7 @@ impl SqliteStore {
 
     /// Revokes key `id`; false when there is no such key or it was already revoked.
     pub fn revoke_key(&mut self, id: u64, now_ms: u64) -> Result<bool, StoreError> {
-        let tx = self
-            .conn
-            .transaction()
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.display().to_string(),
-                source,
-            })?;
+        let tx = self.conn.transaction().map_err(failed(&self.path))?;
         let result = tx
             .execute(
                 "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
@@ -269,11 +247,7 @@ impl SqliteStore {
 impl SqliteStore {
     /// Inserts records in one transaction, skipping ids already stored; returns how many were new.
     pub fn insert_usage(&mut self, records: &[UsageRecord]) -> Result<u64, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = failed(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         let mut inserted = 0;
         // Rows go in statements of ROWS_PER_INSERT: one statement step per row costs SQLite
@@ -317,11 +291,7 @@ impl SqliteStore {
     }
 
     pub fn params(&mut self) -> Result<Vec<(String, String)>, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = failed(&self.path);
         let mut statement = self
             .conn
             .prepare("SELECT name, value FROM application_parameters ORDER BY name")
@@ -333,11 +303,7 @@ impl SqliteStore {
     }
 
     pub fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = failed(&self.path);
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute(
             "INSERT INTO application_parameters (name, value, updated_ms) VALUES (?1, ?2, ?3)

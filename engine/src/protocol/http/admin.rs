@@ -106,6 +106,18 @@ fn param(head: &Head<'_>, name: &[u8]) -> Option<String> {
     String::from_utf8(value.to_vec()).ok()
 }
 
+/// The `key` parameter, or the 400 that says it is missing.
+fn key_param(head: &Head<'_>, body: &mut Vec<u8>) -> Result<String, Reply> {
+    param(head, b"key").ok_or_else(|| {
+        Reply::error(
+            body,
+            Status::BadRequest,
+            ErrorCode::BadRequest,
+            b"missing key parameter",
+        )
+    })
+}
+
 fn reload_params(node: &Node, body: &mut Vec<u8>) -> Reply {
     if !node.link.send(Command::ReloadParams) {
         return mailbox_full(body);
@@ -118,13 +130,9 @@ fn reload_params(node: &Node, body: &mut Vec<u8>) -> Reply {
 }
 
 fn invalidate_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
-    let Some(key) = param(head, b"key") else {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"missing key parameter",
-        );
+    let key = match key_param(head, body) {
+        Ok(key) => key,
+        Err(reply) => return reply,
     };
     let Some(hash) = ApiKey::hash_presented(key.as_bytes()) else {
         return Reply::error(
@@ -261,13 +269,9 @@ fn feed_status(node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
 }
 
 fn key_status(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
-    let Some(key) = param(head, b"key") else {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"missing key parameter",
-        );
+    let key = match key_param(head, body) {
+        Ok(key) => key,
+        Err(reply) => return reply,
     };
     let shown = display_prefix(key.as_bytes());
     let entry =
