@@ -24,13 +24,16 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # The store tests run real services: PostgreSQL (each test starts a private server from the
-# machine's binaries), Redis (the machine's on 6379, else one started here) and moto_server.
+# machine's binaries), Redis (the machine's on 6379, else one started here) and moto_server;
+# the metrics test runs promtool.
 step "services"
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+# promtool (Debian's prometheus package) lints /metrics.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

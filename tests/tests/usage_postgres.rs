@@ -1,6 +1,6 @@
-//! Usage records to a real PostgreSQL: its own server, stopped and restarted mid-load, and
-//! `beast` itself stopped with SIGTERM and killed with SIGKILL. Afterwards the table holds
-//! exactly one row per request answered with prices: none lost, none twice.
+//! Usage to a real PostgreSQL: its own server, stopped and restarted mid-load, and `beast` itself
+//! stopped with SIGTERM and killed with SIGKILL. Afterwards the rollups count exactly one
+//! request per answer with prices: none lost, none twice, in a few rows whatever the rate.
 
 use std::time::Duration;
 
@@ -22,15 +22,18 @@ fn serve(data: &Scratch, pg: &Postgres) -> Beast {
     )
 }
 
-fn rows(pg: &Postgres) -> u64 {
-    pg.query("SELECT COUNT(*) FROM usage_logs").parse().unwrap()
+/// Requests the rollups count.
+fn requests(pg: &Postgres) -> u64 {
+    pg.query("SELECT COALESCE(SUM(requests), 0) FROM usage_rollups")
+        .parse()
+        .unwrap()
 }
 
 /// Waits until the sink has delivered everything journaled.
 fn wait_delivered(beast: &Beast) {
     assert!(
         wait_until(LIMIT, || {
-            beast.metric("beast_usage_sink_queue_depth{sink=\"postgres\"}") == 0.0
+            beast.metric("beast_usage_sink_backlog_bytes{sink=\"postgres\"}") == 0.0
                 && beast.metric("beast_usage_journaled_total")
                     == beast.metric("beast_usage_recorded_total")
         }),
@@ -62,9 +65,9 @@ fn a_postgres_outage_mid_load_loses_and_doubles_nothing() {
     );
     assert!(
         wait_until(LIMIT, || beast
-            .metric("beast_usage_sink_queue_depth{sink=\"postgres\"}")
-            > 1000.0),
-        "records wait in the journal"
+            .metric("beast_usage_sink_backlog_bytes{sink=\"postgres\"}")
+            > 0.0),
+        "usage waits in the journal"
     );
     assert_eq!(beast.metric("beast_usage_sink_up{sink=\"postgres\"}"), 0.0);
     pg.resume();
@@ -73,15 +76,24 @@ fn a_postgres_outage_mid_load_loses_and_doubles_nothing() {
     wait_delivered(&beast);
     assert_eq!(beast.metric("beast_usage_recorded_total"), 50_000.0);
     assert_eq!(beast.metric("beast_usage_dropped_total"), 0.0);
-    assert_eq!(rows(&pg), 50_000);
+    assert_eq!(requests(&pg), 50_000);
     assert_eq!(
-        pg.query("SELECT COUNT(DISTINCT (boot, seq)) FROM usage_logs"),
-        "50000"
+        pg.query("SELECT SUM(requests) || ' ' || SUM(prices) FROM usage_rollups WHERE protocol = 'http' AND key_id = 0 AND asset IN ('BTC', 'ETH') AND node <> ''"),
+        "50000 50000",
+        "the rollups say what was asked, how and by whom"
+    );
+    let rows: u64 = pg
+        .query("SELECT COUNT(*) FROM usage_rollups")
+        .parse()
+        .unwrap();
+    assert!(
+        rows <= 2 * 9 * 3,
+        "at most one row per asset, latency bucket and minute: {rows}"
     );
     assert_eq!(
-        pg.query("SELECT COUNT(*) FROM usage_logs WHERE protocol = 'http' AND key_id = 0 AND assets IN ('BTC', 'ETH')"),
-        "50000",
-        "each row says what was asked, how and by whom"
+        pg.query("SELECT COUNT(*) FROM usage_logs"),
+        "0",
+        "raw records are off"
     );
     let env = [("DATABASE_URL", pg.url())];
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -112,7 +124,7 @@ fn sigterm_mid_load_then_restart_counts_every_answer_once() {
     // Whatever the grace period did not deliver waits in the journal for the next start.
     let again = serve(&data, &pg);
     wait_delivered(&again);
-    assert_eq!(rows(&pg), answered);
+    assert_eq!(requests(&pg), answered);
 }
 
 #[test]
@@ -144,7 +156,7 @@ fn kill_9_after_the_journal_write_replays_on_restart() {
     pg.resume();
     let again = serve(&data, &pg);
     wait_delivered(&again);
-    assert_eq!(rows(&pg), 20_000);
+    assert_eq!(requests(&pg), 20_000);
     assert_eq!(
         again.metric("beast_usage_sink_replayed_total{sink=\"postgres\"}"),
         20_000.0
@@ -180,15 +192,15 @@ fn keys_live_in_postgres_and_migrations_run_once() {
         beast.get("/price?asset=BTC&key=bk_not_a_key_at_all").status,
         401
     );
-    assert!(wait_until(LIMIT, || rows(&pg) == 1));
+    assert!(wait_until(LIMIT, || requests(&pg) == 1));
     assert_eq!(
-        pg.query("SELECT key_id FROM usage_logs"),
+        pg.query("SELECT key_id FROM usage_rollups"),
         pg.query("SELECT id FROM api_keys")
     );
     assert_eq!(usage_count(&data, &env, &["--key", &key]), 1);
     assert_eq!(
-        pg.query("SELECT string_agg(version::text, ',') FROM schema_migrations"),
-        "1"
+        pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"),
+        "1,2"
     );
 }
 
@@ -211,7 +223,7 @@ fn kill_9_mid_load_doubles_nothing_and_loses_at_most_the_last_drain() {
     let answered = load.finish()["ok"].as_u64().unwrap();
     let again = serve(&data, &pg);
     wait_delivered(&again);
-    let stored = rows(&pg);
+    let stored = requests(&pg);
     assert!(
         stored <= answered,
         "{stored} stored for {answered} answered"
@@ -252,7 +264,7 @@ fn tls_to_postgres_is_verified_against_sslrootcert() {
         },
     );
     assert_eq!(beast.get("/price?asset=BTC").status, 200);
-    assert!(wait_until(LIMIT, || rows(&pg) == 1));
+    assert!(wait_until(LIMIT, || requests(&pg) == 1));
     assert_eq!(
         pg.query(
             "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
@@ -273,5 +285,62 @@ fn tls_to_postgres_is_verified_against_sslrootcert() {
         String::from_utf8_lossy(&refused.stderr).contains("certificate"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// Retention: rows older than `USAGE_RETENTION_DAYS` go, in statements of a bounded size, and
+/// nothing newer is touched.
+#[test]
+fn retention_deletes_only_old_usage() {
+    let pg = Postgres::start();
+    let data = Scratch::new();
+    let beast = serve(&data, &pg);
+    assert_eq!(beast.get("/price?asset=BTC").status, 200);
+    assert!(wait_until(LIMIT, || requests(&pg) == 1));
+    drop(beast);
+    // 12 000 rollup rows, a raw record and a boot's progress from 40 days ago.
+    pg.query(
+        "INSERT INTO usage_rollups
+            SELECT (extract(epoch from now() - interval '40 days') * 1000)::bigint / 60000 * 60000 - i * 60000,
+                   7, 'ETH', 'http', 'lt100us', 'old-node', 3, 3
+            FROM generate_series(0, 11999) AS i",
+    );
+    pg.query(
+        "INSERT INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms)
+         VALUES ('00000000000000aa-0000000000000000', 7, 'ETH', 'http', 'lt100us', 'old-node', 1000)",
+    );
+    pg.query("INSERT INTO usage_progress VALUES ('00000000000000aa', 'old-node', 1, 1000)");
+    let beast = Beast::start_with(
+        "epoll",
+        &["--beast-data-dir", data.path().to_str().unwrap()],
+        |c| {
+            c.env("DATABASE_URL", pg.url())
+                .env("USAGE_RETENTION_DAYS", "30");
+        },
+    );
+    assert!(
+        wait_until(LIMIT, || beast.metric("beast_usage_retention_runs_total")
+            >= 1.0),
+        "{}",
+        beast.metrics()
+    );
+    assert_eq!(
+        beast.metric("beast_usage_retention_deleted_rows_total"),
+        12_002.0
+    );
+    assert_eq!(requests(&pg), 1, "this month's usage is kept");
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM usage_rollups WHERE node = 'old-node'"),
+        "0"
+    );
+    assert_eq!(pg.query("SELECT COUNT(*) FROM usage_logs"), "0");
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM usage_progress WHERE node = 'old-node'"),
+        "0"
+    );
+    assert_eq!(
+        pg.query("SELECT COUNT(*) FROM usage_progress"),
+        "1",
+        "the recent boot's"
     );
 }

@@ -1,15 +1,17 @@
-//! Usage records to SQS (moto_server): SendMessageBatch signed with SigV4. SQS unresponsive
-//! mid-load (the server paused, so calls time out), then back: every record arrives. A standard
-//! queue is at-least-once (a call that timed out may still have landed; consumers deduplicate by
-//! `record_id`); on a FIFO queue the record id is the deduplication id, and a `beast` killed and
-//! restarted re-sends its last records without any arriving twice.
+//! Usage to SQS (moto_server): SendMessageBatch signed with SigV4, one message per journal batch
+//! (its rollups, and raw records when they are on). SQS unresponsive mid-load (the server
+//! paused, so calls time out), then back: every record arrives. A standard queue is
+//! at-least-once (a call that timed out may still have landed; consumers deduplicate by
+//! `batch_id`); on a FIFO queue the batch id is the deduplication id, and a `beast` killed and
+//! restarted re-sends its last batches without any arriving twice. Raw records carry the same
+//! record ids in SQS and in PostgreSQL.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use beast_engine::usage::sink::sqs::{CONCURRENT_CALLS, SqsClient};
 use beast_tests::server::{Beast, Load, wait_until};
-use beast_tests::services::Moto;
+use beast_tests::services::{Moto, Postgres};
 use serde_json::{Value, json};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -70,17 +72,34 @@ fn create_queue(endpoint: &str, name: &str, fifo: bool) -> String {
 }
 
 fn serve(queue: &str, data: &str) -> Beast {
+    serve_with(queue, data, |_| {})
+}
+
+fn serve_with(queue: &str, data: &str, adjust: impl FnOnce(&mut std::process::Command)) -> Beast {
     Beast::start_with("uring", &["--beast-data-dir", data], |c| {
         c.env("SQS_USAGE_LOG_QUEUE_URL", queue)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test");
+        adjust(c);
     })
+}
+
+/// Records in the distinct batches received, and the number of messages.
+fn records(bodies: &[Value]) -> (u64, usize) {
+    let mut seen = HashSet::new();
+    let mut records = 0;
+    for body in bodies {
+        if seen.insert(body["batch_id"].as_str().unwrap().to_string()) {
+            records += body["records"].as_u64().unwrap();
+        }
+    }
+    (records, seen.len())
 }
 
 fn wait_delivered(beast: &Beast, records: f64) {
     assert!(
         wait_until(LIMIT, || beast
-            .metric("beast_usage_sink_queue_depth{sink=\"sqs\"}")
+            .metric("beast_usage_sink_backlog_bytes{sink=\"sqs\"}")
             == 0.0
             && beast.metric("beast_usage_journaled_total") == records),
         "{}\n{}",
@@ -110,27 +129,31 @@ fn sqs_unresponsive_mid_load_then_back_delivers_every_record() {
             > 0.0),
         "calls time out"
     );
-    assert!(beast.metric("beast_usage_sink_queue_depth{sink=\"sqs\"}") > 0.0);
+    assert!(beast.metric("beast_usage_sink_backlog_bytes{sink=\"sqs\"}") > 0.0);
     moto.resume();
     assert_eq!(load.finish()["ok"], 500);
     wait_delivered(&beast, 500.0);
     let bodies = drain(&moto.endpoint(), &queue);
-    let ids: HashSet<&str> = bodies
-        .iter()
-        .map(|b| b["record_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids.len(), 500, "every record arrived");
+    let (received, batches) = records(&bodies);
+    assert_eq!(received, 500, "every record arrived");
     // Repeats come only from the calls cut off by the outage.
     assert!(
-        bodies.len() - ids.len() <= 10 * CONCURRENT_CALLS * 2,
+        bodies.len() - batches <= 10 * CONCURRENT_CALLS * 2,
         "{}",
         bodies.len()
     );
-    assert!(
-        bodies
-            .iter()
-            .all(|b| b["protocol"] == "http" && b["assets"] == "BTC")
-    );
+    assert!(bodies.iter().all(|b| {
+        let rollups = b["rollups"].as_array().unwrap();
+        b["raw"].as_array().unwrap().is_empty()
+            && rollups
+                .iter()
+                .map(|r| r["requests"].as_u64().unwrap())
+                .sum::<u64>()
+                == b["records"].as_u64().unwrap()
+            && rollups
+                .iter()
+                .all(|r| r["protocol"] == "http" && r["asset"] == "BTC" && r["key_id"] == 0)
+    }));
     // The embedded store got the same records alongside.
     assert_eq!(
         beast.metric("beast_usage_sink_delivered_total{sink=\"sqlite\"}"),
@@ -161,9 +184,48 @@ fn a_fifo_queue_gets_every_record_exactly_once_across_kill_9() {
     assert_eq!(second["ok"], 50);
     wait_delivered(&again, 50.0);
     let bodies = drain(&moto.endpoint(), &queue);
-    let ids: HashSet<&str> = bodies
+    let (received, batches) = records(&bodies);
+    assert_eq!((received, batches), (200, bodies.len()), "each batch once");
+}
+
+/// With raw records on, every answer's record reaches both PostgreSQL and SQS under one id.
+#[test]
+fn raw_records_join_across_postgres_and_sqs() {
+    let moto = Moto::start();
+    let queue = create_queue(&moto.endpoint(), "audit", false);
+    let pg = Postgres::start();
+    let data = beast_tests::Scratch::new();
+    let beast = serve_with(&queue, data.path().to_str().unwrap(), |c| {
+        c.env("DATABASE_URL", pg.url())
+            .env("BEAST_USAGE_RAW_RECORDS", "true");
+    });
+    let result = Load::start(
+        "udp",
+        beast.addr("udp_lpo"),
+        &["-n", "300", "-c", "2", "-a", "BTC,ETH"],
+    )
+    .finish();
+    assert_eq!(result["ok"], 300);
+    wait_delivered(&beast, 300.0);
+    assert!(wait_until(LIMIT, || beast
+        .metric("beast_usage_sink_backlog_bytes{sink=\"postgres\"}")
+        == 0.0));
+    let bodies = drain(&moto.endpoint(), &queue);
+    let from_sqs: HashSet<String> = bodies
         .iter()
-        .map(|b| b["record_id"].as_str().unwrap())
+        .flat_map(|b| b["raw"].as_array().unwrap().clone())
+        .map(|r| r["record_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!((ids.len(), bodies.len()), (200, 200), "each record once");
+    let from_pg: HashSet<String> = pg
+        .query("SELECT string_agg(record_id, ' ') FROM usage_logs")
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(from_sqs.len(), 300);
+    assert_eq!(from_sqs, from_pg, "the same ids, no conversion");
+    assert_eq!(
+        pg.query("SELECT SUM(requests) FROM usage_rollups"),
+        "300",
+        "and the rollups beside them"
+    );
 }

@@ -3,6 +3,10 @@
 //! 100 000 UDP v8 and 100 000 HTTP `GET /price` requests through real sockets on each backend,
 //! every one with an API key checked against the store's keys and rate-limited, and metered
 //! (usage records through the side thread into the embedded store).
+//!
+//! The load is spread over `KEYS` stress-tier keys so that no key is asked more than its burst
+//! (100 000) over the whole run: however fast the machine, no request is rate-limited, and the
+//! outcome does not depend on speed.
 
 #![allow(unsafe_code, reason = "a global allocator is an unsafe trait")]
 
@@ -77,28 +81,41 @@ const WARM_UP: usize = 2_000;
 const UDP_CLIENTS: usize = 16;
 const CLIENTS: usize = 4;
 const WINDOW: usize = 50;
+/// Keys the load is spread over: UDP socket `i` and TCP connection `i` use key `i % KEYS`. A key
+/// answers its share of both UDP loads, 2 × (REQUESTS + WARM_UP) / KEYS, and one connection's
+/// HTTP load, (REQUESTS + WARM_UP) / CLIENTS: about 51 000, inside the stress tier's burst.
+const KEYS: usize = 8;
+const _: () = assert!(
+    UDP_CLIENTS.is_multiple_of(KEYS)
+        && CLIENTS <= KEYS
+        && 2 * (REQUESTS + WARM_UP) / KEYS + (REQUESTS + WARM_UP) / CLIENTS < 100_000,
+    "no key may be asked more than its burst"
+);
 
 struct Running {
     server: Server,
     prices: PriceThread,
     side: Side,
-    key: String,
+    keys: Vec<String>,
     _data: tempfile::TempDir,
 }
 
 fn start(io: IoChoice) -> Running {
     let data = tempfile::tempdir().unwrap();
-    let key = ApiKey::generate().unwrap();
-    SqliteStore::open(data.path())
-        .unwrap()
-        .create_key(&NewKey {
-            hash: key.hash(),
-            prefix: &key.prefix(),
-            name: "zero-alloc",
-            tier: Tier::Stress,
-            now_ms: 0,
-        })
-        .unwrap();
+    let mut store = SqliteStore::open(data.path()).unwrap();
+    let keys: Vec<ApiKey> = (0..KEYS).map(|_| ApiKey::generate().unwrap()).collect();
+    for key in &keys {
+        store
+            .create_key(&NewKey {
+                hash: key.hash(),
+                prefix: &key.prefix(),
+                name: "zero-alloc",
+                tier: Tier::Stress,
+                now_ms: 0,
+            })
+            .unwrap();
+    }
+    drop(store);
     let (table, writer) = PriceTable::new(256);
     let seeds = seed::parse(SEED, beast_engine::node::wall_ms()).expect("seed");
     let prices = PriceThread::start(
@@ -139,8 +156,11 @@ fn start(io: IoChoice) -> Running {
             sqs_queue_url: None,
             aws_region: "us-east-1".into(),
             metering: true,
+            raw_records: false,
             journal_fsync: Duration::from_secs(1),
             journal_segment_bytes: 64 << 20,
+            journal_max_bytes: 1 << 30,
+            retention_days: 93,
             keys_poll: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(5),
             cache_prices_every: Duration::from_secs(30),
@@ -157,7 +177,7 @@ fn start(io: IoChoice) -> Running {
     )
     .expect("side thread");
     assert!(side.wait_ready(WAIT), "the store was read");
-    assert_eq!(access.keys().len(), 1, "the key was published");
+    assert_eq!(access.keys().len(), KEYS, "the keys were published");
     let server = Server::start(
         options,
         table,
@@ -172,18 +192,25 @@ fn start(io: IoChoice) -> Running {
         server,
         prices,
         side,
-        key: key.as_str().to_string(),
+        keys: keys.iter().map(|k| k.as_str().to_string()).collect(),
         _data: data,
     }
 }
 
-/// Sends `total` datagrams over `CLIENTS` sockets, `WINDOW` at a time per socket, and checks
-/// every reply with `valid`.
-fn udp_load(server: &Server, request: &[u8], total: usize, valid: impl Fn(&[u8]) -> bool + Sync) {
+/// Sends `total` datagrams over `UDP_CLIENTS` sockets, `WINDOW` at a time per socket, socket `i`
+/// sending `requests[i % requests.len()]`, and checks every reply with `valid`.
+fn udp_load(
+    server: &Server,
+    requests: &[Vec<u8>],
+    total: usize,
+    valid: impl Fn(&[u8]) -> bool + Sync,
+) {
     let addr = server.addrs().udp_lpo;
+    let valid = &valid;
     std::thread::scope(|scope| {
-        for _ in 0..UDP_CLIENTS {
-            scope.spawn(|| {
+        for i in 0..UDP_CLIENTS {
+            let request = &requests[i % requests.len()];
+            scope.spawn(move || {
                 let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
                 socket.connect(addr).unwrap();
                 socket.set_read_timeout(Some(WAIT)).unwrap();
@@ -211,25 +238,21 @@ fn udp_load(server: &Server, request: &[u8], total: usize, valid: impl Fn(&[u8])
     });
 }
 
-/// Sends `total` `GET /price` requests over `connections`, pipelined `WINDOW` at a time.
-fn http_load(connections: &mut [TcpStream], key: &str, total: usize) {
-    let request =
-        format!("GET /price?asset=BTC HTTP/1.1\r\nHost: bench\r\nX-API-Key: {key}\r\n\r\n");
-    let request = request.as_bytes();
-    let batch: Vec<u8> = request
-        .iter()
-        .copied()
-        .cycle()
-        .take(request.len() * WINDOW)
-        .collect();
+/// Sends `total` `GET /price` requests over `connections`, pipelined `WINDOW` at a time,
+/// connection `i` with `keys[i % keys.len()]`.
+fn http_load(connections: &mut [TcpStream], keys: &[String], total: usize) {
     std::thread::scope(|scope| {
-        for stream in connections.iter_mut() {
-            let batch = &batch;
+        for (i, stream) in connections.iter_mut().enumerate() {
+            let key = &keys[i % keys.len()];
             scope.spawn(move || {
+                let request = format!(
+                    "GET /price?asset=BTC HTTP/1.1\r\nHost: bench\r\nX-API-Key: {key}\r\n\r\n"
+                );
+                let batch = request.repeat(WINDOW).into_bytes();
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut done = 0;
                 while done < total / CLIENTS {
-                    stream.write_all(batch).unwrap();
+                    stream.write_all(&batch).unwrap();
                     let mut pending = Vec::new();
                     let mut answered = 0;
                     while answered < WINDOW {
@@ -273,20 +296,28 @@ fn run(io: IoChoice) {
         server,
         prices,
         side,
-        key,
+        keys,
         _data,
     } = start(io);
-    let text = padded(&format!("key={key} BTC"), 200);
-    let mut v8_request = [0u8; 128];
-    let v8_len = v8::encode_request(
-        &mut v8_request,
-        1,
-        Some(key.as_bytes()),
-        &[b"BTC"],
-        v8::reply_len(1),
-    )
-    .unwrap();
-    let v8_request = &v8_request[..v8_len];
+    let text: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|key| padded(&format!("key={key} BTC"), 200))
+        .collect();
+    let v8_requests: Vec<Vec<u8>> = keys
+        .iter()
+        .map(|key| {
+            let mut request = [0u8; 128];
+            let len = v8::encode_request(
+                &mut request,
+                1,
+                Some(key.as_bytes()),
+                &[b"BTC"],
+                v8::reply_len(1),
+            )
+            .unwrap();
+            request[..len].to_vec()
+        })
+        .collect();
     let text_ok = |reply: &[u8]| reply.starts_with(b"{\"asset\":\"BTC\",\"price\":\"97123.45\"");
     let v8_ok =
         |reply: &[u8]| v8::parse_reply(reply).is_ok_and(|(h, _)| h.status == 0 && h.count == 1);
@@ -301,15 +332,15 @@ fn run(io: IoChoice) {
 
     // Warm up every path, every reactor, every connection.
     udp_load(&server, &text, WARM_UP, text_ok);
-    udp_load(&server, v8_request, WARM_UP, v8_ok);
-    http_load(&mut connections, &key, WARM_UP);
+    udp_load(&server, &v8_requests, WARM_UP, v8_ok);
+    http_load(&mut connections, &keys, WARM_UP);
 
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     udp_load(&server, &text, REQUESTS, text_ok);
     let after_text = ALLOCATIONS.load(Ordering::Relaxed);
-    udp_load(&server, v8_request, REQUESTS, v8_ok);
+    udp_load(&server, &v8_requests, REQUESTS, v8_ok);
     let after_v8 = ALLOCATIONS.load(Ordering::Relaxed);
-    http_load(&mut connections, &key, REQUESTS);
+    http_load(&mut connections, &keys, REQUESTS);
     let after_http = ALLOCATIONS.load(Ordering::Relaxed);
 
     let served = |name: &str| -> u64 {

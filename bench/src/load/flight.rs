@@ -79,14 +79,26 @@ impl<'a> Tally<'a> {
         now >= self.window.send_until || self.shared.budget_spent()
     }
 
+    /// Claims a request intended at `intended` from the budget before it is sent; false when
+    /// the budget is spent. Warm-up requests take nothing from it.
+    pub fn claim(&self, intended: Instant) -> bool {
+        !self.window.measured(intended) || self.shared.claim()
+    }
+
+    /// Gives back the claims of requests intended at `intended` that were not sent.
+    pub fn unclaim(&self, intended: &[Instant]) {
+        let measured = intended
+            .iter()
+            .filter(|t| self.window.measured(**t))
+            .count();
+        self.shared.unclaim(measured as u64);
+    }
+
     pub fn sent(&mut self, intended: Instant, now: Instant) {
         if !self.window.measured(intended) {
             return;
         }
         self.result.sent += 1;
-        if self.shared.max_requests.is_some() {
-            self.shared.measured_sent.fetch_add(1, Ordering::Relaxed);
-        }
         if self.open {
             stats::record(
                 &mut self.result.lag,

@@ -153,6 +153,9 @@ fn fill(
         let Some(intended) = conn.pacer.due(now, &tally.window) else {
             break;
         };
+        if !tally.claim(intended) {
+            break;
+        }
         let (bytes, _) = requests.get(conn.next_request);
         conn.out.extend_from_slice(bytes);
         // Stamped as sent when queued: the write below follows at once, and a full socket

@@ -161,6 +161,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Takes one measured request from the budget (`-n`); false once it is spent. Workers
+    /// claim before they send, so the budget is exact across sockets and threads.
+    pub fn claim(&self) -> bool {
+        let Some(max) = self.max_requests else {
+            return true;
+        };
+        self.measured_sent
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Returns claims for requests that were not sent after all.
+    pub fn unclaim(&self, n: u64) {
+        if self.max_requests.is_some() {
+            self.measured_sent.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
     /// True once the request budget is spent.
     pub fn budget_spent(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -281,7 +301,13 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
     if matches!(spec.form, Form::UdpText | Form::UdpV8) {
         total.errors.udp_lost = total.sent.saturating_sub(total.answered);
     }
-    let seconds = spec.duration.as_secs_f64();
+    // A run bounded by `-n` may end before its duration.
+    let seconds = start
+        .elapsed()
+        .saturating_sub(spec.warmup)
+        .min(spec.duration)
+        .as_secs_f64()
+        .max(1e-3);
     Ok(RunResult {
         target: spec.target.to_string(),
         form: spec.form,

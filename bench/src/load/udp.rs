@@ -154,6 +154,9 @@ fn fill(
             else {
                 break;
             };
+            if !tally.claim(intended) {
+                break;
+            }
             out.copy_from_slice(bytes);
             if requests.form == Form::UdpV8
                 && let Some(field) = out.get_mut(4..8)
@@ -179,6 +182,7 @@ fn fill(
             }
             Err(e) => return Err(e),
         };
+        tally.unclaim(intended_at.get(sent..staged).unwrap_or_default());
         let sent_at = Instant::now();
         for (k, &intended) in intended_at.iter().enumerate().take(sent) {
             tally.sent(intended, sent_at);

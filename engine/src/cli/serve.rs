@@ -212,8 +212,12 @@ fn side_options(config: &Config, stale_after_ms: u64) -> SideOptions {
             .map(|u| u.expose().to_string()),
         aws_region: stores.aws_region.0.clone(),
         metering: stores.usage_metering.0,
+        raw_records: stores.usage_raw_records.0,
         journal_fsync: Duration::from_millis(stores.journal_fsync_ms.get()),
-        journal_segment_bytes: 64 << 20,
+        // Eight segments or more under the cap, so giving up the oldest frees an eighth.
+        journal_segment_bytes: (stores.journal_max_bytes.get() / 8).min(64 << 20),
+        journal_max_bytes: stores.journal_max_bytes.get(),
+        retention_days: stores.usage_retention_days.get(),
         keys_poll: Duration::from_millis(stores.keys_poll_ms.get()),
         shutdown_grace: Duration::from_millis(config.engine.shutdown_grace_ms.get()),
         cache_prices_every: Duration::from_secs(stores.cache_prices_every_s.get()),

@@ -20,10 +20,16 @@ settings_group! {
         sqs_usage_log_queue_url: Option<Url<HttpKind>> = None, env = "SQS_USAGE_LOG_QUEUE_URL";
         /// AWS region of the SQS queue.
         aws_region: Name = Name("us-east-1".into()), env = "AWS_REGION";
-        /// Record one usage row per request answered with prices.
+        /// Meter every request answered with prices: exact counts per minute, key, asset, protocol and latency bucket.
         usage_metering: Switch = Switch(true), env = "BEAST_USAGE_METERING";
+        /// Also store one raw record per request (audits): rows grow with the request rate.
+        usage_raw_records: Switch = Switch(false), env = "BEAST_USAGE_RAW_RECORDS";
+        /// Days usage is kept in the store; older rows are deleted in small batches.
+        usage_retention_days: Int<1, 36_500> = Int::new(93), env = "USAGE_RETENTION_DAYS";
         /// How often the usage journal is fsynced, ms (0: every write). A process crash loses no journaled record either way; a machine crash loses at most this much.
         journal_fsync_ms: Int<0, 60_000> = Int::new(1_000), env = "BEAST_JOURNAL_FSYNC_MS";
+        /// Most bytes the usage journal keeps for sinks that are down; past it the oldest undelivered usage is given up (counted, logged) and serving goes on.
+        journal_max_bytes: Int<1_048_576, 1_099_511_627_776> = Int::new(1 << 30), env = "BEAST_JOURNAL_MAX_BYTES";
         /// How often the store is asked whether keys or parameters changed, ms.
         keys_poll_ms: Int<50, 60_000> = Int::new(250), env = "BEAST_KEYS_POLL_MS";
         /// Seconds between writes of fresh prices to Valkey.

@@ -15,9 +15,9 @@ pub mod stats;
 pub mod usage;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -82,9 +82,15 @@ pub struct SideOptions {
     pub aws_region: String,
     /// Whether requests are metered at all.
     pub metering: bool,
+    /// Keep each request's raw record besides the rollups (audits).
+    pub raw_records: bool,
     /// How often the journal is fsynced (0: every write).
     pub journal_fsync: Duration,
     pub journal_segment_bytes: u64,
+    /// Past this the journal gives up its oldest segment.
+    pub journal_max_bytes: u64,
+    /// Usage older than this many days is deleted from the store.
+    pub retention_days: u64,
     /// How often the store is asked whether keys or parameters changed.
     pub keys_poll: Duration,
     /// How long the sinks get to catch up at shutdown before the rest waits in the journal.
@@ -100,8 +106,37 @@ pub struct SideOptions {
 /// The running side thread.
 pub struct Side {
     stop: watch::Sender<bool>,
+    grace: Arc<Grace>,
     thread: Option<JoinHandle<()>>,
     keys_read: std::sync::mpsc::Receiver<()>,
+}
+
+/// When the side thread's work must end after a stop: the sinks deliver until then, and what
+/// they have not delivered waits in the journal.
+pub struct Grace {
+    grace: Duration,
+    deadline: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Grace {
+    fn new(grace: Duration) -> Grace {
+        Grace {
+            grace,
+            deadline: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn set(&self, deadline: Instant) {
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+    }
+
+    /// The deadline set by the stop, or the whole grace from now.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unwrap_or_else(|| Instant::now() + self.grace)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -130,18 +165,17 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
     let (commands, mailbox) = mpsc::channel(MAILBOX);
     let (stop, stopped) = watch::channel(false);
     let (keys_read_tx, keys_read) = std::sync::mpsc::channel();
+    let grace = Arc::new(Grace::new(options.shutdown_grace));
+    let thread_grace = Arc::clone(&grace);
     let journal = if options.metering {
         let dir = options.data_dir.join("usage");
         Some(
-            crate::usage::journal::Journal::open(
-                &dir,
-                options.journal_segment_bytes,
-                options.journal_fsync,
-            )
-            .map_err(|source| SideError::Journal {
-                path: dir.display().to_string(),
-                source,
-            })?,
+            crate::usage::journal::Journal::open(&dir, options.journal_segment_bytes).map_err(
+                |source| SideError::Journal {
+                    path: dir.display().to_string(),
+                    source,
+                },
+            )?,
         )
     } else {
         None
@@ -174,14 +208,21 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
                     journal,
                     thread_stats,
                     (mailbox, keys_read_tx),
-                    stopped,
+                    (stopped, &thread_grace),
                 ),
             );
+            // A store call still on the blocking pool (SQLite waiting for a lock) must not hold
+            // the process past its grace: it is abandoned, and its batches stay in the journal.
+            let left = thread_grace
+                .deadline()
+                .saturating_duration_since(Instant::now());
+            runtime.shutdown_timeout(left.max(Duration::from_millis(100)));
         })
         .map_err(SideError::Spawn)?;
     Ok((
         Side {
             stop,
+            grace,
             thread: Some(thread),
             keys_read,
         },
@@ -191,19 +232,27 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
 
 impl Side {
     /// Waits (at most `limit`) until the store's keys were read once (or reading them failed)
-    /// and the usage journal's backlog is counted: a node should not report ready while it
-    /// would refuse every key or show an empty queue it does not have.
+    /// and the usage drain runs: a node should not report ready while it would refuse every
+    /// key. A usage backlog, however large, is not waited for.
     pub fn wait_ready(&self, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
+        let deadline = Instant::now() + limit;
         (0..2).all(|_| {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             self.keys_read.recv_timeout(left).is_ok()
         })
     }
 
     /// Stops after the final drain: call once the reactors have stopped, so every record they
     /// queued is journaled. Sinks get the shutdown grace to catch up.
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        let deadline = self.grace.deadline();
+        self.stop_by(deadline);
+    }
+
+    /// As [`Side::stop`], with the sinks' catching up ended by `deadline` (the end of the
+    /// node's shutdown grace, so the process exits within it whatever the usage backlog).
+    pub fn stop_by(mut self, deadline: Instant) {
+        self.grace.set(deadline);
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
@@ -225,7 +274,7 @@ async fn run(
     journal: Option<crate::usage::journal::Journal>,
     stats: Arc<SideStats>,
     (mailbox, keys_read): (mpsc::Receiver<Command>, std::sync::mpsc::Sender<()>),
-    stopped: watch::Receiver<bool>,
+    (stopped, grace): (watch::Receiver<bool>, &Grace),
 ) {
     let usage_ready = keys_read.clone();
     let keys = tokio::task::spawn_local(keys::run(
@@ -250,7 +299,7 @@ async fn run(
             &inputs.table,
             Arc::clone(&stats),
             usage_ready,
-            stopped,
+            (stopped, grace),
         )
         .await;
     } else {

@@ -1,13 +1,23 @@
-//! Usage records from the reactors' rings to the journal, and from the journal to each sink.
+//! Usage from the reactors' rings to the journal, and from the journal to each sink.
 //!
-//! Every 5 ms the drain turns the rings' events into records (id: this run's random boot id
-//! and a counter), appends them to the journal in one write, and wakes the sinks. Each sink
-//! delivers what is past its cursor in batches of its size, at least every 100 ms when records
-//! trickle in, and moves its cursor only once the batch is accepted. A failed delivery is
-//! retried from the journal with a growing pause (100 ms to 2 s): a sink that is down simply
-//! falls behind, however long the outage.
+//! Every 5 ms the drain turns the rings' events into records (id: this run's random boot id and
+//! a counter), rolls them up into one batch per drain and appends it to the journal in one
+//! write, then wakes the sinks. Nothing slow runs on the drain's path: the journal's fsyncs, the
+//! embedded store's calls and the cursors' saves go to tokio's blocking pool, and counting a
+//! backlog is never needed (queue depths are bytes, known from positions).
+//!
+//! Each sink delivers what is past its cursor, at least every [`SinkKind::flush_every`] and at
+//! once when a backlog waits, and moves its cursor (durably) only once the batches are durable
+//! in the sink. A failed delivery is retried from the journal with a growing pause (100 ms to
+//! 2 s): a sink that is down simply falls behind, however long the outage, up to the journal's
+//! cap. Past the cap the oldest segment is given up: serving goes on, and what a sink lost is
+//! counted (`beast_usage_sink_discarded_records_total`) and logged once per episode.
+//!
+//! Retention runs on the store sink between deliveries: rows older than `USAGE_RETENTION_DAYS`
+//! go in statements of [`RETENTION_STEP`] rows.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,31 +27,48 @@ use tokio::sync::{Notify, watch};
 
 use super::stats::{SinkStats, add, get, set};
 use super::{SideOptions, SideStats};
-use crate::price::{AssetId, PriceTable};
-use crate::usage::journal::{Cursor, Journal, Position};
-use crate::usage::record::encode_frame;
+use crate::node::wall_ms;
+use crate::price::PriceTable;
+use crate::usage::builder::BatchBuilder;
+use crate::usage::journal::{self, Cursor, CursorSource, Journal, Position};
 use crate::usage::sink::sqs::SqsClient;
 use crate::usage::sink::{Sink, SinkKind};
 use crate::usage::{Assembler, UsageEvent};
 
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
-/// A sink with less than a full batch waiting delivers at least this often.
-const FLUSH_EVERY: Duration = Duration::from_millis(100);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Encoded records kept in memory while the journal cannot be written (a full disk). Past this
+/// Frames read for one delivery at most.
+const DELIVERY_BYTES: usize = 4 << 20;
+/// A sink this far behind delivers at once instead of waiting for its flush interval.
+const BACKLOG_NOW: u64 = 256 * 1024;
+/// Encoded batches kept in memory while the journal cannot be written (a full disk). Past this
 /// the rings are left to fill, and the reactors then refuse price requests (503) rather than
 /// answer without a record.
 const MAX_UNWRITTEN: usize = 16 << 20;
+/// Rows one retention statement deletes at most.
+pub const RETENTION_STEP: u64 = 5_000;
+/// Statements per retention turn before deliveries get the store back.
+const RETENTION_STEPS_PER_TURN: u32 = 20;
+const RETENTION_EVERY: Duration = Duration::from_secs(3_600);
 
 /// State the drain and the sinks share on the side thread.
 struct Shared {
     journal: RefCell<Journal>,
-    /// Each running sink's cursor, for deleting segments all of them passed.
-    cursors: RefCell<Vec<Position>>,
+    /// Per sink: where it reads next (what it has not taken yet), and its durably saved
+    /// cursor (segments before every one of these may go).
+    reading: RefCell<Vec<Position>>,
+    saved: RefCell<Vec<Position>>,
+    kinds: Vec<SinkKind>,
     /// Rung after each append.
     appended: Notify,
     stats: Arc<SideStats>,
+    max_bytes: u64,
+    /// A segment is being given up (counted and deleted on the blocking pool).
+    discarding: Cell<bool>,
+    /// The journal went past its cap and has not been back under 80 % since (log once).
+    over_cap: Cell<bool>,
+    /// This run's boot id: batches of other boots are replays.
     boot: u64,
 }
 
@@ -52,42 +79,57 @@ pub async fn run(
     table: &PriceTable,
     stats: Arc<SideStats>,
     ready: std::sync::mpsc::Sender<()>,
-    mut stopped: watch::Receiver<bool>,
+    (mut stopped, grace): (watch::Receiver<bool>, &super::Grace),
 ) {
     let boot = boot_id();
     set(&stats.journal_bytes, journal.disk_bytes());
+    set(&stats.journal_max_bytes, options.journal_max_bytes);
     let mut sinks = vec![Sink::store(
         options.database_url.clone(),
         options.data_dir.clone(),
+        options.raw_records,
     )];
     if let Some(url) = &options.sqs_queue_url {
         sinks.push(Sink::Sqs(SqsClient::new(url, &options.aws_region)));
     }
     let cursors: Vec<Cursor> = sinks
         .iter()
-        .map(|s| Cursor::load(&journal, s.kind().name()))
+        .map(|sink| {
+            let name = sink.kind().name();
+            let (cursor, source) = Cursor::load(&journal, name);
+            match source {
+                CursorSource::Saved => {}
+                CursorSource::Missing if journal.disk_bytes() == 0 => {}
+                other => tracing::warn!(
+                    sink = name,
+                    cause = ?other,
+                    from = ?cursor.pos,
+                    "usage cursor rebuilt from the journal's oldest segment; batches the sink \
+                     already has are delivered again and skipped by it"
+                ),
+            }
+            let stats = stats.sink(sink.kind());
+            stats.configured.store(true, Ordering::Relaxed);
+            set(&stats.backlog_bytes, journal.bytes_from(cursor.pos));
+            cursor
+        })
         .collect();
     let shared = Rc::new(Shared {
-        cursors: RefCell::new(cursors.iter().map(|c| c.pos).collect()),
+        reading: RefCell::new(cursors.iter().map(|c| c.pos).collect()),
+        saved: RefCell::new(cursors.iter().map(|c| c.saved).collect()),
+        kinds: sinks.iter().map(Sink::kind).collect(),
         journal: RefCell::new(journal),
         appended: Notify::new(),
         stats,
+        max_bytes: options.journal_max_bytes,
+        discarding: Cell::new(false),
+        over_cap: Cell::new(false),
         boot,
     });
-    let (done_tx, done_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    // What the journal held at start, counted before anything is added or delivered so the
-    // queue depth is right from the first scrape; the count yields, so keys load meanwhile.
-    let start_end = shared.journal.borrow().end();
-    for (sink, cursor) in sinks.iter().zip(&cursors) {
-        let stats = shared.stats.sink(sink.kind());
-        set(
-            &stats.pending,
-            backlog(&shared, cursor.pos, start_end).await,
-        );
-        stats.configured.store(true, Ordering::Relaxed);
-    }
     let _ = ready.send(());
+    let (done_tx, done_rx) = watch::channel(false);
+    let retention = Duration::from_secs(options.retention_days * 86_400);
+    let mut tasks = Vec::new();
     for (index, (sink, cursor)) in sinks.into_iter().zip(cursors).enumerate() {
         tasks.push(tokio::task::spawn_local(deliver(
             Rc::clone(&shared),
@@ -95,37 +137,57 @@ pub async fn run(
             sink,
             cursor,
             done_rx.clone(),
-            options.shutdown_grace,
+            retention,
         )));
     }
-    drain_until_stopped(&shared, rings, table, &options.node, &mut stopped).await;
+    let syncer = tokio::task::spawn_local(sync_journal(
+        Rc::clone(&shared),
+        options.journal_fsync,
+        done_rx.clone(),
+    ));
+    let mut drain = Drain {
+        builder: BatchBuilder::new(boot, &options.node, options.raw_records),
+        assemblers: rings.iter().map(|_| Assembler::default()).collect(),
+        rings,
+        frames: Vec::with_capacity(1 << 20),
+        unwritten: 0,
+    };
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stopped.wait_for(|s| *s) => true,
+        };
+        // After the stop the reactors have ended: this drains the last of their records.
+        drain.run(&shared, table);
+        if stop {
+            break;
+        }
+    }
+    // The sinks get what is left of the shutdown grace to catch up; the rest waits in the
+    // journal for the next start.
+    let deadline = grace.deadline();
     let _ = done_tx.send(true);
     for task in tasks {
-        let _ = task.await;
-    }
-    if let Err(e) = shared.journal.borrow_mut().sync() {
-        tracing::error!(error = %e, "usage journal: final sync failed");
-    }
-}
-
-/// Records between `from` and `until`, counted in steps that let the other tasks (keys, the
-/// drain) run: a journal left by a long outage may hold millions.
-async fn backlog(shared: &Shared, mut from: Position, until: Position) -> u64 {
-    let mut buf = Vec::new();
-    let mut n = 0;
-    loop {
-        let read = shared
-            .journal
-            .borrow()
-            .read_until(from, until, 10_000, &mut buf);
-        match read {
-            Ok((records, next)) if !records.is_empty() => {
-                n += records.len() as u64;
-                from = next;
-            }
-            _ => return n,
+        if tokio::time::timeout_at(deadline.into(), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("usage sink still delivering at the end of the grace period");
         }
-        tokio::task::yield_now().await;
+    }
+    let _ = syncer.await;
+    let files = shared.journal.borrow_mut().take_unsynced();
+    match files {
+        Ok(files) => {
+            for file in files {
+                if let Err(e) = file.sync_data() {
+                    tracing::error!(error = %e, "usage journal: final sync failed");
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "usage journal: final sync failed"),
     }
 }
 
@@ -142,104 +204,50 @@ fn boot_id() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-async fn drain_until_stopped(
-    shared: &Shared,
-    mut rings: Vec<rtrb::Consumer<UsageEvent>>,
-    table: &PriceTable,
-    node: &str,
-    stopped: &mut watch::Receiver<bool>,
-) {
-    let mut drain = Drain {
-        assemblers: rings.iter().map(|_| Assembler::default()).collect(),
-        frames: Vec::with_capacity(1 << 20),
-        unwritten: 0,
-        assets: Vec::with_capacity(256),
-        seq: 0,
-    };
-    let mut tick = tokio::time::interval(DRAIN_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stop = tokio::select! {
-            _ = tick.tick() => false,
-            _ = stopped.wait_for(|s| *s) => true,
-        };
-        // After the stop the reactors have ended: this drains the last of their records.
-        drain.run(shared, &mut rings, table, node);
-        if stop {
-            return;
-        }
-    }
-}
-
 struct Drain {
+    builder: BatchBuilder,
+    rings: Vec<rtrb::Consumer<UsageEvent>>,
     assemblers: Vec<Assembler>,
-    /// Encoded records not yet in the journal, and how many records they are.
+    /// Encoded batches not yet in the journal, and how many records they hold.
     frames: Vec<u8>,
     unwritten: u64,
-    assets: Vec<u8>,
-    seq: u64,
 }
 
 impl Drain {
-    fn run(
-        &mut self,
-        shared: &Shared,
-        rings: &mut [rtrb::Consumer<UsageEvent>],
-        table: &PriceTable,
-        node: &str,
-    ) {
-        let mut records = 0u64;
-        // Frames left from a failed write go first, so order and ids are kept.
-        let rings = if self.frames.len() > MAX_UNWRITTEN {
-            &mut [][..]
-        } else {
-            rings
-        };
-        for (ring, assembler) in rings.iter_mut().zip(&mut self.assemblers) {
-            while let Ok(event) = ring.pop() {
-                let Some((head, ids)) = assembler.feed(&event) else {
-                    continue;
-                };
-                self.assets.clear();
-                for (i, id) in ids.iter().enumerate() {
-                    if i > 0 {
-                        self.assets.push(b',');
-                    }
-                    if *id == crate::usage::ALL_ASSETS {
-                        self.assets.push(b'*');
-                    } else if let Some(symbol) = table.registry().symbol(AssetId::from_raw(*id)) {
-                        self.assets.extend_from_slice(symbol.as_bytes());
-                    }
+    fn run(&mut self, shared: &Rc<Shared>, table: &PriceTable) {
+        let now = wall_ms();
+        set(&shared.stats.last_drain_ms, now);
+        // Batches left from a failed write go first, so order and ids are kept.
+        if self.frames.len() <= MAX_UNWRITTEN {
+            let mut peak = 0;
+            for (ring, assembler) in self.rings.iter_mut().zip(&mut self.assemblers) {
+                let capacity = ring.buffer().capacity().max(1);
+                peak = peak.max(ring.slots() * 1000 / capacity);
+                while let Ok(event) = ring.pop() {
+                    let Some((head, ids)) = assembler.feed(&event) else {
+                        continue;
+                    };
+                    self.unwritten +=
+                        self.builder
+                            .add(&head, ids, table.registry(), now, &mut self.frames);
+                    assembler.reset();
                 }
-                encode_frame(
-                    &mut self.frames,
-                    shared.boot,
-                    self.seq,
-                    &head,
-                    node.as_bytes(),
-                    &self.assets,
-                );
-                self.seq += 1;
-                records += 1;
-                assembler.reset();
             }
+            set(&shared.stats.ring_peak_permille, peak as u64);
+            self.unwritten += self.builder.seal(table.registry(), now, &mut self.frames);
         }
-        self.unwritten += records;
         if self.frames.is_empty() {
-            let _ = shared.journal.borrow_mut().sync_if_due();
             return;
         }
         let mut journal = shared.journal.borrow_mut();
+        let before = journal.disk_bytes();
         match journal.append(&self.frames) {
             Ok(()) => {
+                let bytes = journal.disk_bytes() - before;
                 self.frames.clear();
-                let records = std::mem::take(&mut self.unwritten);
-                add(&shared.stats.journaled, records);
-                for kind in [SinkKind::Sqlite, SinkKind::Postgres, SinkKind::Sqs] {
-                    let stats = shared.stats.sink(kind);
-                    if stats.configured.load(Ordering::Relaxed) {
-                        add(&stats.pending, records);
-                    }
+                add(&shared.stats.journaled, std::mem::take(&mut self.unwritten));
+                for kind in &shared.kinds {
+                    add(&shared.stats.sink(*kind).backlog_bytes, bytes);
                 }
             }
             Err(e) => {
@@ -248,10 +256,131 @@ impl Drain {
                 tracing::error!(error = %e, "usage journal: write failed; retrying");
             }
         }
-        let _ = journal.sync_if_due();
         set(&shared.stats.journal_bytes, journal.disk_bytes());
+        let over = journal.over_cap(shared.max_bytes);
         drop(journal);
+        if let Some(segment) = over {
+            give_up_segment(shared, segment);
+        }
+        if shared.over_cap.get() && shared.journal.borrow().disk_bytes() < shared.max_bytes / 10 * 8
+        {
+            shared.over_cap.set(false);
+        }
         shared.appended.notify_waiters();
+    }
+}
+
+/// The journal is past its cap: the oldest segment is given up. It is renamed out of the
+/// journal at once (sinks skip it from their next read on); counting what each sink had not
+/// taken from it and deleting it run on the blocking pool.
+fn give_up_segment(shared: &Rc<Shared>, segment: u64) {
+    if shared.discarding.get() {
+        return;
+    }
+    let dir = shared.journal.borrow().dir().to_path_buf();
+    let path = journal::segment_path(&dir, segment);
+    let aside = path.with_extension("discarding");
+    if let Err(e) = std::fs::rename(&path, &aside) {
+        tracing::error!(error = %e, segment, "usage journal: cannot give up a segment");
+        return;
+    }
+    let size = shared.journal.borrow_mut().forget(segment);
+    add(&shared.stats.journal_discarded_bytes, size);
+    if !shared.over_cap.replace(true) {
+        tracing::error!(
+            max_bytes = shared.max_bytes,
+            "usage journal full (BEAST_JOURNAL_MAX_BYTES): giving up its oldest segments, \
+             usage a sink had not delivered from them is lost and counted in \
+             beast_usage_sink_discarded_records_total; serving continues"
+        );
+    }
+    // What each sink had not taken from the segment.
+    let lagging: Vec<(SinkKind, u64)> = shared
+        .kinds
+        .iter()
+        .zip(shared.reading.borrow().iter())
+        .filter(|(_, pos)| pos.segment <= segment)
+        .map(|(kind, pos)| {
+            let from = if pos.segment == segment {
+                pos.offset
+            } else {
+                0
+            };
+            (*kind, from)
+        })
+        .collect();
+    for (kind, from) in &lagging {
+        let stats = shared.stats.sink(*kind);
+        set(
+            &stats.backlog_bytes,
+            get(&stats.backlog_bytes).saturating_sub(size.saturating_sub(*from)),
+        );
+    }
+    shared.discarding.set(true);
+    let shared = Rc::clone(shared);
+    tokio::task::spawn_local(async move {
+        let counted = tokio::task::spawn_blocking(move || count_and_delete(&aside, &lagging)).await;
+        match counted {
+            Ok(Ok(lost)) => {
+                for (kind, records) in lost {
+                    add(&shared.stats.sink(kind).discarded_records, records);
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "usage journal: counting a given-up segment"),
+            Err(e) => tracing::error!(error = %e, "usage journal: counting a given-up segment"),
+        }
+        shared.discarding.set(false);
+    });
+}
+
+/// Records of a given-up segment file from each sink's offset, then the file deleted.
+fn count_and_delete(
+    path: &std::path::Path,
+    lagging: &[(SinkKind, u64)],
+) -> std::io::Result<Vec<(SinkKind, u64)>> {
+    let mut lost = Vec::new();
+    for (kind, from) in lagging {
+        lost.push((*kind, journal::count_records(path, *from)?));
+    }
+    std::fs::remove_file(path)?;
+    Ok(lost)
+}
+
+/// Syncs the journal every `every` (0: after every append), on the blocking pool.
+async fn sync_journal(shared: Rc<Shared>, every: Duration, mut done: watch::Receiver<bool>) {
+    loop {
+        if *done.borrow() {
+            return;
+        }
+        if every.is_zero() {
+            tokio::select! {
+                _ = shared.appended.notified() => {}
+                _ = done.changed() => {}
+            }
+        } else {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = done.changed() => {}
+            }
+        }
+        let files = shared.journal.borrow_mut().take_unsynced();
+        let files = match files {
+            Ok(files) if files.is_empty() => continue,
+            Ok(files) => files,
+            Err(e) => {
+                add(&shared.stats.journal_errors, 1);
+                tracing::error!(error = %e, "usage journal: cannot sync");
+                continue;
+            }
+        };
+        let synced = tokio::task::spawn_blocking(move || {
+            files.iter().try_for_each(std::fs::File::sync_data)
+        })
+        .await;
+        if !matches!(synced, Ok(Ok(()))) {
+            add(&shared.stats.journal_errors, 1);
+            tracing::error!("usage journal: fsync failed");
+        }
     }
 }
 
@@ -261,38 +390,48 @@ async fn deliver(
     mut sink: Sink,
     mut cursor: Cursor,
     mut done: watch::Receiver<bool>,
-    grace: Duration,
+    retention: Duration,
 ) {
     let kind = sink.kind();
     let stats: &SinkStats = shared.stats.sink(kind);
-    let mut buf = Vec::new();
-    let mut last_flush = Instant::now();
+    let mut last_delivery = Instant::now();
     let mut retry = RETRY_MIN;
-    let mut deadline: Option<Instant> = None;
+    let mut retention_due = Some(Instant::now());
     loop {
-        if deadline.is_none() && *done.borrow() {
-            deadline = Some(Instant::now() + grace);
-        }
+        let stopping = *done.borrow();
         let end = shared.journal.borrow().end();
-        let caught_up = cursor.pos >= end;
-        if let Some(deadline) = deadline
-            && (caught_up || Instant::now() >= deadline)
-        {
-            break;
-        }
-        if caught_up {
+        if cursor.pos >= end {
+            set(&stats.oldest_pending_ms, 0);
+            if stopping {
+                break;
+            }
+            if kind != SinkKind::Sqs && retention_due.is_some_and(|due| Instant::now() >= due) {
+                retention_due = retain(&mut sink, &shared.stats, retention).await;
+                continue;
+            }
             tokio::select! {
                 _ = shared.appended.notified() => {}
-                _ = tokio::time::sleep(FLUSH_EVERY) => {}
-                _ = done.changed(), if deadline.is_none() => {}
+                _ = tokio::time::sleep(kind.flush_every()) => {}
+                _ = done.changed() => {}
+            }
+            continue;
+        }
+        // A little waiting: let it gather up to the flush interval (not at shutdown).
+        let behind = get(&stats.backlog_bytes) >= BACKLOG_NOW;
+        let gathered = last_delivery.elapsed() >= kind.flush_every();
+        if !stopping && !behind && !gathered {
+            let wait = kind.flush_every().saturating_sub(last_delivery.elapsed());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = done.changed() => {}
             }
             continue;
         }
         let read = shared
             .journal
             .borrow()
-            .read(cursor.pos, kind.batch(), &mut buf);
-        let (records, next) = match read {
+            .read(cursor.pos, kind.batches(), DELIVERY_BYTES);
+        let read = match read {
             Ok(read) => read,
             Err(e) => {
                 tracing::error!(error = %e, sink = kind.name(), "usage journal: read failed");
@@ -301,74 +440,135 @@ async fn deliver(
                 continue;
             }
         };
-        // Less than a batch waiting: let it fill up to the flush interval (not at shutdown).
-        if records.len() < kind.batch() && last_flush.elapsed() < FLUSH_EVERY && deadline.is_none()
-        {
-            let wait = FLUSH_EVERY.saturating_sub(last_flush.elapsed());
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = done.changed() => {}
-            }
+        add(&shared.stats.journal_damaged_bytes, read.skipped);
+        set_position(&shared.reading, index, read.next);
+        let Some(oldest) = read.batches.first().map(|b| b.written_ms) else {
+            // Only damaged bytes, or segments given up: nothing to deliver.
+            cursor.pos = read.next;
             continue;
-        }
+        };
+        set(&stats.oldest_pending_ms, oldest.max(1));
+        let records: u64 = read.batches.iter().map(|b| b.records).sum();
+        let replayed: u64 = read
+            .batches
+            .iter()
+            .filter(|b| b.boot != shared.boot)
+            .map(|b| b.records)
+            .sum();
         let started = Instant::now();
-        match sink.deliver(&records).await {
-            Ok(new) => {
+        match sink.deliver(read.batches).await {
+            Ok(applied) => {
                 let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let sent = records.len() as u64;
-                add(&stats.delivered, sent);
-                add(&stats.duplicates, sent.saturating_sub(new));
-                let old = records.iter().filter(|r| r.boot != shared.boot).count() as u64;
-                add(&stats.replayed, old);
-                add(&stats.batches, 1);
-                add(&stats.batch_ns_sum, ns);
-                stats.batch_ns_max.fetch_max(ns, Ordering::Relaxed);
-                set(&stats.pending, get(&stats.pending).saturating_sub(sent));
+                add(&stats.delivered, records);
+                add(&stats.duplicates, applied.duplicates);
+                add(&stats.replayed, replayed);
+                add(&stats.rows_written, applied.rows);
+                add(&stats.deliveries, 1);
+                add(&stats.delivery_ns_sum, ns);
+                stats.delivery_ns_max.fetch_max(ns, Ordering::Relaxed);
+                set(&stats.failing_since_ms, 0);
+                let consumed = shared.journal.borrow().bytes_between(cursor.pos, read.next);
+                set(
+                    &stats.backlog_bytes,
+                    get(&stats.backlog_bytes).saturating_sub(consumed),
+                );
                 if !stats.up.swap(true, Ordering::Relaxed) {
                     tracing::info!(sink = kind.name(), "usage sink delivering");
                 }
                 retry = RETRY_MIN;
-                last_flush = Instant::now();
-                if let Err(e) = cursor.advance(next) {
-                    tracing::error!(error = %e, sink = kind.name(), "cannot save a usage cursor");
-                }
-                collect(&shared, index, next);
-                // A sink catching up must not starve the drain (SQLite calls do not yield).
-                tokio::task::yield_now().await;
+                last_delivery = Instant::now();
+                cursor.pos = read.next;
+                save(&shared, index, &cursor, kind).await;
             }
             Err(e) => {
                 add(&stats.errors, 1);
+                set_position(&shared.reading, index, cursor.pos);
+                if get(&stats.failing_since_ms) == 0 {
+                    set(&stats.failing_since_ms, wall_ms());
+                }
                 if stats.up.swap(false, Ordering::Relaxed) || get(&stats.errors) == 1 {
                     tracing::warn!(
                         sink = kind.name(),
                         error = %e,
                         retryable = e.is_retryable(),
-                        "usage sink failing; records wait in the journal"
+                        "usage sink failing; usage waits in the journal"
                     );
+                }
+                if stopping {
+                    break;
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(retry) => {}
-                    _ = done.changed(), if deadline.is_none() => {}
+                    _ = done.changed() => {}
                 }
                 retry = (retry * 2).min(RETRY_MAX);
             }
         }
     }
-    if let Err(e) = cursor.save() {
-        tracing::error!(error = %e, sink = kind.name(), "cannot save a usage cursor");
+}
+
+fn set_position(positions: &RefCell<Vec<Position>>, index: usize, pos: Position) {
+    if let Some(slot) = positions.borrow_mut().get_mut(index) {
+        *slot = pos;
     }
 }
 
-/// Records a sink's new cursor and deletes the segments every sink has passed.
-fn collect(shared: &Shared, index: usize, pos: Position) {
-    let oldest = {
-        let mut cursors = shared.cursors.borrow_mut();
-        if let Some(c) = cursors.get_mut(index) {
-            *c = pos;
+/// Saves a sink's cursor durably (on the blocking pool), then deletes the segments every sink
+/// has durably passed.
+async fn save(shared: &Shared, index: usize, cursor: &Cursor, kind: SinkKind) {
+    let path: PathBuf = cursor.path().to_path_buf();
+    let pos = cursor.pos;
+    match tokio::task::spawn_blocking(move || journal::save_cursor(&path, pos)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, sink = kind.name(), "cannot save a usage cursor");
+            return;
         }
-        cursors.iter().min().copied().unwrap_or(pos)
-    };
+        Err(e) => {
+            tracing::error!(error = %e, sink = kind.name(), "cannot save a usage cursor");
+            return;
+        }
+    }
+    set_position(&shared.saved, index, pos);
+    let oldest = shared.saved.borrow().iter().min().copied().unwrap_or(pos);
     let mut journal = shared.journal.borrow_mut();
     journal.collect(oldest);
     set(&shared.stats.journal_bytes, journal.disk_bytes());
+}
+
+/// One retention turn on the store sink: deletes usage older than `retention`, at most
+/// [`RETENTION_STEPS_PER_TURN`] statements of [`RETENTION_STEP`] rows. When the next turn is due.
+async fn retain(sink: &mut Sink, stats: &SideStats, retention: Duration) -> Option<Instant> {
+    let Some(store) = sink.open_or_connect().await else {
+        return Some(Instant::now() + RETRY_MAX);
+    };
+    if !stats.retention_prepared.swap(true, Ordering::Relaxed) {
+        match store.prepare_retention().await {
+            Ok(true) => tracing::info!("embedded store converted to incremental vacuum"),
+            Ok(false) => {}
+            Err(e) => {
+                stats.retention_prepared.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "usage retention: cannot prepare the store");
+                return Some(Instant::now() + RETENTION_EVERY / 60);
+            }
+        }
+    }
+    let before = wall_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(0));
+    for _ in 0..RETENTION_STEPS_PER_TURN {
+        match store.delete_usage_before(before, RETENTION_STEP).await {
+            Ok(deleted) => {
+                add(&stats.retention_deleted_rows, deleted);
+                if deleted < RETENTION_STEP {
+                    add(&stats.retention_runs, 1);
+                    return Some(Instant::now() + RETENTION_EVERY);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "usage retention failed; retried later");
+                return Some(Instant::now() + RETENTION_EVERY / 60);
+            }
+        }
+    }
+    // More to delete: the next turn comes after the deliveries waiting now.
+    Some(Instant::now())
 }

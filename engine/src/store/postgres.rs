@@ -18,9 +18,12 @@ use rustls::pki_types::pem::PemObject as _;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, NoTls};
 
+use std::collections::HashMap;
+
 use super::{NewKey, StoreError, StoredKey, UsageQuery};
 use crate::access::key::{from_hex, to_hex};
-use crate::usage::record::UsageRecord;
+use crate::usage::apply::{self, Applied};
+use crate::usage::batch::Batch;
 
 /// Every statement and the connection itself must finish within this.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
@@ -55,6 +58,41 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE store_versions (name TEXT PRIMARY KEY, version BIGINT NOT NULL);
      INSERT INTO store_versions VALUES ('keys', 0), ('params', 0);",
+    // 2: usage as exact rollups per minute; each boot's applied end; raw records keyed by the
+    // text record id every sink uses. Rows already stored are rolled up and kept.
+    "CREATE TABLE usage_rollups (
+        minute_ms BIGINT NOT NULL,
+        key_id BIGINT NOT NULL,
+        asset TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        latency_bucket TEXT NOT NULL,
+        node TEXT NOT NULL,
+        requests BIGINT NOT NULL,
+        prices BIGINT NOT NULL,
+        PRIMARY KEY (minute_ms, key_id, asset, protocol, latency_bucket, node)
+     );
+     CREATE INDEX usage_rollups_key ON usage_rollups (key_id, minute_ms);
+     CREATE TABLE usage_progress (
+        boot TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        end_seq BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL
+     );
+     INSERT INTO usage_rollups
+        SELECT (ts_ms / 60000) * 60000, key_id, a.asset, protocol, latency_bucket, node,
+               COUNT(*) FILTER (WHERE a.ord = 1), COUNT(*)
+        FROM usage_logs, unnest(string_to_array(assets, ',')) WITH ORDINALITY AS a(asset, ord)
+        GROUP BY 1, 2, 3, 4, 5, 6;
+     INSERT INTO usage_progress
+        SELECT lpad(to_hex(boot), 16, '0'), MIN(node), MAX(seq) + 1, MAX(ts_ms)
+        FROM usage_logs GROUP BY boot;
+     ALTER TABLE usage_logs ADD COLUMN record_id TEXT;
+     UPDATE usage_logs SET record_id = lpad(to_hex(boot), 16, '0') || '-' || lpad(to_hex(seq), 16, '0');
+     ALTER TABLE usage_logs DROP CONSTRAINT usage_logs_pkey;
+     ALTER TABLE usage_logs DROP COLUMN boot, DROP COLUMN seq;
+     ALTER TABLE usage_logs ALTER COLUMN record_id SET NOT NULL;
+     ALTER TABLE usage_logs ADD PRIMARY KEY (record_id);
+     CREATE INDEX usage_logs_ts ON usage_logs (ts_ms);",
 ];
 
 /// Takes libpq's `sslrootcert=` out of the URL (tokio-postgres does not know it) and maps
@@ -282,44 +320,117 @@ impl PgStore {
         Ok(row.map_or(0, |r| r.get(0)))
     }
 
-    /// Inserts records, skipping ids already stored; returns how many were new.
-    pub async fn insert_usage(&mut self, records: &[UsageRecord]) -> Result<u64, StoreError> {
-        let mut boots = Vec::with_capacity(records.len());
-        let mut seqs = Vec::with_capacity(records.len());
-        let mut keys = Vec::with_capacity(records.len());
-        let mut assets = Vec::with_capacity(records.len());
-        let mut protocols = Vec::with_capacity(records.len());
-        let mut latencies = Vec::with_capacity(records.len());
-        let mut nodes = Vec::with_capacity(records.len());
-        let mut times = Vec::with_capacity(records.len());
-        for r in records {
-            boots.push(r.boot as i64);
-            seqs.push(r.seq as i64);
-            keys.push(r.key_id as i64);
-            assets.push(r.assets.as_str());
-            protocols.push(r.protocol.as_str());
-            latencies.push(r.latency_name());
-            nodes.push(r.node.as_str());
-            times.push(r.ts_ms as i64);
-        }
-        timed(self.client.execute(
-            "INSERT INTO usage_logs (boot, seq, key_id, assets, protocol, latency_bucket, node, ts_ms)
-             SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[])
-             ON CONFLICT (boot, seq) DO NOTHING",
-            &[&boots, &seqs, &keys, &assets, &protocols, &latencies, &nodes, &times],
+    /// Applies a delivery of usage batches in one transaction: the batches this store has not
+    /// applied yet (see [`crate::usage::apply`]) are added to the rollups (and raw records, when
+    /// `raw`), and each boot's applied end moves on with them. Each boot's progress row is
+    /// locked for the transaction; nodes write different boots and different rollup rows (the
+    /// node is part of the key), so they never wait on each other.
+    pub async fn apply_usage(
+        &mut self,
+        batches: &[Batch],
+        raw: bool,
+    ) -> Result<Applied, StoreError> {
+        let tx = timed(self.client.transaction()).await?;
+        let boots = apply::boots(batches);
+        let rows = timed(tx.query(
+            "SELECT boot, end_seq FROM usage_progress WHERE boot = ANY($1) FOR UPDATE",
+            &[&boots],
         ))
-        .await
+        .await?;
+        let progress: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let plan = apply::plan(batches, &progress, raw);
+        if !plan.rollups.is_empty() {
+            let r = &plan.rollups;
+            let minutes: Vec<i64> = r.iter().map(|r| r.minute_ms).collect();
+            let keys: Vec<i64> = r.iter().map(|r| r.key_id).collect();
+            let assets: Vec<&str> = r.iter().map(|r| r.asset.as_str()).collect();
+            let protocols: Vec<&str> = r.iter().map(|r| r.protocol).collect();
+            let latencies: Vec<&str> = r.iter().map(|r| r.latency_bucket).collect();
+            let nodes: Vec<&str> = r.iter().map(|r| r.node.as_str()).collect();
+            let requests: Vec<i64> = r.iter().map(|r| r.requests).collect();
+            let prices: Vec<i64> = r.iter().map(|r| r.prices).collect();
+            timed(tx.execute(
+                "INSERT INTO usage_rollups (minute_ms, key_id, asset, protocol, latency_bucket, node, requests, prices)
+                 SELECT * FROM unnest($1::int8[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[], $8::int8[])
+                 ON CONFLICT (minute_ms, key_id, asset, protocol, latency_bucket, node) DO UPDATE
+                 SET requests = usage_rollups.requests + EXCLUDED.requests, prices = usage_rollups.prices + EXCLUDED.prices",
+                &[&minutes, &keys, &assets, &protocols, &latencies, &nodes, &requests, &prices],
+            ))
+            .await?;
+        }
+        if !plan.raw.is_empty() {
+            let r = &plan.raw;
+            let ids: Vec<&str> = r.iter().map(|r| r.record_id.as_str()).collect();
+            let keys: Vec<i64> = r.iter().map(|r| r.key_id).collect();
+            let assets: Vec<&str> = r.iter().map(|r| r.assets.as_str()).collect();
+            let protocols: Vec<&str> = r.iter().map(|r| r.protocol).collect();
+            let latencies: Vec<&str> = r.iter().map(|r| r.latency_bucket).collect();
+            let nodes: Vec<&str> = r.iter().map(|r| r.node.as_str()).collect();
+            let times: Vec<i64> = r.iter().map(|r| r.ts_ms).collect();
+            timed(tx.execute(
+                "INSERT INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int8[])
+                 ON CONFLICT (record_id) DO NOTHING",
+                &[&ids, &keys, &assets, &protocols, &latencies, &nodes, &times],
+            ))
+            .await?;
+        }
+        if !plan.progress.is_empty() {
+            let p = &plan.progress;
+            let boots: Vec<&str> = p.iter().map(|p| p.boot.as_str()).collect();
+            let nodes: Vec<&str> = p.iter().map(|p| p.node.as_str()).collect();
+            let ends: Vec<i64> = p.iter().map(|p| p.end_seq).collect();
+            let now = crate::node::wall_ms() as i64;
+            timed(tx.execute(
+                "INSERT INTO usage_progress (boot, node, end_seq, updated_ms)
+                 SELECT b, n, e, $4 FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(b, n, e)
+                 ON CONFLICT (boot) DO UPDATE
+                 SET end_seq = GREATEST(usage_progress.end_seq, EXCLUDED.end_seq), updated_ms = EXCLUDED.updated_ms",
+                &[&boots, &nodes, &ends, &now],
+            ))
+            .await?;
+        }
+        timed(tx.commit()).await?;
+        Ok(plan.applied())
     }
 
+    /// Requests answered (the rollups' `requests`), of one key and from one minute on.
     pub async fn count_usage(&mut self, query: &UsageQuery) -> Result<u64, StoreError> {
         let key = query.key_id.map(|k| k as i64);
-        let since = query.since_ms.unwrap_or(0) as i64;
         let row = timed(self.client.query_one(
-            "SELECT COUNT(*) FROM usage_logs WHERE ($1::int8 IS NULL OR key_id = $1) AND ts_ms >= $2",
-            &[&key, &since],
+            "SELECT COALESCE(SUM(requests), 0)::int8 FROM usage_rollups
+             WHERE ($1::int8 IS NULL OR key_id = $1) AND minute_ms >= $2",
+            &[&key, &query.since_minute_ms()],
         ))
         .await?;
         Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// Deletes at most `limit` usage rows older than `before_ms` (rollups by their minute, raw
+    /// records by their time, boots' progress by its last move), each statement a short
+    /// transaction of its own; how many it deleted.
+    pub async fn delete_usage_before(
+        &mut self,
+        before_ms: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        let mut deleted: i64 = 0;
+        for sql in [
+            "DELETE FROM usage_rollups WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM usage_rollups WHERE minute_ms < $1 LIMIT $2))",
+            "DELETE FROM usage_logs WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM usage_logs WHERE ts_ms < $1 LIMIT $2))",
+            "DELETE FROM usage_progress WHERE ctid = ANY(ARRAY(
+                SELECT ctid FROM usage_progress WHERE updated_ms < $1 LIMIT $2))",
+        ] {
+            let left = i64::try_from(limit).unwrap_or(i64::MAX) - deleted;
+            if left <= 0 {
+                break;
+            }
+            deleted += timed(self.client.execute(sql, &[&before, &left])).await? as i64;
+        }
+        Ok(deleted as u64)
     }
 
     pub async fn params(&mut self) -> Result<Vec<(String, String)>, StoreError> {

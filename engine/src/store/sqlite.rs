@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use std::collections::HashMap;
+
 use super::{NewKey, StoreError, StoredKey, UsageQuery};
 use crate::access::key::{from_hex, to_hex};
-use crate::usage::record::UsageRecord;
+use crate::usage::apply::{self, Applied};
+use crate::usage::batch::Batch;
 
 /// Each migration, in order; `schema_migrations` records which have run.
 const MIGRATIONS: &[&str] = &[
@@ -41,20 +44,63 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE TABLE store_versions (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
      INSERT INTO store_versions VALUES ('keys', 0), ('params', 0);",
+    // 2: usage as exact rollups per minute; each boot's applied end; raw records keyed by the
+    // text record id every sink uses. Rows already stored are rolled up and kept.
+    "CREATE TABLE usage_rollups (
+        minute_ms INTEGER NOT NULL,
+        key_id INTEGER NOT NULL,
+        asset TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        latency_bucket TEXT NOT NULL,
+        node TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        prices INTEGER NOT NULL,
+        PRIMARY KEY (minute_ms, key_id, asset, protocol, latency_bucket, node)
+     ) WITHOUT ROWID;
+     CREATE INDEX usage_rollups_key ON usage_rollups (key_id, minute_ms);
+     CREATE TABLE usage_progress (
+        boot TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        end_seq INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO usage_rollups
+        SELECT (ts_ms / 60000) * 60000, key_id, j.value, protocol, latency_bucket, node,
+               SUM(j.key = 0), COUNT(*)
+        FROM usage_logs, json_each('[\"' || replace(assets, ',', '\",\"') || '\"]') AS j
+        GROUP BY 1, 2, 3, 4, 5, 6;
+     INSERT INTO usage_progress
+        SELECT printf('%016x', boot), MIN(node), MAX(seq) + 1, MAX(ts_ms) FROM usage_logs GROUP BY boot;
+     CREATE TABLE usage_logs_v2 (
+        record_id TEXT PRIMARY KEY,
+        key_id INTEGER NOT NULL,
+        assets TEXT NOT NULL,
+        protocol TEXT NOT NULL,
+        latency_bucket TEXT NOT NULL,
+        node TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO usage_logs_v2
+        SELECT printf('%016x-%016x', boot, seq), key_id, assets, protocol, latency_bucket, node, ts_ms
+        FROM usage_logs;
+     DROP TABLE usage_logs;
+     ALTER TABLE usage_logs_v2 RENAME TO usage_logs;
+     CREATE INDEX usage_logs_ts ON usage_logs (ts_ms);
+     CREATE INDEX usage_logs_key_ts ON usage_logs (key_id, ts_ms);",
 ];
 
-/// Rows per `INSERT` statement (8 parameters each, far below SQLite's limit).
+/// Raw rows per `INSERT` statement (7 parameters each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 50;
 
-/// `INSERT OR IGNORE … VALUES (…), (…)` for `rows` rows. Only two lengths occur per batch
-/// (full chunks and the rest), so the statement cache keeps them.
-fn insert_sql(rows: usize) -> &'static str {
+/// `INSERT OR IGNORE … VALUES (…), (…)` of raw records for `rows` rows. Only two lengths occur
+/// per delivery (full chunks and the rest), so the statement cache keeps them.
+fn insert_raw_sql(rows: usize) -> &'static str {
     static FULL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static SHORTER: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let build = |n: usize| {
-        let row = "(?, ?, ?, ?, ?, ?, ?, ?)";
+        let row = "(?, ?, ?, ?, ?, ?, ?)";
         format!(
-            "INSERT OR IGNORE INTO usage_logs (boot, seq, key_id, assets, protocol, latency_bucket, node, ts_ms) VALUES {}",
+            "INSERT OR IGNORE INTO usage_logs (record_id, key_id, assets, protocol, latency_bucket, node, ts_ms) VALUES {}",
             vec![row; n.max(1)].join(", ")
         )
     };
@@ -72,6 +118,9 @@ fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
         source,
     }
 }
+
+/// How long a call waits for another process's write (`beast keys create`) to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
     conn: Connection,
@@ -98,13 +147,17 @@ impl SqliteStore {
     }
 
     fn configure(&mut self) -> Result<(), StoreError> {
-        // WAL lets readers and one writer work at once; NORMAL sync is durable across a process
-        // crash (the usage journal covers power loss until the next checkpoint).
+        // WAL lets readers and one writer work at once. FULL sync makes every commit durable
+        // before it returns, so the journal segments a commit covers may be deleted: usage
+        // commits are a few a second, keys and parameters rarer. Incremental vacuum (taken
+        // only by a new file) lets retention hand freed pages back in small steps.
         self.conn
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| self.err(e))?;
         self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .execute_batch(
+                "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
+            )
             .map_err(|e| self.err(e))
     }
 
@@ -245,49 +298,156 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Inserts records in one transaction, skipping ids already stored; returns how many were new.
-    pub fn insert_usage(&mut self, records: &[UsageRecord]) -> Result<u64, StoreError> {
+    /// Applies a delivery of usage batches in one transaction: the batches this store has not
+    /// applied yet (see [`crate::usage::apply`]) are added to the rollups (and raw records, when
+    /// `raw`), and each boot's applied end moves on with them.
+    pub fn apply_usage(&mut self, batches: &[Batch], raw: bool) -> Result<Applied, StoreError> {
         let err = failed(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
-        let mut inserted = 0;
-        // Rows go in statements of ROWS_PER_INSERT: one statement step per row costs SQLite
-        // about as much as the row itself.
-        for chunk in records.chunks(ROWS_PER_INSERT) {
-            let mut statement = tx.prepare_cached(insert_sql(chunk.len())).map_err(err)?;
-            let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
-            let numbers: Vec<[i64; 4]> = chunk
-                .iter()
-                .map(|r| [r.boot as i64, r.seq as i64, r.key_id as i64, r.ts_ms as i64])
-                .collect();
-            let names: Vec<[&str; 2]> = chunk
-                .iter()
-                .map(|r| [r.protocol.as_str(), r.latency_name()])
-                .collect();
-            for ((r, n), t) in chunk.iter().zip(&numbers).zip(&names) {
-                values.extend_from_slice(&[
-                    &n[0], &n[1], &n[2], &r.assets, &t[0], &t[1], &r.node, &n[3],
-                ]);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut progress = HashMap::new();
+        {
+            let mut read = tx
+                .prepare_cached("SELECT end_seq FROM usage_progress WHERE boot = ?1")
+                .map_err(err)?;
+            for boot in apply::boots(batches) {
+                if let Some(end) = read
+                    .query_row([&boot], |r| r.get::<_, i64>(0))
+                    .optional()
+                    .map_err(err)?
+                {
+                    progress.insert(boot, end);
+                }
             }
-            inserted += statement
-                .execute(rusqlite::params_from_iter(values))
-                .map_err(err)? as u64;
+        }
+        let plan = apply::plan(batches, &progress, raw);
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO usage_rollups (minute_ms, key_id, asset, protocol, latency_bucket, node, requests, prices)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (minute_ms, key_id, asset, protocol, latency_bucket, node)
+                     DO UPDATE SET requests = requests + excluded.requests, prices = prices + excluded.prices",
+                )
+                .map_err(err)?;
+            for r in &plan.rollups {
+                upsert
+                    .execute(params![
+                        r.minute_ms,
+                        r.key_id,
+                        r.asset,
+                        r.protocol,
+                        r.latency_bucket,
+                        r.node,
+                        r.requests,
+                        r.prices
+                    ])
+                    .map_err(err)?;
+            }
+            // Raw rows go in statements of ROWS_PER_INSERT: one statement step per row costs
+            // SQLite about as much as the row itself.
+            for chunk in plan.raw.chunks(ROWS_PER_INSERT) {
+                let mut statement = tx
+                    .prepare_cached(insert_raw_sql(chunk.len()))
+                    .map_err(err)?;
+                let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 7);
+                for r in chunk {
+                    values.extend_from_slice(&[
+                        &r.record_id,
+                        &r.key_id,
+                        &r.assets,
+                        &r.protocol,
+                        &r.latency_bucket,
+                        &r.node,
+                        &r.ts_ms,
+                    ]);
+                }
+                statement
+                    .execute(rusqlite::params_from_iter(values))
+                    .map_err(err)?;
+            }
+            let mut moved = tx
+                .prepare_cached(
+                    "INSERT INTO usage_progress (boot, node, end_seq, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (boot) DO UPDATE SET end_seq = MAX(end_seq, excluded.end_seq), updated_ms = excluded.updated_ms",
+                )
+                .map_err(err)?;
+            let now = crate::node::wall_ms() as i64;
+            for p in &plan.progress {
+                moved
+                    .execute(params![p.boot, p.node, p.end_seq, now])
+                    .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
-        Ok(inserted)
+        Ok(plan.applied())
     }
 
+    /// Requests answered (the rollups' `requests`), of one key and from one minute on.
     pub fn count_usage(&mut self, query: &UsageQuery) -> Result<u64, StoreError> {
         self.conn
             .query_row(
-                "SELECT COUNT(*) FROM usage_logs WHERE (?1 IS NULL OR key_id = ?1) AND ts_ms >= ?2",
-                params![
-                    query.key_id.map(|k| k as i64),
-                    query.since_ms.unwrap_or(0) as i64
-                ],
+                "SELECT COALESCE(SUM(requests), 0) FROM usage_rollups
+                 WHERE (?1 IS NULL OR key_id = ?1) AND minute_ms >= ?2",
+                params![query.key_id.map(|k| k as i64), query.since_minute_ms()],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
             .map_err(|e| self.err(e))
+    }
+
+    /// Deletes at most `limit` usage rows older than `before_ms` (rollups by their minute, raw
+    /// records by their time, boots' progress by its last move); how many it deleted. Freed
+    /// pages go back to the file system a few at a time.
+    pub fn delete_usage_before(&mut self, before_ms: u64, limit: u64) -> Result<u64, StoreError> {
+        let err = failed(&self.path);
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        for sql in [
+            "DELETE FROM usage_rollups WHERE (minute_ms, key_id, asset, protocol, latency_bucket, node) IN
+                (SELECT minute_ms, key_id, asset, protocol, latency_bucket, node FROM usage_rollups
+                 WHERE minute_ms < ?1 LIMIT ?2)",
+            "DELETE FROM usage_logs WHERE record_id IN
+                (SELECT record_id FROM usage_logs WHERE ts_ms < ?1 LIMIT ?2)",
+            "DELETE FROM usage_progress WHERE boot IN
+                (SELECT boot FROM usage_progress WHERE updated_ms < ?1 LIMIT ?2)",
+        ] {
+            let left = limit - deleted;
+            if left <= 0 {
+                break;
+            }
+            deleted += self
+                .conn
+                .execute(sql, params![before, left])
+                .map_err(err)? as i64;
+        }
+        if deleted > 0 {
+            self.conn
+                .execute_batch("PRAGMA incremental_vacuum(256)")
+                .map_err(err)?;
+        }
+        Ok(deleted as u64)
+    }
+
+    /// A file made before incremental vacuum (auto_vacuum off) is converted once, by a full
+    /// VACUUM: it holds the database for as long as it takes, so retention does it off the
+    /// serving path, and deliveries wait in the journal meanwhile. True when it ran.
+    pub fn enable_incremental_vacuum(&mut self) -> Result<bool, StoreError> {
+        let err = failed(&self.path);
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .map_err(err)?;
+        if mode == 2 {
+            return Ok(false);
+        }
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            .map_err(err)?;
+        Ok(true)
     }
 
     pub fn params(&mut self) -> Result<Vec<(String, String)>, StoreError> {
@@ -326,35 +486,144 @@ mod tests {
     use super::*;
     use crate::access::{ApiKey, Tier};
 
+    use crate::usage::batch::tests::sample;
+
+    fn rollup_rows(store: &SqliteStore) -> i64 {
+        store
+            .conn
+            .query_row("SELECT COUNT(*) FROM usage_rollups", [], |r| r.get(0))
+            .unwrap()
+    }
+
     #[test]
-    fn usage_rows_are_inserted_once() {
+    fn usage_batches_are_applied_once() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SqliteStore::open(dir.path()).unwrap();
-        let record = |seq| UsageRecord {
-            boot: u64::MAX - 1, // stored as a negative i64 and back
-            seq,
-            key_id: seq % 3,
-            ts_ms: 1_000 + seq,
-            protocol: crate::usage::Protocol::Http,
-            latency: 1,
-            node: "n".into(),
-            assets: "BTC".into(),
-        };
-        let first: Vec<UsageRecord> = (0..120).map(record).collect();
-        assert_eq!(store.insert_usage(&first).unwrap(), 120);
-        let again: Vec<UsageRecord> = (60..180).map(record).collect();
+        let first = store
+            .apply_usage(&[sample(0, 5), sample(5, 5)], true)
+            .unwrap();
+        assert_eq!((first.applied, first.duplicates, first.rows), (10, 0, 4));
+        let again = store
+            .apply_usage(&[sample(5, 5), sample(10, 2)], true)
+            .unwrap();
         assert_eq!(
-            store.insert_usage(&again).unwrap(),
-            60,
-            "the repeats are no-ops"
+            (again.applied, again.duplicates),
+            (2, 5),
+            "the repeat is a no-op"
+        );
+        assert_eq!(
+            rollup_rows(&store),
+            2,
+            "one row per minute, key, asset, protocol"
         );
         let all = UsageQuery::default();
-        assert_eq!(store.count_usage(&all).unwrap(), 180);
-        let key = UsageQuery {
-            key_id: Some(0),
-            since_ms: Some(1_090),
+        assert_eq!(store.count_usage(&all).unwrap(), 12);
+        let other_key = UsageQuery {
+            key_id: Some(4),
+            since_ms: None,
         };
-        assert_eq!(store.count_usage(&key).unwrap(), 30);
+        assert_eq!(store.count_usage(&other_key).unwrap(), 0);
+        // `since` counts from the start of its minute.
+        let since = UsageQuery {
+            key_id: Some(3),
+            since_ms: Some(1_764_000_059_999),
+        };
+        assert_eq!(store.count_usage(&since).unwrap(), 12);
+        let later = UsageQuery {
+            key_id: None,
+            since_ms: Some(1_764_000_060_000),
+        };
+        assert_eq!(store.count_usage(&later).unwrap(), 0);
+        let raw: i64 = store
+            .conn
+            .query_row("SELECT COUNT(*) FROM usage_logs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(raw, 3, "one raw record per batch in the sample");
+    }
+
+    #[test]
+    fn retention_deletes_only_old_rows_in_bounded_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let mut old = sample(0, 1);
+        old.rollups.iter_mut().for_each(|r| r.minute_ms = 60_000);
+        old.raw[0].ts_ms = 60_001;
+        store.apply_usage(&[old, sample(1, 1)], true).unwrap();
+        assert_eq!(rollup_rows(&store), 4);
+        assert_eq!(
+            store.delete_usage_before(1_000_000, 1).unwrap(),
+            1,
+            "bounded"
+        );
+        assert_eq!(store.delete_usage_before(1_000_000, 100).unwrap(), 2);
+        assert_eq!(store.delete_usage_before(1_000_000, 100).unwrap(), 0);
+        assert_eq!(rollup_rows(&store), 2, "the recent minute is kept");
+        assert_eq!(store.count_usage(&UsageQuery::default()).unwrap(), 1);
+        assert!(
+            !store.enable_incremental_vacuum().unwrap(),
+            "new files have it"
+        );
+    }
+
+    /// A store written by the previous version (one row per request) keeps its counts.
+    #[test]
+    fn migration_2_rolls_up_existing_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("beast.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 0);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO usage_logs VALUES
+                    (-2, 0, 5, 'BTC', 'http', 'lt100us', 'n', 60500),
+                    (-2, 1, 5, 'BTC,ETH', 'http', 'lt100us', 'n', 61000),
+                    (7, 0, 6, '*', 'udp', 'lt1ms', 'm', 125000);",
+            )
+            .unwrap();
+        }
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.count_usage(&UsageQuery::default()).unwrap(), 3);
+        let rows: Vec<(i64, String, i64, i64)> = store
+            .conn
+            .prepare("SELECT minute_ms, asset, requests, prices FROM usage_rollups ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (60_000, "BTC".into(), 2, 2),
+                (60_000, "ETH".into(), 0, 1),
+                (120_000, "*".into(), 1, 1)
+            ]
+        );
+        let ids: Vec<String> = store
+            .conn
+            .prepare("SELECT record_id FROM usage_logs ORDER BY 1")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            ids,
+            [
+                "0000000000000007-0000000000000000",
+                "fffffffffffffffe-0000000000000000",
+                "fffffffffffffffe-0000000000000001"
+            ]
+        );
+        // Their boots count as applied: a journal replaying them adds nothing.
+        let mut replay = sample(0, 2);
+        replay.boot = u64::MAX - 1;
+        let applied = store.apply_usage(&[replay], false).unwrap();
+        assert_eq!((applied.applied, applied.duplicates), (0, 2));
     }
 
     #[test]

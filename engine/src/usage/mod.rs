@@ -1,14 +1,19 @@
-//! Usage metering: every request answered with prices becomes one usage record.
+//! Usage metering: every request answered with prices is one usage record, and what is stored
+//! are exact counts of them per (minute, key, asset, protocol, latency bucket, node): what the
+//! stores hold grows with the keys and assets in use, not with the request rate.
 //!
 //! The path of a record: the reactor that answered pushes a `Copy` [`UsageEvent`] into its own
-//! SPSC ring ([`Meter`], no lock, no allocation); the side thread drains every ring, gives each
-//! record its id and appends it to the on-disk [`journal`]; each configured sink (SQLite,
-//! PostgreSQL, SQS) reads the journal from its own saved cursor and advances the cursor only
-//! after the sink accepted the batch. A sink that is down just falls behind; nothing is lost or
-//! written twice (record ids make every insert idempotent).
+//! SPSC ring ([`Meter`], no lock, no allocation); every 5 ms the side thread drains every ring,
+//! gives each record its id and rolls the drain's records up into one [`batch`] appended to the
+//! on-disk [`journal`]; each configured sink (SQLite, PostgreSQL, SQS) reads the journal from
+//! its own saved cursor and moves the cursor only once the sink made the batches durable. A
+//! sink that is down just falls behind; nothing is lost or counted twice (a store applies each
+//! batch at most once: [`apply`]).
 
+pub mod apply;
+pub mod batch;
+pub mod builder;
 pub mod journal;
-pub mod record;
 pub mod sink;
 
 use crate::price::AssetId;
@@ -24,7 +29,7 @@ pub const MAX_REQUEST_ASSETS: usize = 64;
 pub const RING_EVENTS: usize = 64 * 1024;
 
 /// How a request arrived.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Protocol {
     Http = 0,

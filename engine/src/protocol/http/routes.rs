@@ -359,7 +359,8 @@ fn assets(
     Reply::ok(true)
 }
 
-/// 200 while serving; 503 while starting (no price yet) or shutting down.
+/// 200 while serving (`degraded`, with the reasons, when something around serving needs an
+/// operator: the prices are still right); 503 while starting (no price yet) or shutting down.
 fn health(
     _head: &Head<'_>,
     node: &Node,
@@ -368,10 +369,14 @@ fn health(
     _priced: &mut AssetList,
 ) -> Reply {
     let facts = node.facts(fresh.now_ms);
+    let mut degraded = false;
+    node.side.degraded(fresh.now_ms, |_| degraded = true);
     let status = if facts.draining {
         "draining"
     } else if facts.priced == 0 {
         "starting"
+    } else if degraded {
+        "degraded"
     } else {
         "serving"
     };
@@ -395,9 +400,23 @@ fn health(
     body.put_u64(facts.priced as u64);
     body.put(b",\"stale\":");
     body.put_u64(facts.stale as u64);
+    if degraded {
+        body.put(b",\"degraded\":[");
+        let mut first = true;
+        node.side.degraded(fresh.now_ms, |reason| {
+            if !first {
+                body.put(b",");
+            }
+            first = false;
+            body.put(b"\"");
+            body.put(reason.as_str().as_bytes());
+            body.put(b"\"");
+        });
+        body.put(b"]");
+    }
     write_feeds(body, node, fresh.now_ms);
     body.put(b"}");
-    let serving = status == "serving";
+    let serving = matches!(status, "serving" | "degraded");
     Reply {
         status: if serving {
             Status::Ok

@@ -1,12 +1,15 @@
-//! Where usage records are delivered: the configured store (embedded SQLite, or PostgreSQL)
-//! and, when configured, an SQS queue. Each sink reads the journal on its own cursor.
+//! Where usage is delivered: the configured store (embedded SQLite, or PostgreSQL) and, when
+//! configured, an SQS queue. Each sink reads the journal on its own cursor.
 
 pub mod sqs;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use crate::store::{Store, StoreError};
-use crate::usage::record::UsageRecord;
+use crate::usage::apply::Applied;
+use crate::usage::batch::Batch;
 use sqs::{SqsClient, SqsError};
 
 /// The sinks a node can have, in the order `/metrics` lists them.
@@ -28,11 +31,23 @@ impl SinkKind {
         }
     }
 
-    /// Rows per delivery: PostgreSQL's micro-batch is 300 rows; SQS sends them 10 per call.
-    /// SQLite runs on the side thread itself, so its transactions stay short (300 rows, about
-    /// half a millisecond) lest they hold up a reactor sharing the core.
-    pub fn batch(self) -> usize {
-        300
+    /// Most batches per delivery. A store merges them into one transaction of rollups (a few
+    /// rows per key and asset, however many requests); SQS sends each as one message, 10 per
+    /// call, [`sqs::CONCURRENT_CALLS`] calls at a time.
+    pub fn batches(self) -> usize {
+        match self {
+            SinkKind::Sqlite | SinkKind::Postgres => 2_000,
+            SinkKind::Sqs => sqs::BATCH * sqs::CONCURRENT_CALLS,
+        }
+    }
+
+    /// How long a sink lets batches gather before a delivery: the stores' rows per second are
+    /// the distinct rollups per interval, not the requests.
+    pub fn flush_every(self) -> Duration {
+        match self {
+            SinkKind::Sqlite | SinkKind::Postgres => Duration::from_secs(1),
+            SinkKind::Sqs => Duration::from_millis(250),
+        }
     }
 }
 
@@ -59,13 +74,15 @@ pub enum Sink {
         kind: SinkKind,
         database_url: Option<String>,
         data_dir: PathBuf,
+        /// Write raw records too (audits).
+        raw: bool,
         store: Option<Store>,
     },
     Sqs(SqsClient),
 }
 
 impl Sink {
-    pub fn store(database_url: Option<String>, data_dir: PathBuf) -> Sink {
+    pub fn store(database_url: Option<String>, data_dir: PathBuf, raw: bool) -> Sink {
         Sink::Store {
             kind: if database_url.is_some() {
                 SinkKind::Postgres
@@ -74,6 +91,7 @@ impl Sink {
             },
             database_url,
             data_dir,
+            raw,
             store: None,
         }
     }
@@ -85,12 +103,13 @@ impl Sink {
         }
     }
 
-    /// Delivers records; `Ok(n)`: n of them were new to the sink (the rest were there already).
-    pub async fn deliver(&mut self, records: &[UsageRecord]) -> Result<u64, SinkError> {
+    /// Delivers batches; once it returns `Ok` they are durable in the sink.
+    pub async fn deliver(&mut self, batches: Vec<Batch>) -> Result<Applied, SinkError> {
         match self {
             Sink::Store {
                 database_url,
                 data_dir,
+                raw,
                 store,
                 ..
             } => {
@@ -99,10 +118,10 @@ impl Sink {
                     *store = Some(Store::open(database_url.as_deref(), data_dir).await?);
                 }
                 let Some(open) = store.as_mut() else {
-                    return Ok(0);
+                    return Ok(Applied::default());
                 };
-                match open.insert_usage(records).await {
-                    Ok(n) => Ok(n),
+                match open.apply_usage(batches, *raw).await {
+                    Ok(applied) => Ok(applied),
                     Err(e) => {
                         // Reconnect next time: a dropped connection may look like any error.
                         if e.is_retryable() {
@@ -113,9 +132,33 @@ impl Sink {
                 }
             }
             Sink::Sqs(client) => {
-                client.send(records).await?;
-                Ok(records.len() as u64)
+                let records = batches.iter().map(|b| b.records).sum();
+                let messages = batches.len() as u64;
+                client.send(&batches).await?;
+                Ok(Applied {
+                    applied: records,
+                    duplicates: 0,
+                    rows: messages,
+                })
             }
         }
+    }
+
+    /// The store, opened if need be (for retention); none for SQS or while it cannot be
+    /// reached.
+    pub async fn open_or_connect(&mut self) -> Option<&mut Store> {
+        let Sink::Store {
+            database_url,
+            data_dir,
+            store,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        if store.as_ref().is_none_or(Store::is_closed) {
+            *store = Store::open(database_url.as_deref(), data_dir).await.ok();
+        }
+        store.as_mut()
     }
 }

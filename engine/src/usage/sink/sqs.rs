@@ -1,10 +1,14 @@
-//! Usage records to an SQS queue: `SendMessageBatch` (10 messages a call) over the SQS JSON
-//! protocol, signed with SigV4, sent with ureq on tokio's blocking pool so the side thread's
-//! event loop never waits on the network.
+//! Usage to an SQS queue: `SendMessageBatch` over the SQS JSON protocol, signed with SigV4, sent
+//! with ureq on tokio's blocking pool so the side thread's event loop never waits on the
+//! network.
 //!
-//! One message per record, its body the record as JSON. SQS standard queues deliver at least
-//! once, so consumers deduplicate by `record_id`; on a FIFO queue (`.fifo`) the record id is the
-//! deduplication id, and SQS drops a repeat within its 5-minute window.
+//! One message per journal batch ([`Batch::to_json`]: the rollups of up to a drain's worth of
+//! requests, and their raw records when those are on), at most 10 messages and 256 KiB a call:
+//! at full load that is a few calls a second, not one per request. SQS standard queues deliver
+//! at least once, so consumers deduplicate by `batch_id`; on a FIFO queue (`.fifo`) the batch id
+//! is the deduplication id, and SQS drops a repeat within its 5-minute window. FIFO messages are
+//! spread over 16 message groups per boot, so the per-group limit does not cap a node's rate;
+//! order within a boot is not needed (each batch carries its id range).
 //!
 //! Credentials: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), else the
 //! container credentials endpoint ECS/Fargate provides (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI`).
@@ -16,10 +20,14 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 
-use crate::usage::record::UsageRecord;
+use crate::usage::batch::Batch;
 
 /// Messages per `SendMessageBatch`: the API's maximum.
 pub const BATCH: usize = 10;
+/// Bytes of message bodies per `SendMessageBatch` (and so per message): the API's maximum.
+pub const CALL_BYTES: usize = 256 * 1024;
+/// FIFO message groups per boot.
+const GROUPS: u64 = 16;
 /// Each call must finish within this.
 pub const TIMEOUT: Duration = Duration::from_secs(3);
 /// `SendMessageBatch` calls in flight at once: one call is a network round trip, so a
@@ -90,30 +98,55 @@ impl SqsClient {
         }
     }
 
-    /// Sends every record, 10 per call, [`CONCURRENT_CALLS`] calls at a time; entries SQS
-    /// refused are sent again (up to 3 times). Any failure fails the whole delivery, which is
-    /// then retried from the journal (a FIFO queue drops the repeats; consumers of a standard
-    /// queue deduplicate by `record_id`).
-    pub async fn send(&self, records: &[UsageRecord]) -> Result<(), SqsError> {
-        let chunks: Vec<&[UsageRecord]> = records.chunks(BATCH).collect();
-        for wave in chunks.chunks(CONCURRENT_CALLS) {
-            let mut calls = tokio::task::JoinSet::new();
-            for chunk in wave {
-                let client = self.clone();
-                let bodies: Vec<(String, String)> = chunk
-                    .iter()
-                    .map(|r| (r.record_id(), message_body(r)))
-                    .collect();
-                calls.spawn_blocking(move || client.send_blocking(bodies));
+    /// Sends every batch as one message, packed into calls of at most [`BATCH`] messages and
+    /// [`CALL_BYTES`], [`CONCURRENT_CALLS`] calls at a time; entries SQS refused are sent again
+    /// (up to 3 times). Any failure fails the whole delivery, which is then retried from the
+    /// journal (a FIFO queue drops the repeats; consumers of a standard queue deduplicate by
+    /// `batch_id`).
+    pub async fn send(&self, batches: &[Batch]) -> Result<(), SqsError> {
+        let mut calls: Vec<Vec<Entry>> = Vec::new();
+        let mut bytes = 0;
+        for batch in batches {
+            let body = batch.to_json();
+            let group = batch
+                .first_seq
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_shr(60)
+                % GROUPS;
+            let entry = Entry {
+                id: batch.id().to_string(),
+                group: format!("{:016x}-{group:x}", batch.boot),
+                body,
+            };
+            let full = calls
+                .last()
+                .is_none_or(|call| call.len() >= BATCH || bytes + entry.body.len() > CALL_BYTES);
+            if full {
+                calls.push(Vec::new());
+                bytes = 0;
             }
-            while let Some(done) = calls.join_next().await {
+            bytes += entry.body.len();
+            if let Some(call) = calls.last_mut() {
+                call.push(entry);
+            }
+        }
+        let mut calls = calls.into_iter();
+        loop {
+            let mut wave = tokio::task::JoinSet::new();
+            for entries in calls.by_ref().take(CONCURRENT_CALLS) {
+                let client = self.clone();
+                wave.spawn_blocking(move || client.send_blocking(entries));
+            }
+            if wave.is_empty() {
+                return Ok(());
+            }
+            while let Some(done) = wave.join_next().await {
                 done.map_err(|e| SqsError::Transport(e.to_string()))??;
             }
         }
-        Ok(())
     }
 
-    fn send_blocking(&self, mut pending: Vec<(String, String)>) -> Result<(), SqsError> {
+    fn send_blocking(&self, mut pending: Vec<Entry>) -> Result<(), SqsError> {
         for _ in 0..3 {
             let failed = self.send_batch(&pending)?;
             if failed.is_empty() {
@@ -124,7 +157,7 @@ impl SqsClient {
                 .first()
                 .map(|(id, why)| format!("{id}: {why}"))
                 .unwrap_or_default();
-            pending.retain(|(id, _)| failed.iter().any(|(f, _)| *f == entry_id(id)));
+            pending.retain(|e| failed.iter().any(|(f, _)| *f == entry_id(&e.id)));
             if pending.is_empty() {
                 return Err(SqsError::Partial {
                     failed: failed.len(),
@@ -141,16 +174,16 @@ impl SqsClient {
     }
 
     /// One `SendMessageBatch`; returns the ids (and reasons) of entries refused.
-    fn send_batch(&self, entries: &[(String, String)]) -> Result<Vec<(String, String)>, SqsError> {
+    fn send_batch(&self, entries: &[Entry]) -> Result<Vec<(String, String)>, SqsError> {
         let entries: Vec<serde_json::Value> = entries
             .iter()
-            .map(|(id, body)| {
-                let mut entry = serde_json::json!({ "Id": entry_id(id), "MessageBody": body });
+            .map(|e| {
+                let mut entry = serde_json::json!({ "Id": entry_id(&e.id), "MessageBody": e.body });
                 if self.fifo
                     && let Some(fields) = entry.as_object_mut()
                 {
-                    fields.insert("MessageDeduplicationId".into(), id.clone().into());
-                    fields.insert("MessageGroupId".into(), "usage".into());
+                    fields.insert("MessageDeduplicationId".into(), e.id.clone().into());
+                    fields.insert("MessageGroupId".into(), e.group.clone().into());
                 }
                 entry
             })
@@ -232,23 +265,17 @@ impl SqsClient {
     }
 }
 
-/// Batch entry ids allow letters, digits, `-` and `_` only.
-fn entry_id(record_id: &str) -> String {
-    record_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
+/// One message of a call.
+struct Entry {
+    /// The batch id: the deduplication id on FIFO queues.
+    id: String,
+    group: String,
+    body: String,
 }
 
-/// The message body: the record as JSON.
-pub fn message_body(r: &UsageRecord) -> String {
-    serde_json::json!({
-        "record_id": r.record_id(),
-        "key_id": r.key_id,
-        "assets": r.assets,
-        "protocol": r.protocol.as_str(),
-        "latency_bucket": r.latency_name(),
-        "node": r.node,
-        "ts_ms": r.ts_ms,
-    })
-    .to_string()
+/// Batch entry ids allow letters, digits, `-` and `_` only.
+fn entry_id(batch_id: &str) -> String {
+    batch_id.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_")
 }
 
 /// Environment credentials, else the ECS/Fargate container endpoint.
