@@ -9,7 +9,8 @@
 # another machine would be), sharing it with the load generator and the side thread.
 # PG_NICE=1 renices the PostgreSQL backends serving beast to 19, standing in for a database
 # on other machines (as Aurora is): then only beast's own metering work competes with serving.
-# Prints one JSON line per run and a summary; results/metering-<date>[-pgnice].jsonl keeps them.
+# Prints one JSON line per run (throughput, p99, rows the sink wrote per second, the embedded
+# store's size after the run) and a summary; results/metering-<date>[-pgnice].jsonl keeps them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${1:-3}
@@ -92,16 +93,22 @@ for rep in $(seq "$REPS"); do
       sink=$SINK
       if [[ $sink == journal ]]; then sink=postgres; fi
       delivered=$(metric "beast_usage_sink_delivered_total{sink=\"$sink\"}")
-      depth=$(metric "beast_usage_sink_queue_depth{sink=\"$sink\"}")
+      backlog=$(metric "beast_usage_sink_backlog_bytes{sink=\"$sink\"}")
+      rows=$(metric "beast_usage_sink_rows_written_total{sink=\"$sink\"}")
       kill -TERM "$SERVER"; wait "$SERVER" || true
-      python3 - "$work/r.json" "$mode" "$form" "$rep" "${delivered:-0}" "${depth:-0}" \
-        "$((r1 - r0))" "$((s1 - s0))" "$((p1 - p0))" <<'EOF' | tee -a "$OUT"
+      store=$( (cat "$work"/data/beast.db* 2>/dev/null || true) | wc -c)
+      python3 - "$work/r.json" "$mode" "$form" "$rep" "${delivered:-0}" "${backlog:-0}" \
+        "$((r1 - r0))" "$((s1 - s0))" "$((p1 - p0))" "${rows:-0}" "$store" "$DURATION" <<'EOF' | tee -a "$OUT"
 import json, sys
 r = json.load(open(sys.argv[1]))
+seconds = float(sys.argv[12].rstrip("s")) + 1  # the measured duration and the warm-up
 print(json.dumps({"metering": sys.argv[2], "form": sys.argv[3], "rep": int(sys.argv[4]),
                   "rps": round(r["achieved_rps"]), "p99_us": r["latency_us"]["p99"],
                   "errors": sum(r["errors"].values()),
-                  "sink_delivered": float(sys.argv[5]), "sink_queue_depth": float(sys.argv[6]),
+                  "sink_delivered": float(sys.argv[5]), "sink_backlog_bytes": float(sys.argv[6]),
+                  # rows the sink wrote per second of load, and the embedded store's size after
+                  "rows_per_s": round(float(sys.argv[10]) / seconds, 1),
+                  "store_bytes": int(sys.argv[11]),
                   # CPU seconds over the run (warm-up included): reactor, side thread, database
                   "cpu_reactor_s": int(sys.argv[7]) / 100, "cpu_side_s": int(sys.argv[8]) / 100,
                   "cpu_postgres_s": int(sys.argv[9]) / 100}))
@@ -120,5 +127,7 @@ for form in ("http", "udp"):
         if "on" in pick and "off" in pick:
             ratios.append(pick["on"]["rps"] / pick["off"]["rps"])
     if ratios:
-        print(f"{form}: metering on / off = {statistics.median(ratios):.3f} (median of {len(ratios)} paired runs: {', '.join(f'{x:.3f}' for x in ratios)})")
+        on = [r for r in rows if r["form"] == form and r["metering"] == "on"]
+        print(f"{form}: metering on / off = {statistics.median(ratios):.3f} (median of {len(ratios)} paired runs: {', '.join(f'{x:.3f}' for x in ratios)}); "
+              f"rows written {statistics.median(r['rows_per_s'] for r in on):.1f}/s, store {max(r['store_bytes'] for r in on)} bytes")
 EOF

@@ -29,7 +29,7 @@ settings_group! {
         /// How often the usage journal is fsynced, ms (0: every write). A process crash loses no journaled record either way; a machine crash loses at most this much.
         journal_fsync_ms: Int<0, 60_000> = Int::new(1_000), env = "BEAST_JOURNAL_FSYNC_MS";
         /// Most bytes the usage journal keeps for sinks that are down; past it the oldest undelivered usage is given up (counted, logged) and serving goes on.
-        journal_max_bytes: Int<1_048_576, 1_099_511_627_776> = Int::new(1 << 30), env = "BEAST_JOURNAL_MAX_BYTES";
+        journal_max_bytes: Int<1_048_576, 1_099_511_627_776> = Int::new(4 << 30), env = "BEAST_JOURNAL_MAX_BYTES";
         /// How often the store is asked whether keys or parameters changed, ms.
         keys_poll_ms: Int<50, 60_000> = Int::new(250), env = "BEAST_KEYS_POLL_MS";
         /// Seconds between writes of fresh prices to Valkey.

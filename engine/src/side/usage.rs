@@ -55,9 +55,10 @@ const RETENTION_EVERY: Duration = Duration::from_secs(3_600);
 /// State the drain and the sinks share on the side thread.
 struct Shared {
     journal: RefCell<Journal>,
-    /// Per sink: where it reads next (what it has not taken yet), and its durably saved
-    /// cursor (segments before every one of these may go).
-    reading: RefCell<Vec<Position>>,
+    /// Per sink: how far it has delivered; where the delivery in flight (if any) started;
+    /// and its durably saved cursor (segments before every one of these may go).
+    delivered: RefCell<Vec<Position>>,
+    delivering: RefCell<Vec<Option<Position>>>,
     saved: RefCell<Vec<Position>>,
     kinds: Vec<SinkKind>,
     /// Rung after each append.
@@ -115,7 +116,8 @@ pub async fn run(
         })
         .collect();
     let shared = Rc::new(Shared {
-        reading: RefCell::new(cursors.iter().map(|c| c.pos).collect()),
+        delivered: RefCell::new(cursors.iter().map(|c| c.pos).collect()),
+        delivering: RefCell::new(vec![None; cursors.len()]),
         saved: RefCell::new(cursors.iter().map(|c| c.saved).collect()),
         kinds: sinks.iter().map(Sink::kind).collect(),
         journal: RefCell::new(journal),
@@ -272,9 +274,16 @@ impl Drain {
 
 /// The journal is past its cap: the oldest segment is given up. It is renamed out of the
 /// journal at once (sinks skip it from their next read on); counting what each sink had not
-/// taken from it and deleting it run on the blocking pool.
+/// delivered from it and deleting it run on the blocking pool. Not while a sink's delivery
+/// from it is in flight (it may succeed, or be retried): the next drain tries again.
 fn give_up_segment(shared: &Rc<Shared>, segment: u64) {
-    if shared.discarding.get() {
+    let in_flight = shared
+        .delivering
+        .borrow()
+        .iter()
+        .flatten()
+        .any(|from| from.segment <= segment);
+    if shared.discarding.get() || in_flight {
         return;
     }
     let dir = shared.journal.borrow().dir().to_path_buf();
@@ -294,11 +303,11 @@ fn give_up_segment(shared: &Rc<Shared>, segment: u64) {
              beast_usage_sink_discarded_records_total; serving continues"
         );
     }
-    // What each sink had not taken from the segment.
+    // What each sink had not delivered from the segment.
     let lagging: Vec<(SinkKind, u64)> = shared
         .kinds
         .iter()
-        .zip(shared.reading.borrow().iter())
+        .zip(shared.delivered.borrow().iter())
         .filter(|(_, pos)| pos.segment <= segment)
         .map(|(kind, pos)| {
             let from = if pos.segment == segment {
@@ -441,10 +450,14 @@ async fn deliver(
             }
         };
         add(&shared.stats.journal_damaged_bytes, read.skipped);
-        set_position(&shared.reading, index, read.next);
         let Some(oldest) = read.batches.first().map(|b| b.written_ms) else {
             // Only damaged bytes, or segments given up: nothing to deliver.
+            if read.next == cursor.pos {
+                // Nothing readable yet where the journal says there is: wait for more.
+                tokio::time::sleep(kind.flush_every()).await;
+            }
             cursor.pos = read.next;
+            set_position(&shared.delivered, index, cursor.pos);
             continue;
         };
         set(&stats.oldest_pending_ms, oldest.max(1));
@@ -456,7 +469,10 @@ async fn deliver(
             .map(|b| b.records)
             .sum();
         let started = Instant::now();
-        match sink.deliver(read.batches).await {
+        set_delivering(&shared, index, Some(cursor.pos));
+        let delivered = sink.deliver(read.batches).await;
+        set_delivering(&shared, index, None);
+        match delivered {
             Ok(applied) => {
                 let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 add(&stats.delivered, records);
@@ -478,11 +494,15 @@ async fn deliver(
                 retry = RETRY_MIN;
                 last_delivery = Instant::now();
                 cursor.pos = read.next;
+                set_position(&shared.delivered, index, cursor.pos);
                 save(&shared, index, &cursor, kind).await;
+                // A store that is always behind still gets its retention.
+                if kind != SinkKind::Sqs && retention_due.is_some_and(|due| Instant::now() >= due) {
+                    retention_due = retain(&mut sink, &shared.stats, retention).await;
+                }
             }
             Err(e) => {
                 add(&stats.errors, 1);
-                set_position(&shared.reading, index, cursor.pos);
                 if get(&stats.failing_since_ms) == 0 {
                     set(&stats.failing_since_ms, wall_ms());
                 }
@@ -504,6 +524,12 @@ async fn deliver(
                 retry = (retry * 2).min(RETRY_MAX);
             }
         }
+    }
+}
+
+fn set_delivering(shared: &Shared, index: usize, from: Option<Position>) {
+    if let Some(slot) = shared.delivering.borrow_mut().get_mut(index) {
+        *slot = from;
     }
 }
 
