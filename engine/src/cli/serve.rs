@@ -174,6 +174,10 @@ pub fn run(
 
     // Every sender lives as long as `serve`, so this returns only on a signal or a reactor exit.
     let stop = stop_rx.recv().unwrap_or(Stop::Signal(0));
+    // One grace for the whole shutdown: connections drain within it, and the usage sinks get
+    // what is left of it.
+    let deadline =
+        std::time::Instant::now() + Duration::from_millis(config.engine.shutdown_grace_ms.get());
     match stop {
         Stop::Signal(signal) => tracing::info!(signal, "shutting down: draining connections"),
         Stop::ReactorDied(index) => {
@@ -182,7 +186,7 @@ pub fn run(
     }
     let errors = server.stop();
     // After the reactors: the side thread's last drain takes every record they queued.
-    side.stop();
+    side.stop_by(deadline);
     prices.stop();
     drop(simulator);
     if errors.is_empty() {

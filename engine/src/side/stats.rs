@@ -42,6 +42,8 @@ pub struct SideStats {
     pub journal_discarded_bytes: AtomicU64,
     /// Damaged journal bytes skipped by readers.
     pub journal_damaged_bytes: AtomicU64,
+    /// Records that could not be written to the journal when the process stopped.
+    pub journal_lost_records: AtomicU64,
     /// When the drain last ran, Unix ms.
     pub last_drain_ms: AtomicU64,
     /// The fullest reactor ring at the last drain, ‰ of its capacity.
@@ -191,6 +193,12 @@ impl SideStats {
                 "counter",
                 "Damaged journal bytes skipped by the sinks.",
                 get(&self.journal_damaged_bytes),
+            ),
+            (
+                "beast_usage_journal_lost_records_total",
+                "counter",
+                "Records that could not be written to the journal (a full disk) when the process stopped.",
+                get(&self.journal_lost_records),
             ),
             (
                 "beast_usage_ring_peak_ratio_permille",

@@ -38,8 +38,8 @@ use crate::usage::{Assembler, UsageEvent};
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
-/// Frames read for one delivery at most.
-const DELIVERY_BYTES: usize = 4 << 20;
+/// Frames read for one delivery at most (about 25 000 raw records, or a few seconds of rollups).
+const DELIVERY_BYTES: usize = 1 << 20;
 /// A sink this far behind delivers at once instead of waiting for its flush interval.
 const BACKLOG_NOW: u64 = 256 * 1024;
 /// Encoded batches kept in memory while the journal cannot be written (a full disk). Past this
@@ -61,8 +61,10 @@ struct Shared {
     delivering: RefCell<Vec<Option<Position>>>,
     saved: RefCell<Vec<Position>>,
     kinds: Vec<SinkKind>,
-    /// Rung after each append.
+    /// Rung after each append: for the sinks (all of them) and the syncer (a permit kept, so
+    /// an append while it syncs is not missed).
     appended: Notify,
+    unsynced: Notify,
     stats: Arc<SideStats>,
     max_bytes: u64,
     /// A segment is being given up (counted and deleted on the blocking pool).
@@ -101,6 +103,11 @@ pub async fn run(
             match source {
                 CursorSource::Saved => {}
                 CursorSource::Missing if journal.disk_bytes() == 0 => {}
+                CursorSource::PastEnd => tracing::warn!(
+                    sink = name,
+                    "usage cursor past the journal's end (the journal lost its tail in a crash); \
+                     the sink starts at the end"
+                ),
                 other => tracing::warn!(
                     sink = name,
                     cause = ?other,
@@ -122,6 +129,7 @@ pub async fn run(
         kinds: sinks.iter().map(Sink::kind).collect(),
         journal: RefCell::new(journal),
         appended: Notify::new(),
+        unsynced: Notify::new(),
         stats,
         max_bytes: options.journal_max_bytes,
         discarding: Cell::new(false),
@@ -164,6 +172,13 @@ pub async fn run(
         // After the stop the reactors have ended: this drains the last of their records.
         drain.run(&shared, table);
         if stop {
+            if drain.unwritten > 0 {
+                add(&shared.stats.journal_lost_records, drain.unwritten);
+                tracing::error!(
+                    records = drain.unwritten,
+                    "usage journal: records that could not be written are lost at shutdown"
+                );
+            }
             break;
         }
     }
@@ -269,6 +284,7 @@ impl Drain {
             shared.over_cap.set(false);
         }
         shared.appended.notify_waiters();
+        shared.unsynced.notify_one();
     }
 }
 
@@ -342,17 +358,18 @@ fn give_up_segment(shared: &Rc<Shared>, segment: u64) {
     });
 }
 
-/// Records of a given-up segment file from each sink's offset, then the file deleted.
+/// Records of a given-up segment file from each sink's offset, then the file deleted (also
+/// when it could not be counted).
 fn count_and_delete(
     path: &std::path::Path,
     lagging: &[(SinkKind, u64)],
 ) -> std::io::Result<Vec<(SinkKind, u64)>> {
-    let mut lost = Vec::new();
-    for (kind, from) in lagging {
-        lost.push((*kind, journal::count_records(path, *from)?));
-    }
+    let counted: std::io::Result<Vec<(SinkKind, u64)>> = lagging
+        .iter()
+        .map(|(kind, from)| Ok((*kind, journal::count_records(path, *from)?)))
+        .collect();
     std::fs::remove_file(path)?;
-    Ok(lost)
+    counted
 }
 
 /// Syncs the journal every `every` (0: after every append), on the blocking pool.
@@ -363,7 +380,7 @@ async fn sync_journal(shared: Rc<Shared>, every: Duration, mut done: watch::Rece
         }
         if every.is_zero() {
             tokio::select! {
-                _ = shared.appended.notified() => {}
+                _ = shared.unsynced.notified() => {}
                 _ = done.changed() => {}
             }
         } else {
@@ -406,6 +423,9 @@ async fn deliver(
     let mut last_delivery = Instant::now();
     let mut retry = RETRY_MIN;
     let mut retention_due = Some(Instant::now());
+    // Batches per delivery: halved after a delivery that timed out (a slow store), grown back
+    // after each that worked.
+    let mut size = kind.batches();
     loop {
         let stopping = *done.borrow();
         let end = shared.journal.borrow().end();
@@ -415,7 +435,7 @@ async fn deliver(
                 break;
             }
             if kind != SinkKind::Sqs && retention_due.is_some_and(|due| Instant::now() >= due) {
-                retention_due = retain(&mut sink, &shared.stats, retention).await;
+                retention_due = retain(&mut sink, &shared.stats, retention, &done).await;
                 continue;
             }
             tokio::select! {
@@ -436,46 +456,61 @@ async fn deliver(
             }
             continue;
         }
-        let read = shared
-            .journal
-            .borrow()
-            .read(cursor.pos, kind.batches(), DELIVERY_BYTES);
+        // Read on the blocking pool (a cold disk must not hold up the drain), the segment
+        // marked as in delivery so the cap does not give it up meanwhile.
+        set_delivering(&shared, index, Some(cursor.pos));
+        let dir = shared.journal.borrow().dir().to_path_buf();
+        let from = cursor.pos;
+        let read = tokio::task::spawn_blocking(move || {
+            journal::read_until(&dir, from, end, size, DELIVERY_BYTES)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read);
         let read = match read {
             Ok(read) => read,
             Err(e) => {
+                set_delivering(&shared, index, None);
                 tracing::error!(error = %e, sink = kind.name(), "usage journal: read failed");
                 add(&stats.errors, 1);
                 tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RETRY_MAX);
                 continue;
             }
         };
-        add(&shared.stats.journal_damaged_bytes, read.skipped);
-        let Some(oldest) = read.batches.first().map(|b| b.written_ms) else {
+        let journal::Read {
+            batches,
+            next,
+            skipped,
+        } = read;
+        let moved = Moved {
+            next,
+            skipped,
+            bytes: shared.journal.borrow().bytes_between(cursor.pos, next),
+        };
+        let Some(oldest) = batches.first().map(|b| b.written_ms) else {
+            set_delivering(&shared, index, None);
             // Only damaged bytes, or segments given up: nothing to deliver.
-            if read.next == cursor.pos {
+            if next == cursor.pos {
                 // Nothing readable yet where the journal says there is: wait for more.
                 tokio::time::sleep(kind.flush_every()).await;
             }
-            cursor.pos = read.next;
-            set_position(&shared.delivered, index, cursor.pos);
+            advance(&shared, index, &mut cursor, &moved);
             continue;
         };
         set(&stats.oldest_pending_ms, oldest.max(1));
-        let records: u64 = read.batches.iter().map(|b| b.records).sum();
-        let replayed: u64 = read
-            .batches
+        let replayed: u64 = batches
             .iter()
             .filter(|b| b.boot != shared.boot)
             .map(|b| b.records)
             .sum();
         let started = Instant::now();
-        set_delivering(&shared, index, Some(cursor.pos));
-        let delivered = sink.deliver(read.batches).await;
+        let delivered = sink.deliver(batches).await;
         set_delivering(&shared, index, None);
         match delivered {
             Ok(applied) => {
                 let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                add(&stats.delivered, records);
+                add(&stats.delivered, applied.applied + applied.duplicates);
                 add(&stats.duplicates, applied.duplicates);
                 add(&stats.replayed, replayed);
                 add(&stats.rows_written, applied.rows);
@@ -483,26 +518,27 @@ async fn deliver(
                 add(&stats.delivery_ns_sum, ns);
                 stats.delivery_ns_max.fetch_max(ns, Ordering::Relaxed);
                 set(&stats.failing_since_ms, 0);
-                let consumed = shared.journal.borrow().bytes_between(cursor.pos, read.next);
-                set(
-                    &stats.backlog_bytes,
-                    get(&stats.backlog_bytes).saturating_sub(consumed),
-                );
                 if !stats.up.swap(true, Ordering::Relaxed) {
                     tracing::info!(sink = kind.name(), "usage sink delivering");
                 }
                 retry = RETRY_MIN;
+                size = (size * 2).min(kind.batches());
                 last_delivery = Instant::now();
-                cursor.pos = read.next;
-                set_position(&shared.delivered, index, cursor.pos);
+                advance(&shared, index, &mut cursor, &moved);
                 save(&shared, index, &cursor, kind).await;
                 // A store that is always behind still gets its retention.
-                if kind != SinkKind::Sqs && retention_due.is_some_and(|due| Instant::now() >= due) {
-                    retention_due = retain(&mut sink, &shared.stats, retention).await;
+                if kind != SinkKind::Sqs
+                    && !stopping
+                    && retention_due.is_some_and(|due| Instant::now() >= due)
+                {
+                    retention_due = retain(&mut sink, &shared.stats, retention, &done).await;
                 }
             }
             Err(e) => {
                 add(&stats.errors, 1);
+                if e.is_timeout() {
+                    size = (size / 2).max(1);
+                }
                 if get(&stats.failing_since_ms) == 0 {
                     set(&stats.failing_since_ms, wall_ms());
                 }
@@ -525,6 +561,28 @@ async fn deliver(
             }
         }
     }
+}
+
+/// How far a read took a sink: where it ends, the journal bytes it went past, and how many of
+/// them were damaged.
+struct Moved {
+    next: Position,
+    bytes: u64,
+    skipped: u64,
+}
+
+/// Moves a sink's cursor past what a read covered, once it is delivered (damaged bytes are
+/// counted here, so a retried read does not count them again).
+fn advance(shared: &Shared, index: usize, cursor: &mut Cursor, moved: &Moved) {
+    let kind = shared.kinds.get(index).copied().unwrap_or(SinkKind::Sqlite);
+    let stats = shared.stats.sink(kind);
+    set(
+        &stats.backlog_bytes,
+        get(&stats.backlog_bytes).saturating_sub(moved.bytes),
+    );
+    add(&shared.stats.journal_damaged_bytes, moved.skipped);
+    cursor.pos = moved.next;
+    set_position(&shared.delivered, index, cursor.pos);
 }
 
 fn set_delivering(shared: &Shared, index: usize, from: Option<Position>) {
@@ -564,30 +622,43 @@ async fn save(shared: &Shared, index: usize, cursor: &Cursor, kind: SinkKind) {
 
 /// One retention turn on the store sink: deletes usage older than `retention`, at most
 /// [`RETENTION_STEPS_PER_TURN`] statements of [`RETENTION_STEP`] rows. When the next turn is due.
-async fn retain(sink: &mut Sink, stats: &SideStats, retention: Duration) -> Option<Instant> {
+async fn retain(
+    sink: &mut Sink,
+    stats: &SideStats,
+    retention: Duration,
+    done: &watch::Receiver<bool>,
+) -> Option<Instant> {
     let Some(store) = sink.open_or_connect().await else {
         return Some(Instant::now() + RETRY_MAX);
     };
-    if !stats.retention_prepared.swap(true, Ordering::Relaxed) {
-        match store.prepare_retention().await {
-            Ok(true) => tracing::info!("embedded store converted to incremental vacuum"),
-            Ok(false) => {}
-            Err(e) => {
-                stats.retention_prepared.store(false, Ordering::Relaxed);
-                tracing::warn!(error = %e, "usage retention: cannot prepare the store");
-                return Some(Instant::now() + RETENTION_EVERY / 60);
-            }
-        }
-    }
     let before = wall_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(0));
     for _ in 0..RETENTION_STEPS_PER_TURN {
         match store.delete_usage_before(before, RETENTION_STEP).await {
             Ok(deleted) => {
                 add(&stats.retention_deleted_rows, deleted);
-                if deleted < RETENTION_STEP {
-                    add(&stats.retention_runs, 1);
-                    return Some(Instant::now() + RETENTION_EVERY);
+                if deleted == RETENTION_STEP {
+                    continue;
                 }
+                add(&stats.retention_runs, 1);
+                // Freed pages go back to the file system only with incremental vacuum: an
+                // embedded store made without it is converted once, after a pass that freed
+                // some, and never while stopping (the conversion holds the file meanwhile).
+                if get(&stats.retention_deleted_rows) > 0
+                    && !*done.borrow()
+                    && !stats.retention_prepared.swap(true, Ordering::Relaxed)
+                {
+                    match store.prepare_retention().await {
+                        Ok(true) => {
+                            tracing::info!("embedded store converted to incremental vacuum")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            stats.retention_prepared.store(false, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "usage retention: cannot convert the store");
+                        }
+                    }
+                }
+                return Some(Instant::now() + RETENTION_EVERY);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "usage retention failed; retried later");

@@ -219,7 +219,7 @@ impl Store {
     ) -> Result<Applied, StoreError> {
         match self {
             Store::Sqlite(s) => on_sqlite(s, move |s| s.apply_usage(&batches, raw)).await,
-            Store::Postgres(p) => p.apply_usage(&batches, raw).await,
+            Store::Postgres(p) => p.apply_usage(batches, raw).await,
         }
     }
 

@@ -81,7 +81,8 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO usage_rollups
         SELECT (ts_ms / 60000) * 60000, key_id, a.asset, protocol, latency_bucket, node,
                COUNT(*) FILTER (WHERE a.ord = 1), COUNT(*)
-        FROM usage_logs, unnest(string_to_array(assets, ',')) WITH ORDINALITY AS a(asset, ord)
+        FROM usage_logs, unnest(CASE WHEN assets = '' THEN ARRAY[''] ELSE string_to_array(assets, ',') END)
+             WITH ORDINALITY AS a(asset, ord)
         GROUP BY 1, 2, 3, 4, 5, 6;
      INSERT INTO usage_progress
         SELECT lpad(to_hex(boot), 16, '0'), MIN(node), MAX(seq) + 1, MAX(ts_ms)
@@ -168,11 +169,25 @@ fn pg(source: tokio_postgres::Error) -> StoreError {
 async fn timed<T>(
     work: impl Future<Output = Result<T, tokio_postgres::Error>>,
 ) -> Result<T, StoreError> {
-    tokio::time::timeout(TIMEOUT, work)
+    timed_for(TIMEOUT, work).await
+}
+
+async fn timed_for<T>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, work)
         .await
         .map_err(|_| StoreError::Timeout)?
         .map_err(pg)
 }
+
+/// A migration rewrites whole tables (migration 2 rolls up every usage row of version 1), so
+/// it gets far longer than a statement.
+const MIGRATION_TIMEOUT: Duration = Duration::from_secs(3_600);
+/// A usage delivery's statements end on the server after this, so a backend a timed-out
+/// client gave up on does not keep its boot's progress row locked.
+const DELIVERY_STATEMENT_TIMEOUT_MS: u32 = 10_000;
 
 impl PgStore {
     /// Connects and runs pending migrations. Must run inside a tokio runtime (the connection's
@@ -228,19 +243,26 @@ impl PgStore {
                 known,
             });
         }
+        if current < known {
+            timed(tx.batch_execute("SET LOCAL statement_timeout = 0")).await?;
+        }
         for (version, sql) in MIGRATIONS
             .iter()
             .enumerate()
             .skip(usize::try_from(current).unwrap_or(0))
         {
-            timed(tx.batch_execute(sql)).await?;
+            tracing::info!(
+                version = version + 1,
+                "PostgreSQL: running a schema migration"
+            );
+            timed_for(MIGRATION_TIMEOUT, tx.batch_execute(sql)).await?;
             timed(tx.execute(
                 "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)",
                 &[&(version as i64 + 1), &(crate::node::wall_ms() as i64)],
             ))
             .await?;
         }
-        timed(tx.commit()).await
+        timed_for(MIGRATION_TIMEOUT, tx.commit()).await
     }
 
     pub async fn create_key(&mut self, key: &NewKey<'_>) -> Result<u64, StoreError> {
@@ -325,20 +347,29 @@ impl PgStore {
     /// `raw`), and each boot's applied end moves on with them. Each boot's progress row is
     /// locked for the transaction; nodes write different boots and different rollup rows (the
     /// node is part of the key), so they never wait on each other.
+    ///
+    /// The plan is made on the blocking pool: with raw records on, a delivery is tens of
+    /// thousands of rows to build, and the side thread's drain must not wait for it.
     pub async fn apply_usage(
         &mut self,
-        batches: &[Batch],
+        batches: Vec<Batch>,
         raw: bool,
     ) -> Result<Applied, StoreError> {
         let tx = timed(self.client.transaction()).await?;
-        let boots = apply::boots(batches);
+        timed(tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {DELIVERY_STATEMENT_TIMEOUT_MS}"
+        )))
+        .await?;
+        let boots = apply::boots(&batches);
         let rows = timed(tx.query(
             "SELECT boot, end_seq FROM usage_progress WHERE boot = ANY($1) FOR UPDATE",
             &[&boots],
         ))
         .await?;
         let progress: HashMap<String, i64> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let plan = apply::plan(batches, &progress, raw);
+        let plan = tokio::task::spawn_blocking(move || apply::plan(&batches, &progress, raw))
+            .await
+            .map_err(|e| StoreError::Interrupted(e.to_string()))?;
         if !plan.rollups.is_empty() {
             let r = &plan.rollups;
             let minutes: Vec<i64> = r.iter().map(|r| r.minute_ms).collect();

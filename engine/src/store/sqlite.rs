@@ -119,6 +119,12 @@ fn failed(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + Copy + '_ {
     }
 }
 
+/// A write transaction, begun IMMEDIATE: it waits (up to the busy timeout) for another writer
+/// rather than fail on upgrading a read lock.
+fn write(conn: &mut Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
 /// How long a call waits for another process's write (`beast keys create`) to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -168,40 +174,44 @@ impl SqliteStore {
                     version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
             )
             .map_err(|e| self.err(e))?;
-        let current: i64 = self
-            .conn
-            .query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
+        // One migration per write transaction, the version read inside it: processes that open
+        // the store together (the side thread's keys and usage tasks, `beast keys create`) wait
+        // their turn and each migration runs once.
         let known = MIGRATIONS.len() as i64;
-        if current > known {
-            return Err(StoreError::TooNew {
-                found: current,
-                known,
-            });
-        }
-        let done = usize::try_from(current).unwrap_or(0);
-        for (version, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-            let tx = self.conn.transaction().map_err(failed(&self.path))?;
+        let path = self.path.clone();
+        loop {
+            let tx = write(&mut self.conn).map_err(failed(&path))?;
+            let current: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(failed(&path))?;
+            if current > known {
+                return Err(StoreError::TooNew {
+                    found: current,
+                    known,
+                });
+            }
+            let Some(sql) = MIGRATIONS.get(usize::try_from(current).unwrap_or(usize::MAX)) else {
+                return Ok(());
+            };
             tx.execute_batch(sql)
                 .and_then(|()| {
                     tx.execute(
                         "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                        params![version as i64 + 1, crate::node::wall_ms() as i64],
+                        params![current + 1, crate::node::wall_ms() as i64],
                     )
                 })
                 .and_then(|_| tx.commit())
-                .map_err(failed(&self.path))?;
+                .map_err(failed(&path))?;
         }
-        Ok(())
     }
 
     /// Stores a new key; returns its id.
     pub fn create_key(&mut self, key: &NewKey<'_>) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction().map_err(failed(&self.path))?;
+        let tx = write(&mut self.conn).map_err(failed(&self.path))?;
         let result = tx
             .execute(
                 "INSERT INTO api_keys (key_hash, prefix, name, tier, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -259,7 +269,7 @@ impl SqliteStore {
 
     /// Revokes key `id`; false when there is no such key or it was already revoked.
     pub fn revoke_key(&mut self, id: u64, now_ms: u64) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction().map_err(failed(&self.path))?;
+        let tx = write(&mut self.conn).map_err(failed(&self.path))?;
         let result = tx
             .execute(
                 "UPDATE api_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
@@ -303,10 +313,7 @@ impl SqliteStore {
     /// `raw`), and each boot's applied end moves on with them.
     pub fn apply_usage(&mut self, batches: &[Batch], raw: bool) -> Result<Applied, StoreError> {
         let err = failed(&self.path);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
+        let tx = write(&mut self.conn).map_err(err)?;
         let mut progress = HashMap::new();
         {
             let mut read = tx
@@ -464,7 +471,7 @@ impl SqliteStore {
 
     pub fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
         let err = failed(&self.path);
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = write(&mut self.conn).map_err(err)?;
         tx.execute(
             "INSERT INTO application_parameters (name, value, updated_ms) VALUES (?1, ?2, ?3)
              ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",

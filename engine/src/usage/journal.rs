@@ -52,6 +52,15 @@ pub struct Journal {
     disk_bytes: u64,
 }
 
+fn open_segment(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+}
+
 pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("usage-{segment:010}.journal"))
 }
@@ -86,11 +95,7 @@ impl Journal {
         let existing = segments(dir)?;
         let segment = existing.last().copied().unwrap_or(1);
         let path = segment_path(dir, segment);
-        let file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)?;
+        let file = open_segment(&path)?;
         let len = file.metadata()?.len();
         let valid = valid_length(&file, len)?;
         if valid < len {
@@ -151,8 +156,9 @@ impl Journal {
         if self.end.offset > 0 && self.end.offset + frames.len() as u64 > self.segment_limit {
             self.rotate()?;
         }
-        if let Err(e) = self.file.write_all(frames) {
-            // Cut off whatever part did get written, so the retry starts on a frame boundary.
+        // Positioned writes: a write that failed part-way leaves bytes past `end`, which the
+        // retry overwrites (and a restart cuts off as a torn tail).
+        if let Err(e) = self.file.write_all_at(frames, self.end.offset) {
             let _ = self.file.set_len(self.end.offset);
             return Err(e);
         }
@@ -164,11 +170,7 @@ impl Journal {
 
     fn rotate(&mut self) -> std::io::Result<()> {
         let segment = self.end.segment + 1;
-        let next = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(segment_path(&self.dir, segment))?;
+        let next = open_segment(&segment_path(&self.dir, segment))?;
         let old = std::mem::replace(&mut self.file, next);
         if self.dirty {
             self.closed.push(old);
@@ -533,8 +535,12 @@ pub enum CursorSource {
     Missing,
     /// The file is empty or not a position.
     Unreadable,
-    /// The position is past the journal's end or not on a frame boundary.
+    /// The position is not on a frame boundary.
     Invalid,
+    /// The position is past the journal's end: the journal lost its tail (a machine crash
+    /// after the cursor's fsync and before the journal's). Nothing past the end exists, so
+    /// the cursor starts at the end.
+    PastEnd,
 }
 
 /// A sink's place in the journal, saved in `cursor-NAME`.
@@ -555,9 +561,8 @@ impl Cursor {
             Err(_) => (None, CursorSource::Unreadable),
             Ok(text) => match parse_position(&text) {
                 None => (None, CursorSource::Unreadable),
-                Some(pos)
-                    if pos > journal.end() || !journal.is_boundary(pos.max(journal.start())) =>
-                {
+                Some(pos) if pos > journal.end() => (Some(journal.end()), CursorSource::PastEnd),
+                Some(pos) if !journal.is_boundary(pos.max(journal.start())) => {
                     (None, CursorSource::Invalid)
                 }
                 Some(pos) => (Some(pos), CursorSource::Saved),
@@ -569,7 +574,7 @@ impl Cursor {
             Cursor {
                 path,
                 pos,
-                saved: if source == CursorSource::Saved {
+                saved: if matches!(source, CursorSource::Saved | CursorSource::PastEnd) {
                     pos
                 } else {
                     Position::default()
@@ -693,12 +698,15 @@ mod tests {
             ("", CursorSource::Unreadable),
             ("garbage", CursorSource::Unreadable),
             ("1 5\n", CursorSource::Invalid),
-            ("9 0\n", CursorSource::Invalid),
         ] {
             std::fs::write(&path, text).unwrap();
             let (cursor, found) = Cursor::load(&journal, "pg");
             assert_eq!((found, cursor.pos), (source, journal.start()), "{text:?}");
         }
+        // Past the end (the journal lost its tail): nothing there to deliver.
+        std::fs::write(&path, "9 0\n").unwrap();
+        let (cursor, found) = Cursor::load(&journal, "pg");
+        assert_eq!((found, cursor.pos), (CursorSource::PastEnd, journal.end()));
         save_cursor(&path, journal.end()).unwrap();
         assert_eq!(Cursor::load(&journal, "pg").1, CursorSource::Saved);
     }

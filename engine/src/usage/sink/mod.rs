@@ -60,6 +60,11 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// The sink did not answer in time: the next delivery is made smaller.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SinkError::Store(StoreError::Timeout))
+    }
+
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Store(e) => e.is_retryable(),
@@ -134,7 +139,7 @@ impl Sink {
             Sink::Sqs(client) => {
                 let records = batches.iter().map(|b| b.records).sum();
                 let messages = batches.len() as u64;
-                client.send(&batches).await?;
+                client.send(batches).await?;
                 Ok(Applied {
                     applied: records,
                     duplicates: 0,

@@ -103,33 +103,12 @@ impl SqsClient {
     /// (up to 3 times). Any failure fails the whole delivery, which is then retried from the
     /// journal (a FIFO queue drops the repeats; consumers of a standard queue deduplicate by
     /// `batch_id`).
-    pub async fn send(&self, batches: &[Batch]) -> Result<(), SqsError> {
-        let mut calls: Vec<Vec<Entry>> = Vec::new();
-        let mut bytes = 0;
-        for batch in batches {
-            let body = batch.to_json();
-            let group = batch
-                .first_seq
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                .wrapping_shr(60)
-                % GROUPS;
-            let entry = Entry {
-                id: batch.id().to_string(),
-                group: format!("{:016x}-{group:x}", batch.boot),
-                body,
-            };
-            let full = calls
-                .last()
-                .is_none_or(|call| call.len() >= BATCH || bytes + entry.body.len() > CALL_BYTES);
-            if full {
-                calls.push(Vec::new());
-                bytes = 0;
-            }
-            bytes += entry.body.len();
-            if let Some(call) = calls.last_mut() {
-                call.push(entry);
-            }
-        }
+    pub async fn send(&self, batches: Vec<Batch>) -> Result<(), SqsError> {
+        // The bodies are built on the blocking pool: with raw records on they are megabytes of
+        // JSON, and the side thread's drain must not wait for them.
+        let calls = tokio::task::spawn_blocking(move || pack(&batches))
+            .await
+            .map_err(|e| SqsError::Transport(e.to_string()))?;
         let mut calls = calls.into_iter();
         loop {
             let mut wave = tokio::task::JoinSet::new();
@@ -265,6 +244,38 @@ impl SqsClient {
     }
 }
 
+/// The calls that send `batches`: a message each, at most [`BATCH`] messages and
+/// [`CALL_BYTES`] of bodies a call.
+fn pack(batches: &[Batch]) -> Vec<Vec<Entry>> {
+    let mut calls: Vec<Vec<Entry>> = Vec::new();
+    let mut bytes = 0;
+    for batch in batches {
+        let body = batch.to_json();
+        let group = batch
+            .first_seq
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_shr(60)
+            % GROUPS;
+        let entry = Entry {
+            id: batch.id().to_string(),
+            group: format!("{:016x}-{group:x}", batch.boot),
+            body,
+        };
+        let full = calls
+            .last()
+            .is_none_or(|call| call.len() >= BATCH || bytes + entry.body.len() > CALL_BYTES);
+        if full {
+            calls.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += entry.body.len();
+        if let Some(call) = calls.last_mut() {
+            call.push(entry);
+        }
+    }
+    calls
+}
+
 /// One message of a call.
 struct Entry {
     /// The batch id: the deduplication id on FIFO queues.
@@ -319,5 +330,40 @@ fn credentials() -> Result<Credentials, SqsError> {
             "container",
         )),
         _ => Err(SqsError::NoCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::usage::batch::tests::sample;
+
+    #[test]
+    fn calls_hold_at_most_ten_messages_and_256_kib() {
+        let mut batches: Vec<Batch> = (0..25).map(|n| sample(n * 10, 10)).collect();
+        // Three large batches: 100 KiB of raw records each.
+        for big in batches.iter_mut().take(3) {
+            let raw = big.raw[0].clone();
+            big.raw = (0..800).map(|_| raw.clone()).collect();
+        }
+        let calls = pack(&batches);
+        assert_eq!(
+            calls.iter().map(Vec::len).sum::<usize>(),
+            25,
+            "a message per batch"
+        );
+        for call in &calls {
+            assert!(call.len() <= BATCH);
+            assert!(call.iter().map(|e| e.body.len()).sum::<usize>() <= CALL_BYTES);
+        }
+        let ids: std::collections::HashSet<&str> =
+            calls.iter().flatten().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids.len(), 25, "batch ids are the deduplication ids");
+        assert!(
+            calls
+                .iter()
+                .flatten()
+                .all(|e| e.group.starts_with("deadbeef01234567-"))
+        );
     }
 }
