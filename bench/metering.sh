@@ -3,10 +3,11 @@
 # usage: bench/metering.sh [REPS] [DURATION]   (release build first:
 #        cargo build --release -p beast-engine -p beast-bench)
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth); uses a fresh database beast_metering_bench.
-# One reactor pinned to CPU 0, the load pinned to CPU 1; the side thread and PostgreSQL float.
+# The whole server on CPU 0 (one reactor, and the side thread beside it, so metering's cost is
+# taken from the server's own core), the load pinned to CPU 1; PostgreSQL floats.
 # SINK=sqlite compares the embedded store instead of PostgreSQL.
 # PG_CPU=1 pins PostgreSQL's backends to CPU 1 (off the reactor's core, as a database on
-# another machine would be), sharing it with the load generator and the side thread.
+# another machine would be), sharing it with the load generator.
 # PG_NICE=1 renices the PostgreSQL backends serving beast to 19, standing in for a database
 # on other machines (as Aurora is): then only beast's own metering work competes with serving.
 # Prints one JSON line per run (throughput, p99, rows the sink wrote per second, the embedded
@@ -44,7 +45,7 @@ serve() {
   # journal: PostgreSQL configured but unreachable, so records are only journaled: the node's
   # own metering cost, without any database's.
   if [[ $mode == on && $SINK == journal ]]; then env=(DATABASE_URL=postgres://beast@127.0.0.1:1/none BEAST_USAGE_METERING=true); fi
-  env "${env[@]}" BEAST_LOG=warn BEAST_DEMO_WALK=false $BEAST serve --feeds off --prices "$work/prices.jsonl" \
+  env "${env[@]}" BEAST_LOG=warn BEAST_DEMO_WALK=false taskset -c 0 $BEAST serve --feeds off --prices "$work/prices.jsonl" \
     --reactors 1 --pin true --bind 127.0.0.1 --beast-data-dir "$work/data" \
     --tcp-port-lpo 18080 --tcp-port-lrs 19090 --health-port-lpo 18081 --health-port-lrs 19091 \
     --udp-port-lpo 12679 --udp-port-lrs 12680 > "$work/ready" 2> "$work/stderr" &
