@@ -219,6 +219,21 @@ impl Beast {
         metric(&self.metrics(), series)
     }
 
+    /// Waits (up to a minute) until `sink` has delivered everything this node journaled, and
+    /// the journal has every record the reactors queued.
+    pub fn wait_delivered(&self, sink: &str) {
+        let backlog = format!("beast_usage_sink_backlog_bytes{{sink=\"{sink}\"}}");
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                self.metric(&backlog) == 0.0
+                    && self.metric("beast_usage_journaled_total")
+                        == self.metric("beast_usage_recorded_total")
+            }),
+            "{sink} did not catch up:\n{}",
+            self.metrics()
+        );
+    }
+
     /// Applies a fault to the in-process simulator (`beast serve --feeds sim`).
     pub fn sim_fault(&self, venue: &str, fault: &str) {
         let plain = self.ready["sim"]["plain"]

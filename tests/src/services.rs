@@ -229,6 +229,13 @@ impl Postgres {
         self.running = false;
     }
 
+    /// Requests the usage rollups count.
+    pub fn usage_requests(&self) -> u64 {
+        self.query("SELECT COALESCE(SUM(requests), 0) FROM usage_rollups")
+            .parse()
+            .expect("a count")
+    }
+
     /// One value from a query (psql, unaligned).
     pub fn query(&self, sql: &str) -> String {
         run(Command::new("psql")

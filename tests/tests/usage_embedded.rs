@@ -21,18 +21,6 @@ fn serve(data: &Scratch, backend: &str) -> Beast {
     Beast::start(backend, &["--beast-data-dir", &dir(data)])
 }
 
-fn wait_delivered(beast: &Beast) {
-    assert!(
-        wait_until(LIMIT, || {
-            beast.metric("beast_usage_sink_backlog_bytes{sink=\"sqlite\"}") == 0.0
-                && beast.metric("beast_usage_journaled_total")
-                    == beast.metric("beast_usage_recorded_total")
-        }),
-        "delivered:\n{}",
-        beast.metrics()
-    );
-}
-
 #[test]
 fn every_protocol_is_metered_once_per_priced_answer() {
     let data = Scratch::new();
@@ -137,7 +125,7 @@ fn sigterm_and_kill_9_neither_lose_nor_double_records() {
         == 20_000.0));
     drop(beast); // SIGKILL
     let again = serve(&data, "uring");
-    wait_delivered(&again);
+    again.wait_delivered("sqlite");
     assert_eq!(usage_count(&data, &[], &dir), first + second);
 }
 
@@ -218,7 +206,7 @@ fn the_store_grows_with_keys_and_assets_not_with_requests() {
     )
     .finish();
     assert_eq!(result["ok"], 100_000);
-    wait_delivered(&beast);
+    beast.wait_delivered("sqlite");
     assert_eq!(
         usage_count(&data, &[], &["--beast-data-dir", &dir(&data)]),
         100_000
@@ -271,7 +259,7 @@ fn a_locked_embedded_store_never_holds_up_serving() {
         0.0
     );
     db.execute_batch("COMMIT").unwrap();
-    wait_delivered(&beast);
+    beast.wait_delivered("sqlite");
     assert_eq!(
         usage_count(&data, &[], &["--beast-data-dir", &dir(&data)]),
         20_000

@@ -27,24 +27,6 @@ fn serve(data: &Scratch, url: &str, extra: &[(&str, &str)]) -> Beast {
     })
 }
 
-fn requests(pg: &Postgres) -> u64 {
-    pg.query("SELECT COALESCE(SUM(requests), 0) FROM usage_rollups")
-        .parse()
-        .unwrap()
-}
-
-fn wait_delivered(beast: &Beast) {
-    assert!(
-        wait_until(LIMIT, || {
-            beast.metric("beast_usage_sink_backlog_bytes{sink=\"postgres\"}") == 0.0
-                && beast.metric("beast_usage_journaled_total")
-                    == beast.metric("beast_usage_recorded_total")
-        }),
-        "delivered:\n{}",
-        beast.metrics()
-    );
-}
-
 /// `segments` journal segments of 64 MiB of batches (1 000 raw records each), as a node whose
 /// store was unreachable for a long while leaves them.
 fn write_backlog(dir: &std::path::Path, segments: u64) {
@@ -138,8 +120,8 @@ fn an_emptied_cursor_loses_nothing_and_counts_nothing_twice() {
     let beast = serve(&data, &pg.url(), &[]);
     let first = Load::start("http", beast.addr("tcp_lpo"), &["-n", "20000", "-c", "8"]).finish();
     assert_eq!(first["ok"], 20_000);
-    wait_delivered(&beast);
-    assert_eq!(requests(&pg), 20_000);
+    beast.wait_delivered("postgres");
+    assert_eq!(pg.usage_requests(), 20_000);
     drop(beast); // SIGKILL
     std::fs::write(&cursor, "").unwrap();
     let again = serve(&data, &pg.url(), &[]);
@@ -150,7 +132,7 @@ fn an_emptied_cursor_loses_nothing_and_counts_nothing_twice() {
         "{}",
         again.metrics()
     );
-    assert_eq!(requests(&pg), 20_000, "nothing counted twice");
+    assert_eq!(pg.usage_requests(), 20_000, "nothing counted twice");
     assert!(again.stderr_text().contains("Unreadable"));
     // Undelivered usage (the store down), then the cursor emptied: none of it is skipped.
     pg.stop();
@@ -163,11 +145,11 @@ fn an_emptied_cursor_loses_nothing_and_counts_nothing_twice() {
     std::fs::write(&cursor, "").unwrap();
     pg.resume();
     let third = serve(&data, &pg.url(), &[]);
-    wait_delivered(&third);
+    third.wait_delivered("postgres");
     assert!(
-        wait_until(LIMIT, || requests(&pg) == 35_000),
+        wait_until(LIMIT, || pg.usage_requests() == 35_000),
         "{} of 35 000",
-        requests(&pg)
+        pg.usage_requests()
     );
 }
 
@@ -223,16 +205,16 @@ fn a_full_journal_gives_up_its_oldest_usage_and_says_so() {
     );
     // The store back: what was kept arrives, and with what was given up it is every answer.
     pg.resume();
-    wait_delivered(&beast);
+    beast.wait_delivered("postgres");
     assert!(wait_until(LIMIT, || {
         let lost = beast.metric("beast_usage_sink_discarded_records_total{sink=\"postgres\"}");
-        requests(&pg) as f64 + lost == answered
+        pg.usage_requests() as f64 + lost == answered
     }));
     assert_eq!(
         pg.query("SELECT COUNT(*) FROM usage_logs")
             .parse::<u64>()
             .unwrap(),
-        requests(&pg),
+        pg.usage_requests(),
         "a raw record for each request kept"
     );
 }

@@ -22,26 +22,6 @@ fn serve(data: &Scratch, pg: &Postgres) -> Beast {
     )
 }
 
-/// Requests the rollups count.
-fn requests(pg: &Postgres) -> u64 {
-    pg.query("SELECT COALESCE(SUM(requests), 0) FROM usage_rollups")
-        .parse()
-        .unwrap()
-}
-
-/// Waits until the sink has delivered everything journaled.
-fn wait_delivered(beast: &Beast) {
-    assert!(
-        wait_until(LIMIT, || {
-            beast.metric("beast_usage_sink_backlog_bytes{sink=\"postgres\"}") == 0.0
-                && beast.metric("beast_usage_journaled_total")
-                    == beast.metric("beast_usage_recorded_total")
-        }),
-        "the journal drained to PostgreSQL:\n{}",
-        beast.metrics()
-    );
-}
-
 #[test]
 fn a_postgres_outage_mid_load_loses_and_doubles_nothing() {
     let mut pg = Postgres::start();
@@ -73,10 +53,10 @@ fn a_postgres_outage_mid_load_loses_and_doubles_nothing() {
     pg.resume();
     let result = load.finish();
     assert_eq!(result["ok"], 50_000, "{result}");
-    wait_delivered(&beast);
+    beast.wait_delivered("postgres");
     assert_eq!(beast.metric("beast_usage_recorded_total"), 50_000.0);
     assert_eq!(beast.metric("beast_usage_dropped_total"), 0.0);
-    assert_eq!(requests(&pg), 50_000);
+    assert_eq!(pg.usage_requests(), 50_000);
     assert_eq!(
         pg.query("SELECT SUM(requests) || ' ' || SUM(prices) FROM usage_rollups WHERE protocol = 'http' AND key_id = 0 AND asset IN ('BTC', 'ETH') AND node <> ''"),
         "50000 50000",
@@ -123,8 +103,8 @@ fn sigterm_mid_load_then_restart_counts_every_answer_once() {
     );
     // Whatever the grace period did not deliver waits in the journal for the next start.
     let again = serve(&data, &pg);
-    wait_delivered(&again);
-    assert_eq!(requests(&pg), answered);
+    again.wait_delivered("postgres");
+    assert_eq!(pg.usage_requests(), answered);
 }
 
 #[test]
@@ -155,8 +135,8 @@ fn kill_9_after_the_journal_write_replays_on_restart() {
     drop(beast); // SIGKILL
     pg.resume();
     let again = serve(&data, &pg);
-    wait_delivered(&again);
-    assert_eq!(requests(&pg), 20_000);
+    again.wait_delivered("postgres");
+    assert_eq!(pg.usage_requests(), 20_000);
     assert_eq!(
         again.metric("beast_usage_sink_replayed_total{sink=\"postgres\"}"),
         20_000.0
@@ -192,7 +172,7 @@ fn keys_live_in_postgres_and_migrations_run_once() {
         beast.get("/price?asset=BTC&key=bk_not_a_key_at_all").status,
         401
     );
-    assert!(wait_until(LIMIT, || requests(&pg) == 1));
+    assert!(wait_until(LIMIT, || pg.usage_requests() == 1));
     assert_eq!(
         pg.query("SELECT key_id FROM usage_rollups"),
         pg.query("SELECT id FROM api_keys")
@@ -222,8 +202,8 @@ fn kill_9_mid_load_doubles_nothing_and_loses_at_most_the_last_drain() {
     drop(beast); // SIGKILL mid-load
     let answered = load.finish()["ok"].as_u64().unwrap();
     let again = serve(&data, &pg);
-    wait_delivered(&again);
-    let stored = requests(&pg);
+    again.wait_delivered("postgres");
+    let stored = pg.usage_requests();
     assert!(
         stored <= answered,
         "{stored} stored for {answered} answered"
@@ -264,7 +244,7 @@ fn tls_to_postgres_is_verified_against_sslrootcert() {
         },
     );
     assert_eq!(beast.get("/price?asset=BTC").status, 200);
-    assert!(wait_until(LIMIT, || requests(&pg) == 1));
+    assert!(wait_until(LIMIT, || pg.usage_requests() == 1));
     assert_eq!(
         pg.query(
             "SELECT bool_and(ssl) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
@@ -296,7 +276,7 @@ fn retention_deletes_only_old_usage() {
     let data = Scratch::new();
     let beast = serve(&data, &pg);
     assert_eq!(beast.get("/price?asset=BTC").status, 200);
-    assert!(wait_until(LIMIT, || requests(&pg) == 1));
+    assert!(wait_until(LIMIT, || pg.usage_requests() == 1));
     drop(beast);
     // 12 000 rollup rows, a raw record and a boot's progress from 40 days ago.
     pg.query(
@@ -328,7 +308,7 @@ fn retention_deletes_only_old_usage() {
         beast.metric("beast_usage_retention_deleted_rows_total"),
         12_002.0
     );
-    assert_eq!(requests(&pg), 1, "this month's usage is kept");
+    assert_eq!(pg.usage_requests(), 1, "this month's usage is kept");
     assert_eq!(
         pg.query("SELECT COUNT(*) FROM usage_rollups WHERE node = 'old-node'"),
         "0"
