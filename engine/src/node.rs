@@ -65,6 +65,12 @@ impl Node {
             .unwrap_or(&crate::metrics::DETACHED)
     }
 
+    /// Milliseconds since the node started, on the monotonic clock: what timers, the governor
+    /// and the watchdog measure with (only prices' ages use the wall clock).
+    pub fn mono_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }

@@ -227,15 +227,18 @@ pub enum UdpDrop {
     /// Larger than the receive buffer.
     Truncated,
     SendError,
+    /// From an address no reply can go to (port 0): never answered, never metered.
+    BadSource,
 }
 
-pub const UDP_DROPS: [UdpDrop; 6] = [
+pub const UDP_DROPS: [UdpDrop; 7] = [
     UdpDrop::Malformed,
     UdpDrop::Amplification,
     UdpDrop::Overload,
     UdpDrop::NoBuffers,
     UdpDrop::Truncated,
     UdpDrop::SendError,
+    UdpDrop::BadSource,
 ];
 
 impl UdpDrop {
@@ -247,6 +250,7 @@ impl UdpDrop {
             UdpDrop::NoBuffers => "no_buffers",
             UdpDrop::Truncated => "truncated",
             UdpDrop::SendError => "send_error",
+            UdpDrop::BadSource => "bad_source",
         }
     }
 }
@@ -278,6 +282,11 @@ pub struct ReactorMetrics {
     pub loop_stalls: Counter,
     pub loop_max_turn_ns: Gauge,
     pub completions: Counter,
+    /// When the loop turn in progress started (the node's monotonic ms; 0 between turns), for
+    /// the watchdog.
+    pub turn_started_ms: Gauge,
+    /// Turns the watchdog found running far past the stall threshold.
+    pub loop_stuck: Counter,
 }
 
 /// Where a caller without a reactor of its own counts (never rendered).
@@ -307,6 +316,8 @@ impl ReactorMetrics {
             loop_stalls: Counter::new(),
             loop_max_turn_ns: Gauge::new(),
             completions: Counter::new(),
+            turn_started_ms: Gauge::new(),
+            loop_stuck: Counter::new(),
         }
     }
 

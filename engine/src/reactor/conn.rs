@@ -2,6 +2,9 @@
 //! complete request in the read buffer, in order, into the write buffer; enforce the limits and
 //! timeouts. The backends only move bytes in and out.
 //!
+//! Times passed in are the reactor's monotonic clock in ms (timeouts must not jump with the
+//! wall clock); only `Env::fresh` carries the wall clock, for prices' ages.
+//!
 //! Buffers are allocated the first time a slab slot is used and kept when the connection ends,
 //! so once warm a new connection allocates nothing. The read buffer holds one request head at
 //! most (8 KiB); bodies are read and discarded as they arrive. The write buffer starts at
@@ -155,8 +158,14 @@ impl Conn {
                 self.discard -= skip;
                 consumed += skip;
                 if self.discard > 0 {
+                    // A body still arriving is a request not yet complete: the read timeout
+                    // runs, so a slow body cannot hold the connection for the idle timeout.
+                    if self.request_started_ms == 0 {
+                        self.request_started_ms = now_ms;
+                    }
                     break;
                 }
+                self.request_started_ms = 0;
                 continue;
             }
             if available == 0 {
@@ -192,7 +201,7 @@ impl Conn {
                             b"request body larger than 4 KiB",
                         ),
                     };
-                    self.fail(env, status, code, message);
+                    self.fail(env, now_ms, status, code, message);
                     served.ok += 1; // the client's fault, not the server's
                     consumed = self.read_len;
                     break;
@@ -201,7 +210,9 @@ impl Conn {
             };
             consumed += head.head_len;
             self.discard = head.content_length;
-            self.request_started_ms = 0;
+            if self.discard == 0 {
+                self.request_started_ms = 0;
+            }
             env.assets.room = env.meter.has_room();
             let reply =
                 routes::respond(&head, env.node, env.fresh, self.port, env.body, env.assets);
@@ -279,8 +290,15 @@ impl Conn {
     }
 
     /// Answers with an error and closes after it is written.
-    pub fn fail(&mut self, env: &mut Env<'_>, status: Status, code: ErrorCode, message: &[u8]) {
-        self.start_output(env.fresh.now_ms);
+    pub fn fail(
+        &mut self,
+        env: &mut Env<'_>,
+        now_ms: u64,
+        status: Status,
+        code: ErrorCode,
+        message: &[u8],
+    ) {
+        self.start_output(now_ms);
         response::write_error_response(
             &mut self.write,
             env.body,
@@ -359,9 +377,10 @@ pub enum Timer {
 }
 
 /// Answers a request that timed out.
-pub fn request_timeout(conn: &mut Conn, env: &mut Env<'_>) {
+pub fn request_timeout(conn: &mut Conn, env: &mut Env<'_>, now_ms: u64) {
     conn.fail(
         env,
+        now_ms,
         Status::RequestTimeout,
         ErrorCode::RequestTimeout,
         b"request not completed in time",

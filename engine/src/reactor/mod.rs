@@ -4,6 +4,9 @@
 //! own metrics, and learn of shutdown through their own wake-up socket.
 
 pub mod conn;
+mod core;
+mod datagram;
+mod driver;
 #[cfg(feature = "epoll")]
 mod epoll;
 pub mod governor;
@@ -119,62 +122,6 @@ fn probe_uring() -> Result<(), String> {
     Err("io_uring is not compiled into this binary".to_string())
 }
 
-/// Counts one datagram's outcome and queues its usage record; the reply's length, if any.
-/// Both backends answer datagrams through this.
-#[inline]
-fn account_udp(
-    outcome: crate::protocol::udp::Outcome,
-    metrics: &crate::metrics::ReactorMetrics,
-    meter: &mut crate::usage::Meter,
-    assets: &crate::usage::AssetList,
-    now_ms: u64,
-    arrived: std::time::Instant,
-) -> Option<usize> {
-    use crate::metrics::UdpDrop;
-    use crate::protocol::udp::{Drop, Form, Outcome};
-    use crate::usage::Protocol;
-    match outcome {
-        Outcome::Reply {
-            len,
-            form,
-            priced: _,
-            key_id,
-            denied,
-        } => {
-            if let Some(refused) = denied {
-                metrics.deny(refused);
-            }
-            // Metered when the reply carried at least one price.
-            if !assets.is_empty() {
-                let protocol = match form {
-                    Form::Text => Protocol::UdpText,
-                    Form::V8 => Protocol::UdpV8,
-                };
-                let latency_ns = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(0);
-                if meter.record(key_id, protocol, now_ms, latency_ns, assets.as_slice()) {
-                    metrics.usage_recorded.inc();
-                } else {
-                    metrics.usage_dropped.inc();
-                }
-            }
-            Some(len)
-        }
-        Outcome::Dropped(Drop::Malformed) => {
-            metrics.udp_drop(UdpDrop::Malformed);
-            None
-        }
-        Outcome::Dropped(Drop::Amplification) => {
-            metrics.udp_drop(UdpDrop::Amplification);
-            None
-        }
-        Outcome::Dropped(Drop::Metering) => {
-            metrics.udp_drop(UdpDrop::Overload);
-            metrics.usage_dropped.inc();
-            None
-        }
-    }
-}
-
 /// Runs one reactor on the calling thread until it has drained after shutdown. `started` is
 /// told whether set-up worked, before the loop begins.
 pub fn run(
@@ -187,9 +134,9 @@ pub fn run(
         started: impl FnOnce(std::io::Result<()>),
     ) -> std::io::Result<R> {
         match made {
-            Ok(reactor) => {
+            Ok(driver) => {
                 started(Ok(()));
-                Ok(reactor)
+                Ok(driver)
             }
             Err(e) => {
                 started(Err(std::io::Error::new(e.kind(), e.to_string())));
@@ -197,19 +144,34 @@ pub fn run(
             }
         }
     }
+    let ReactorSpec {
+        index,
+        meter,
+        sockets,
+        node,
+        limits,
+        waker,
+    } = spec;
+    let core = core::Core::new(index, datagram::Answerer::new(node, index, meter), limits);
     match backend {
         #[cfg(feature = "uring")]
-        Backend::Uring => report(uring::Reactor::new(spec), started)?.run(),
+        Backend::Uring => core.run(report(
+            uring::Uring::new(sockets, waker, limits.udp_send_slots, index),
+            started,
+        )?),
         #[cfg(feature = "epoll")]
-        Backend::Epoll => report(epoll::Reactor::new(spec), started)?.run(),
+        Backend::Epoll => core.run(report(epoll::Epoll::new(sockets, waker), started)?),
         #[allow(
             unreachable_patterns,
             reason = "reachable when a backend is compiled out"
         )]
-        _ => Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "backend not compiled in",
-        )),
+        _ => {
+            let _ = (core, sockets, waker);
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "backend not compiled in",
+            ))
+        }
     }
 }
 

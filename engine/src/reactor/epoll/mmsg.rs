@@ -122,9 +122,13 @@ impl Mmsg {
         Ok(self.received)
     }
 
-    /// Calls `answer(datagram, truncated, reply)` for each datagram of the last receive;
-    /// when it returns a length, that many bytes of `reply` are queued for the sender.
-    pub fn answer_each(&mut self, mut answer: impl FnMut(&[u8], bool, &mut [u8]) -> Option<usize>) {
+    /// Calls `answer(datagram, from, truncated, reply)` for each datagram of the last receive
+    /// (`from`: the sender's `sockaddr` bytes); when it returns a length, that many bytes of
+    /// `reply` are queued for the sender.
+    pub fn answer_each(
+        &mut self,
+        mut answer: impl FnMut(&[u8], &[u8], bool, &mut [u8]) -> Option<usize>,
+    ) {
         self.queued = 0;
         for i in 0..self.received {
             let (Some(from), Some(buf), Some(from_addr)) = (
@@ -136,6 +140,16 @@ impl Mmsg {
             };
             let len = usize::try_from(from.msg_len).unwrap_or(0).min(RECV_LEN);
             let truncated = from.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            let name_len =
+                (from.msg_hdr.msg_namelen as usize).min(size_of::<libc::sockaddr_storage>());
+            // SAFETY: the address is plain old data owned by `self.recv`; viewed as bytes, at
+            // most its own size.
+            let from_bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (from_addr as *const libc::sockaddr_storage).cast::<u8>(),
+                    name_len,
+                )
+            };
             let slot = self.queued;
             let (Some(reply), Some(to_addr), Some(iov), Some(hdr)) = (
                 self.send.bufs.get_mut(slot),
@@ -145,7 +159,12 @@ impl Mmsg {
             ) else {
                 break;
             };
-            if let Some(reply_len) = answer(buf.get(..len).unwrap_or_default(), truncated, reply) {
+            if let Some(reply_len) = answer(
+                buf.get(..len).unwrap_or_default(),
+                from_bytes,
+                truncated,
+                reply,
+            ) {
                 *to_addr = *from_addr;
                 iov.iov_len = reply_len.min(MAX_REPLY);
                 hdr.msg_hdr.msg_namelen = from.msg_hdr.msg_namelen;
@@ -154,21 +173,24 @@ impl Mmsg {
         }
     }
 
-    pub fn queued(&self) -> usize {
+    #[cfg(test)]
+    fn queued(&self) -> usize {
         self.queued
     }
 
-    /// Sends every queued reply; returns how many went out. Replies the socket would not take
-    /// right now are given up (UDP may drop; the caller counts them).
-    pub fn flush(&mut self, fd: RawFd) -> std::io::Result<usize> {
-        let mut sent = 0;
-        while sent < self.queued {
-            let remaining = self.queued - sent;
-            let Some(first) = self.send.hdrs.get_mut(sent) else {
+    /// Sends every queued reply; returns how many the kernel refused. `sendmmsg` stops at a
+    /// reply it cannot send: that one is counted and skipped, and the rest still go. Replies
+    /// the socket would not take right now (its buffer full) are given up: UDP may drop.
+    pub fn flush(&mut self, fd: RawFd) -> u64 {
+        let mut at = 0;
+        let mut failed = 0;
+        while at < self.queued {
+            let remaining = self.queued - at;
+            let Some(first) = self.send.hdrs.get_mut(at) else {
                 break;
             };
-            // SAFETY: the headers from `sent` on point at buffers, iovecs and addresses owned
-            // by `self.send`; the kernel only reads them.
+            // SAFETY: the headers from `at` on point at buffers, iovecs and addresses owned by
+            // `self.send`; the kernel only reads them.
             let n = unsafe {
                 libc::sendmmsg(
                     fd,
@@ -177,25 +199,25 @@ impl Mmsg {
                     libc::MSG_DONTWAIT,
                 )
             };
-            if n < 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                self.queued = 0;
-                return if sent > 0 || error.kind() == std::io::ErrorKind::WouldBlock {
-                    Ok(sent)
-                } else {
-                    Err(error)
-                };
+            match usize::try_from(n) {
+                Ok(0) => break,
+                Ok(sent) => at += sent,
+                Err(_) => match std::io::Error::last_os_error().kind() {
+                    std::io::ErrorKind::Interrupted => {}
+                    std::io::ErrorKind::WouldBlock => {
+                        failed += remaining as u64;
+                        break;
+                    }
+                    // This reply cannot be sent (a bad destination): skip it.
+                    _ => {
+                        failed += 1;
+                        at += 1;
+                    }
+                },
             }
-            if n == 0 {
-                break;
-            }
-            sent += usize::try_from(n).unwrap_or(0);
         }
         self.queued = 0;
-        Ok(sent)
+        failed
     }
 }
 
@@ -218,7 +240,7 @@ mod tests {
         let mut got = Vec::new();
         while got.len() < 4 {
             let n = mmsg.receive(server.as_raw_fd()).unwrap();
-            mmsg.answer_each(|payload, truncated, reply| {
+            mmsg.answer_each(|payload, _from, truncated, reply| {
                 assert!(!truncated);
                 got.push(String::from_utf8(payload.to_vec()).unwrap());
                 (payload != b"skip").then(|| {
@@ -226,9 +248,8 @@ mod tests {
                     payload.len()
                 })
             });
-            let queued = mmsg.queued();
-            assert!(queued <= n);
-            assert_eq!(mmsg.flush(server.as_raw_fd()).unwrap(), queued);
+            assert!(mmsg.queued() <= n);
+            assert_eq!(mmsg.flush(server.as_raw_fd()), 0, "none refused");
         }
         let mut buf = [0u8; 16];
         for word in ["one", "two", "three"] {

@@ -1,35 +1,50 @@
-//! The epoll reactor (mio), for kernels or sandboxes without io_uring: the same sockets, the
-//! same connection state machine and limits, readiness instead of completions.
+//! The epoll driver (mio, edge-triggered), for kernels and sandboxes without io_uring (ECS
+//! Fargate's seccomp profile among them): the same operations as io_uring, done with
+//! readiness. A receive or send the core asks for is performed when its socket is ready (at
+//! once if it is known to be) and reported as a completion.
 //!
-//! - UDP: on readiness, `recvmmsg` batches of 64, each answered into a reply buffer, then one
-//!   `sendmmsg` per batch. A socket is drained in bounded rounds so a UDP flood cannot starve
-//!   TCP on the same reactor; a socket with more waiting is revisited without sleeping.
-//! - TCP: non-blocking accept until `WouldBlock`; connections are edge-triggered: read until
-//!   `WouldBlock` or the buffer is full, answer, write until `WouldBlock`.
+//! Readiness is tracked per connection: set by epoll's events, cleared when a read or write
+//! would block (or a read came back short: the socket is drained, and the next arrival raises
+//! a new edge). An operation started on a socket known to be ready joins the run queue and is
+//! attempted in the same turn; a turn takes at most [`RUN_BUDGET`] of them and leaves the rest
+//! for the next, which then does not wait. So no connection depends on an edge that already
+//! fired, and none can keep the others waiting.
+//!
+//! UDP: on readiness, `recvmmsg` batches of 64, each datagram answered into a reply buffer,
+//! one `sendmmsg` per batch (a reply the kernel refuses is counted and skipped, the rest still
+//! go); a socket is drained in bounded rounds so a flood cannot starve TCP, and one with more
+//! waiting is revisited without sleeping.
+
+#![allow(
+    unsafe_code,
+    reason = "reads and writes go straight into the core's connection buffers"
+)]
 
 mod mmsg;
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::io::{ErrorKind, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Instant;
 
-use mio::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram};
+use mio::net::{TcpListener, UdpSocket, UnixDatagram};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use self::mmsg::Mmsg;
-use super::conn::{self, Conn, Env, Timer};
-use super::governor::Governor;
-use super::slab::{Key, Slab};
-use super::{REJECT_OVERLOADED, ReactorSpec};
-use crate::metrics::{CloseReason, ReactorMetrics, UdpDrop};
-use crate::node::{Node, wall_ms};
+use super::datagram::Answerer;
+use super::driver::{Driver, Event, IoBuf};
+use super::slab::Key;
+use super::sockets::ReactorSockets;
+use super::{REJECT_OVERLOADED, Waker};
 use crate::protocol::http::routes::PortKind;
-use crate::protocol::udp;
-use crate::usage::{AssetList, Meter};
 
-const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// recvmmsg batches per socket per turn before other work gets a go.
 const UDP_ROUNDS: usize = 16;
+/// Connections accepted per listener per turn.
+const ACCEPT_BUDGET: usize = 256;
+/// Operations attempted per turn.
+const RUN_BUDGET: usize = 1024;
 const WAKE: Token = Token(usize::MAX);
 const LISTENER_BASE: usize = 1 << 16;
 const UDP_BASE: usize = 1 << 17;
@@ -47,178 +62,194 @@ fn token_key(token: Token) -> Option<Key> {
     })
 }
 
-struct ConnIo {
-    conn: Conn,
-    stream: Option<TcpStream>,
+/// What the driver keeps for one connection.
+struct Conn {
+    key: Key,
+    fd: RawFd,
+    readable: bool,
+    writable: bool,
+    recv: Option<IoBuf>,
+    send: Option<IoBuf>,
+    /// In the run queue.
+    queued: bool,
 }
 
-pub struct Reactor {
+impl Conn {
+    fn runnable(&self) -> bool {
+        (self.recv.is_some() && self.readable) || (self.send.is_some() && self.writable)
+    }
+}
+
+pub struct Epoll {
     poll: Poll,
     events: Events,
-    /// This turn's events, copied out so handling one may borrow the reactor mutably.
+    /// This wait's events, copied out of `events`.
     ready: Vec<(Token, bool, bool)>,
     udp: Vec<UdpSocket>,
     /// Sockets that may have datagrams left after their last round.
     udp_pending: Vec<bool>,
     mmsg: Mmsg,
     listeners: Vec<(TcpListener, PortKind)>,
-    conns: Slab<ConnIo>,
-    governor: Governor,
+    accept_pending: Vec<bool>,
     waker: UnixDatagram,
-    body: Vec<u8>,
-    index: usize,
-    node: std::sync::Arc<Node>,
-    limits: super::Limits,
-    stall: super::stall::StallDetector,
-    draining: Option<Instant>,
-    meter: Meter,
-    assets: AssetList,
+    woken: bool,
+    /// By slab index.
+    conns: Vec<Option<Conn>>,
+    run: VecDeque<Key>,
+    /// Completions produced outside a reap (cancellations), handed over by the next one.
+    done: Vec<Event>,
 }
 
-impl Reactor {
-    pub fn new(spec: ReactorSpec) -> std::io::Result<Reactor> {
+impl Epoll {
+    pub fn new(sockets: ReactorSockets, waker: Waker) -> std::io::Result<Epoll> {
         let poll = Poll::new()?;
         let mut udp = Vec::new();
-        for (i, socket) in spec.sockets.udp.into_iter().enumerate() {
+        for (i, socket) in sockets.udp.into_iter().enumerate() {
             let mut socket = UdpSocket::from_std(socket);
             poll.registry()
                 .register(&mut socket, Token(UDP_BASE + i), Interest::READABLE)?;
             udp.push(socket);
         }
         let mut listeners = Vec::new();
-        for (i, listener) in spec.sockets.tcp.into_iter().enumerate() {
+        for (i, listener) in sockets.tcp.into_iter().enumerate() {
             let mut socket = TcpListener::from_std(listener.socket);
             poll.registry()
                 .register(&mut socket, Token(LISTENER_BASE + i), Interest::READABLE)?;
             listeners.push((socket, listener.port));
         }
-        let mut waker = UnixDatagram::from_std(spec.waker);
+        let mut waker = UnixDatagram::from_std(waker);
         poll.registry()
             .register(&mut waker, WAKE, Interest::READABLE)?;
-        Ok(Reactor {
+        Ok(Epoll {
             poll,
             events: Events::with_capacity(1024),
             ready: Vec::with_capacity(1024),
             udp_pending: vec![false; udp.len()],
             udp,
             mmsg: Mmsg::new(),
+            accept_pending: vec![false; listeners.len()],
             listeners,
-            conns: Slab::with_capacity(spec.limits.max_connections + super::HEALTH_CONNECTIONS),
-            governor: Governor::new(spec.limits.max_connections, spec.limits.success_threshold),
             waker,
-            body: Vec::with_capacity(64 * 1024),
-            index: spec.index,
-            stall: super::stall::StallDetector::new(spec.limits.stall_threshold),
-            node: spec.node,
-            limits: spec.limits,
-            draining: None,
-            meter: spec.meter,
-            assets: AssetList::default(),
+            woken: false,
+            conns: Vec::new(),
+            run: VecDeque::with_capacity(RUN_BUDGET),
+            done: Vec::new(),
         })
     }
 
-    fn metrics(&self) -> &ReactorMetrics {
-        self.node.metrics(self.index)
-    }
-
-    pub fn run(mut self) -> std::io::Result<()> {
-        self.metrics()
-            .connection_limit
-            .set(self.governor.limit() as u64);
-        let mut next_sweep = Instant::now() + SWEEP_EVERY;
-        loop {
-            let busy = self.udp_pending.iter().any(|p| *p);
-            let wait = if busy {
-                Duration::ZERO
-            } else {
-                next_sweep.saturating_duration_since(Instant::now())
-            };
-            match self.poll.poll(&mut self.events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-            let started = Instant::now();
-            let now_ms = wall_ms();
-            self.ready.clear();
-            self.ready.extend(self.events.iter().map(|e| {
-                (
-                    e.token(),
-                    e.is_readable() || e.is_read_closed(),
-                    e.is_writable(),
+    /// The connection at `key`, registered with epoll on first use.
+    fn conn(&mut self, key: Key, fd: RawFd) -> Option<&mut Conn> {
+        let index = key.index as usize;
+        if self.conns.len() <= index {
+            self.conns.resize_with(index + 1, || None);
+        }
+        let fresh = self
+            .conns
+            .get(index)
+            .is_none_or(|c| c.as_ref().is_none_or(|c| c.key != key));
+        if fresh {
+            if self
+                .poll
+                .registry()
+                .register(
+                    &mut SourceFd(&fd),
+                    conn_token(key),
+                    Interest::READABLE | Interest::WRITABLE,
                 )
-            }));
-            let tokens = self.ready.len();
-            for i in 0..tokens {
-                if let Some(&(token, readable, writable)) = self.ready.get(i) {
-                    self.dispatch(token, readable, writable, started, now_ms);
-                }
+                .is_err()
+            {
+                return None;
             }
-            for socket in 0..self.udp.len() {
-                if self.udp_pending.get(socket).copied().unwrap_or(false) {
-                    self.drain_udp(socket, started, now_ms);
-                }
-            }
-            self.metrics().completions.add(tokens as u64);
-            if started >= next_sweep {
-                self.sweep(now_ms);
-                next_sweep = started + SWEEP_EVERY;
-            }
-            let metrics = self.node.metrics(self.index);
-            self.stall.turn_ended(self.index, started, tokens, metrics);
-            if self.draining.is_some() && self.conns.is_empty() {
-                return Ok(());
-            }
+            // A new socket can take output; whether input waits, its first event says.
+            *self.conns.get_mut(index)? = Some(Conn {
+                key,
+                fd,
+                readable: false,
+                writable: true,
+                recv: None,
+                send: None,
+                queued: false,
+            });
+        }
+        self.conns.get_mut(index)?.as_mut()
+    }
+
+    fn schedule(&mut self, key: Key) {
+        let Some(Some(conn)) = self.conns.get_mut(key.index as usize) else {
+            return;
+        };
+        if conn.key == key && !conn.queued && conn.runnable() {
+            conn.queued = true;
+            self.run.push_back(key);
         }
     }
 
-    fn dispatch(
-        &mut self,
-        token: Token,
-        readable: bool,
-        writable: bool,
-        arrived: Instant,
-        now_ms: u64,
-    ) {
-        match token {
-            WAKE => {
-                let mut buf = [0u8; 8];
-                while self.waker.recv(&mut buf).is_ok() {}
-                if self.draining.is_none() {
-                    self.start_draining(now_ms);
-                }
-            }
-            Token(t) if (UDP_BASE..CONN_BASE).contains(&t) => {
-                if self.draining.is_none() {
-                    self.drain_udp(t - UDP_BASE, arrived, now_ms);
-                }
-            }
-            Token(t) if (LISTENER_BASE..UDP_BASE).contains(&t) => {
-                self.accept(t - LISTENER_BASE, now_ms)
-            }
-            token => {
-                let Some(key) = token_key(token) else { return };
-                if readable {
-                    self.service(key, arrived, now_ms);
-                } else if writable {
-                    self.flush(key, arrived, now_ms);
+    /// Performs what is pending on the connection and ready.
+    fn attempt(&mut self, key: Key, events: &mut Vec<Event>) {
+        let Some(Some(conn)) = self.conns.get_mut(key.index as usize) else {
+            return;
+        };
+        if conn.key != key {
+            return;
+        }
+        conn.queued = false;
+        if conn.readable
+            && let Some(buf) = conn.recv
+        {
+            // SAFETY: `buf` is the connection's read space, which the core keeps allocated,
+            // unmoved and untouched until this receive's completion (see `IoBuf`).
+            let n = unsafe { libc::recv(conn.fd, buf.ptr.cast(), buf.len, libc::MSG_DONTWAIT) };
+            match outcome(n) {
+                Err(libc::EAGAIN) => conn.readable = false,
+                Err(libc::EINTR) => {}
+                result => {
+                    let result = result.unwrap_or_else(|errno| -errno);
+                    // A short read drained the socket: the next arrival raises a new edge.
+                    if usize::try_from(result).is_ok_and(|n| n < buf.len) {
+                        conn.readable = false;
+                    }
+                    conn.recv = None;
+                    events.push(Event::Received { key, result });
                 }
             }
         }
+        if conn.writable
+            && let Some(buf) = conn.send
+        {
+            // SAFETY: `buf` is the connection's pending output, which the core neither writes
+            // nor resizes until this send's completion (see `IoBuf`).
+            let n = unsafe {
+                libc::send(
+                    conn.fd,
+                    buf.ptr.cast_const().cast(),
+                    buf.len,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            match outcome(n) {
+                Err(libc::EAGAIN) => conn.writable = false,
+                Err(libc::EINTR) => {}
+                result => {
+                    let result = result.unwrap_or_else(|errno| -errno);
+                    if usize::try_from(result).is_ok_and(|n| n < buf.len) {
+                        conn.writable = false;
+                    }
+                    conn.send = None;
+                    events.push(Event::Sent { key, result });
+                }
+            }
+        }
+        // Interrupted: try again.
+        if conn.runnable() {
+            conn.queued = true;
+            self.run.push_back(key);
+        }
     }
 
-    fn drain_udp(&mut self, socket: usize, arrived: Instant, now_ms: u64) {
+    fn drain_udp(&mut self, socket: usize, answer: &mut Answerer) {
         let Some(fd) = self.udp.get(socket).map(AsRawFd::as_raw_fd) else {
             return;
         };
-        let node = &*self.node;
-        let metrics = node.metrics(self.index);
-        let ctx = udp::Context {
-            table: &node.table,
-            access: &node.access,
-            fresh: node.freshness(now_ms),
-        };
-        let (meter, assets) = (&mut self.meter, &mut self.assets);
         let mut more = false;
         for _ in 0..UDP_ROUNDS {
             let received = match self.mmsg.receive(fd) {
@@ -229,29 +260,11 @@ impl Reactor {
                     break;
                 }
             };
-            self.mmsg.answer_each(|datagram, truncated, reply| {
-                if truncated {
-                    metrics.udp_drop(UdpDrop::Truncated);
-                    return None;
-                }
-                if udp::v8::is_v8(datagram) {
-                    metrics.udp_v8.inc();
-                } else {
-                    metrics.udp_text.inc();
-                }
-                assets.room = meter.has_room();
-                let outcome = udp::answer(datagram, ctx, reply, assets);
-                super::account_udp(outcome, metrics, meter, assets, now_ms, arrived)
+            self.mmsg.answer_each(|datagram, from, truncated, reply| {
+                answer.datagram(datagram, from, truncated, reply)
             });
-            let queued = self.mmsg.queued();
-            let sent = self.mmsg.flush(fd).unwrap_or(0);
-            // One clock read per batch: every datagram in it waited this long at most.
-            let ns = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            metrics.udp_latency.record_many_ns(ns, queued as u64);
-            metrics.udp_replies.add(sent as u64);
-            for _ in sent..queued {
-                metrics.udp_drop(UdpDrop::SendError);
-            }
+            answer.send_failed(self.mmsg.flush(fd));
+            answer.end_batch();
             more = received == mmsg::BATCH;
             if !more {
                 break;
@@ -262,248 +275,210 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self, index: usize, now_ms: u64) {
-        loop {
-            let Some((listener, port)) = self.listeners.get(index) else {
-                return;
-            };
-            let port = *port;
-            let mut stream = match listener.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.metrics().accept_errors.inc();
+    fn accept(&mut self, index: usize, events: &mut Vec<Event>, answer: &Answerer) {
+        let Some((listener, port)) = self.listeners.get(index) else {
+            return;
+        };
+        let port = *port;
+        for _ in 0..ACCEPT_BUDGET {
+            match listener.accept() {
+                Ok((stream, _)) => events.push(Event::Accepted {
+                    port,
+                    fd: OwnedFd::from(stream),
+                }),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    if let Some(pending) = self.accept_pending.get_mut(index) {
+                        *pending = false;
+                    }
                     return;
                 }
-            };
-            if self.draining.is_some() {
-                continue; // dropped: closed
-            }
-            let governed = port == PortKind::Api;
-            if (governed && !self.governor.admits(self.conns.len())) || self.conns.is_full() {
-                self.metrics().rejected_overloaded.inc();
-                self.governor.record(false);
-                // Best effort on a fresh socket: its send buffer is empty, so this fits.
-                let _ = stream.write(REJECT_OVERLOADED);
-                continue;
-            }
-            let Some((key, io)) = self.conns.insert_with(|| ConnIo {
-                conn: Conn::new(port),
-                stream: None,
-            }) else {
-                return;
-            };
-            io.conn.reset(port, now_ms);
-            if self
-                .poll
-                .registry()
-                .register(
-                    &mut stream,
-                    conn_token(key),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
-                .is_err()
-            {
-                self.conns.remove(key);
-                continue;
-            }
-            io.stream = Some(stream);
-            let open = self.conns.len() as u64;
-            let m = self.node.metrics(self.index);
-            m.accepted.inc();
-            m.open_connections.set(open);
-        }
-    }
-
-    /// Reads what is there, answers it, writes the answers; repeats while a full read buffer
-    /// may have left bytes in the socket.
-    fn service(&mut self, key: Key, arrived: Instant, now_ms: u64) {
-        let draining = self.draining.is_some() || self.node.is_draining();
-        let node = &*self.node;
-        let metrics = node.metrics(self.index);
-        let mut outcome = None;
-        for _ in 0..64 {
-            let Some(io) = self.conns.get_mut(key) else {
-                return;
-            };
-            let Some(stream) = io.stream.as_mut() else {
-                return;
-            };
-            let mut filled = false;
-            while io.conn.wants_read() {
-                match stream.read(io.conn.read_space()) {
-                    Ok(0) => io.conn.peer_closed = true,
-                    Ok(n) => {
-                        io.conn.on_read(n, now_ms);
-                        filled = !io.conn.wants_read();
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        outcome = Some(CloseReason::Error);
-                        break;
-                    }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    answer.metrics().accept_errors.inc();
+                    return;
                 }
             }
-            if outcome.is_some() {
-                break;
-            }
-            let mut env = Env {
-                node,
-                metrics,
-                fresh: node.freshness(now_ms),
-                body: &mut self.body,
-                meter: &mut self.meter,
-                assets: &mut self.assets,
-                arrived,
-                draining,
-            };
-            let served = io.conn.process(&mut env, now_ms);
-            self.governor.record_many(served.ok, served.failed);
-            match write_out(io) {
-                Err(reason) => {
-                    outcome = Some(reason);
-                    break;
-                }
-                Ok(false) => break, // the socket is full: a writable event resumes
-                Ok(true) => {}
-            }
-            if io.conn.closing && !io.conn.has_output() {
-                outcome = Some(io.conn.close_reason);
-                break;
-            }
-            // Go round again while whole requests wait behind a full write buffer, or while a
-            // full read buffer may have left bytes in the socket.
-            if !served.blocked && !filled {
-                break;
-            }
-        }
-        if let Some(reason) = outcome {
-            self.close(key, reason);
         }
     }
+}
 
-    /// The socket can take more output.
-    fn flush(&mut self, key: Key, arrived: Instant, now_ms: u64) {
-        let Some(io) = self.conns.get_mut(key) else {
+/// A `recv`/`send` return value as bytes, or its `errno`.
+fn outcome(n: isize) -> Result<i32, i32> {
+    if n >= 0 {
+        return Ok(i32::try_from(n).unwrap_or(i32::MAX));
+    }
+    Err(std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO))
+}
+
+impl Driver for Epoll {
+    fn recv(&mut self, key: Key, fd: RawFd, buf: IoBuf) {
+        let Some(conn) = self.conn(key, fd) else {
+            self.done.push(Event::Received {
+                key,
+                result: -libc::EBADF,
+            });
             return;
         };
-        match write_out(io) {
-            Err(reason) => self.close(key, reason),
-            Ok(false) => {}
-            Ok(true) if io.conn.closing => {
-                let reason = io.conn.close_reason;
-                self.close(key, reason);
-            }
-            // Output drained: answer anything that waited behind it.
-            Ok(true) if io.conn.read_len > 0 => self.service(key, arrived, now_ms),
-            Ok(true) => {}
-        }
+        conn.recv = Some(buf);
+        self.schedule(key);
     }
 
-    fn close(&mut self, key: Key, reason: CloseReason) {
-        let Some(io) = self.conns.get_mut(key) else {
+    fn send(&mut self, key: Key, fd: RawFd, buf: IoBuf) {
+        let Some(conn) = self.conn(key, fd) else {
+            self.done.push(Event::Sent {
+                key,
+                result: -libc::EBADF,
+            });
             return;
         };
-        if let Some(mut stream) = io.stream.take() {
-            let _ = self.poll.registry().deregister(&mut stream);
-        }
-        self.conns.remove(key);
-        if matches!(reason, CloseReason::Timeout | CloseReason::Error) {
-            self.governor.record(false);
-        }
-        let open = self.conns.len() as u64;
-        let m = self.node.metrics(self.index);
-        m.closed(reason);
-        m.open_connections.set(open);
+        conn.send = Some(buf);
+        self.schedule(key);
     }
 
-    fn sweep(&mut self, now_ms: u64) {
-        if let Some(limit) = self.governor.tick(now_ms) {
-            self.metrics().connection_limit.set(limit as u64);
+    fn cancel(&mut self, key: Key, _fd: RawFd, recv: bool, send: bool) {
+        let Some(Some(conn)) = self.conns.get_mut(key.index as usize) else {
+            return;
+        };
+        if conn.key != key {
+            return;
         }
-        let timeouts = self.limits.timeouts;
-        let past_grace = self
-            .draining
-            .is_some_and(|at| at.elapsed() > self.limits.drain_grace);
-        for index in 0..self.conns.slot_count() {
-            let Some(key) = self.conns.key_at(index) else {
-                continue;
-            };
-            let Some(io) = self.conns.get_mut(key) else {
-                continue;
-            };
-            // Bytes the client sent before shutdown may be unread: such a connection is not idle.
-            let unread = io
-                .stream
-                .as_ref()
-                .is_some_and(|s| s.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0));
-            if past_grace || (self.draining.is_some() && io.conn.is_idle() && !unread) {
-                self.close(key, CloseReason::Shutdown);
-                continue;
-            }
-            match io.conn.check_timers(now_ms, timeouts) {
-                Timer::None => {}
-                Timer::Close(reason) => self.close(key, reason),
-                Timer::RequestTimeout => {
-                    let node = &*self.node;
-                    let metrics = node.metrics(self.index);
-                    let mut env = Env {
-                        node,
-                        metrics,
-                        fresh: node.freshness(now_ms),
-                        body: &mut self.body,
-                        meter: &mut self.meter,
-                        assets: &mut self.assets,
-                        arrived: Instant::now(),
-                        draining: true,
-                    };
-                    conn::request_timeout(&mut io.conn, &mut env);
-                    self.governor.record(false);
-                    match write_out(io) {
-                        Err(reason) => self.close(key, reason),
-                        Ok(true) => self.close(key, CloseReason::Timeout),
-                        Ok(false) => {}
-                    }
-                }
-            }
+        if recv && conn.recv.take().is_some() {
+            self.done.push(Event::Received {
+                key,
+                result: -libc::ECANCELED,
+            });
+        }
+        if send && conn.send.take().is_some() {
+            self.done.push(Event::Sent {
+                key,
+                result: -libc::ECANCELED,
+            });
         }
     }
 
-    fn start_draining(&mut self, now_ms: u64) {
+    fn forget(&mut self, key: Key, fd: RawFd) {
+        if let Some(slot) = self.conns.get_mut(key.index as usize)
+            && slot.as_ref().is_some_and(|c| c.key == key)
+        {
+            *slot = None;
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    fn reject(&mut self, fd: OwnedFd) {
+        // Best effort on a fresh socket: its send buffer is empty, so this fits.
+        let mut stream = std::net::TcpStream::from(fd);
+        let _ = stream.write(REJECT_OVERLOADED);
+    }
+
+    fn stop_listening(&mut self, events: &mut Vec<Event>) {
         // Connections already in the kernel's accept queues were made before shutdown and may
         // carry requests: take them, then close the listeners so new ones are refused.
-        for index in 0..self.listeners.len() {
-            self.accept(index, now_ms);
-        }
-        self.draining = Some(Instant::now());
-        for (mut listener, _) in self.listeners.drain(..) {
+        for (mut listener, port) in std::mem::take(&mut self.listeners) {
+            while let Ok((stream, _)) = listener.accept() {
+                events.push(Event::Accepted {
+                    port,
+                    fd: OwnedFd::from(stream),
+                });
+            }
             let _ = self.poll.registry().deregister(&mut listener);
         }
+        self.accept_pending.clear();
         for mut socket in self.udp.drain(..) {
             let _ = self.poll.registry().deregister(&mut socket);
         }
         self.udp_pending.clear();
-        self.sweep(now_ms);
     }
-}
 
-/// Writes pending output until done (`Ok(true)`) or the socket is full (`Ok(false)`).
-fn write_out(io: &mut ConnIo) -> Result<bool, CloseReason> {
-    let Some(stream) = io.stream.as_mut() else {
-        return Err(CloseReason::Error);
-    };
-    while io.conn.has_output() {
-        match stream.write(io.conn.pending_output()) {
-            Ok(0) => return Err(CloseReason::Error),
-            Ok(n) => {
-                io.conn.on_written(n, io.conn.last_active_ms);
+    fn wait(&mut self, until: Instant) -> std::io::Result<()> {
+        let busy = !self.run.is_empty()
+            || !self.done.is_empty()
+            || self.woken
+            || self.udp_pending.iter().any(|p| *p)
+            || self.accept_pending.iter().any(|p| *p);
+        let timeout = if busy {
+            std::time::Duration::ZERO
+        } else {
+            until.saturating_duration_since(Instant::now())
+        };
+        match self.poll.poll(&mut self.events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        // Copied out, so handling one may borrow the driver mutably.
+        self.ready.clear();
+        self.ready.extend(self.events.iter().map(|event| {
+            (
+                event.token(),
+                event.is_readable() || event.is_read_closed() || event.is_error(),
+                event.is_writable() || event.is_write_closed() || event.is_error(),
+            )
+        }));
+        for i in 0..self.ready.len() {
+            let Some(&(token, readable, writable)) = self.ready.get(i) else {
+                break;
+            };
+            match token {
+                WAKE => self.woken = true,
+                Token(t) if (UDP_BASE..CONN_BASE).contains(&t) => {
+                    if let Some(pending) = self.udp_pending.get_mut(t - UDP_BASE) {
+                        *pending = true;
+                    }
+                }
+                Token(t) if (LISTENER_BASE..UDP_BASE).contains(&t) => {
+                    if let Some(pending) = self.accept_pending.get_mut(t - LISTENER_BASE) {
+                        *pending = true;
+                    }
+                }
+                token => {
+                    let Some(key) = token_key(token) else {
+                        continue;
+                    };
+                    if let Some(Some(conn)) = self.conns.get_mut(key.index as usize)
+                        && conn.key == key
+                    {
+                        conn.readable |= readable;
+                        conn.writable |= writable;
+                        self.schedule(key);
+                    }
+                }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return Err(CloseReason::Error),
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, answer: &mut Answerer, _arrived: Instant, events: &mut Vec<Event>) {
+        events.append(&mut self.done);
+        if std::mem::take(&mut self.woken) {
+            let mut buf = [0u8; 8];
+            while self.waker.recv(&mut buf).is_ok() {}
+            events.push(Event::Wake);
+        }
+        for socket in 0..self.udp.len() {
+            if self.udp_pending.get(socket).copied().unwrap_or(false) {
+                self.drain_udp(socket, answer);
+            }
+        }
+        for index in 0..self.listeners.len() {
+            if self.accept_pending.get(index).copied().unwrap_or(false) {
+                self.accept(index, events, answer);
+            }
+        }
+        for _ in 0..RUN_BUDGET.min(self.run.len()) {
+            let Some(key) = self.run.pop_front() else {
+                break;
+            };
+            self.attempt(key, events);
         }
     }
-    Ok(true)
+
+    fn idle(&self) -> bool {
+        // Every operation completes within the turn that performs it, or at cancellation.
+        self.done.is_empty()
+    }
+
+    fn finish(self) {}
 }

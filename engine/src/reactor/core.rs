@@ -1,0 +1,464 @@
+//! The reactor's event loop, one implementation for both backends: the connection slab and each
+//! connection's operation state, admission (the governor, the health ports' own cap), timers,
+//! shutdown, close accounting and the turn's bookkeeping. A [`Driver`] only moves bytes: the
+//! core asks it for a receive or a send and is told when each has completed.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::conn::{self, Conn, Timer};
+use super::datagram::Answerer;
+use super::driver::{Driver, Event, IoBuf, MAX_WAIT};
+use super::governor::Governor;
+use super::slab::{Key, Slab};
+use super::stall::StallDetector;
+use super::{HEALTH_CONNECTIONS, Limits};
+use crate::metrics::{CloseReason, ReactorMetrics};
+use crate::protocol::http::routes::PortKind;
+
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// Reap-and-handle rounds per turn: completions that arm new work (epoll attempts a receive
+/// re-armed on a socket it knows is readable at once) are followed a few times, then the next
+/// turn goes on where this one stopped, without waiting.
+const ROUNDS: usize = 8;
+/// Past the shutdown grace, how long the loop still waits for cancelled operations to
+/// complete before it exits anyway.
+const EXIT_MARGIN: Duration = Duration::from_millis(500);
+
+/// Which of a connection's operations are in flight (at most one receive and one send, on
+/// different buffers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ops {
+    None,
+    Recv,
+    Send,
+    Both,
+}
+
+impl Ops {
+    fn of(recv: bool, send: bool) -> Ops {
+        match (recv, send) {
+            (false, false) => Ops::None,
+            (true, false) => Ops::Recv,
+            (false, true) => Ops::Send,
+            (true, true) => Ops::Both,
+        }
+    }
+
+    fn recv(self) -> bool {
+        matches!(self, Ops::Recv | Ops::Both)
+    }
+
+    fn send(self) -> bool {
+        matches!(self, Ops::Send | Ops::Both)
+    }
+
+    fn set_recv(&mut self, on: bool) {
+        *self = Ops::of(on, self.send());
+    }
+
+    fn set_send(&mut self, on: bool) {
+        *self = Ops::of(self.recv(), on);
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Closed for the client; the slot is freed once its operations have completed.
+    Retiring,
+}
+
+struct Slot {
+    conn: Conn,
+    fd: Option<OwnedFd>,
+    ops: Ops,
+    phase: Phase,
+}
+
+pub struct Core {
+    index: usize,
+    answer: Answerer,
+    conns: Slab<Slot>,
+    /// Open connections of each kind of port: the API ports under the governor, the health
+    /// ports under their own cap.
+    api_open: usize,
+    health_open: usize,
+    governor: Governor,
+    limits: Limits,
+    stall: StallDetector,
+    draining: Option<Instant>,
+    next_sweep: Instant,
+}
+
+impl Core {
+    pub fn new(index: usize, answer: Answerer, limits: Limits) -> Core {
+        Core {
+            index,
+            answer,
+            conns: Slab::with_capacity(limits.max_connections + HEALTH_CONNECTIONS),
+            api_open: 0,
+            health_open: 0,
+            governor: Governor::new(limits.max_connections, limits.success_threshold),
+            stall: StallDetector::new(limits.stall_threshold),
+            limits,
+            draining: None,
+            next_sweep: Instant::now() + SWEEP_EVERY,
+        }
+    }
+
+    fn metrics(&self) -> &ReactorMetrics {
+        self.answer.metrics()
+    }
+
+    /// The reactor's monotonic clock, in ms: every timer runs on it.
+    fn mono_ms(&self) -> u64 {
+        self.answer.node().mono_ms()
+    }
+
+    /// Runs the loop until shutdown has drained every connection (or the grace has passed).
+    pub fn run<D: Driver>(mut self, mut driver: D) -> std::io::Result<()> {
+        self.metrics()
+            .connection_limit
+            .set(self.governor.limit() as u64);
+        let mut events = Vec::with_capacity(1024);
+        loop {
+            let until = self.next_sweep.min(Instant::now() + MAX_WAIT);
+            driver.wait(until)?;
+            let arrived = Instant::now();
+            let metrics = self.answer.metrics();
+            metrics.turn_started_ms.set(self.mono_ms().max(1));
+            self.answer.begin(arrived, crate::node::wall_ms());
+            let mut handled = 0;
+            for _ in 0..ROUNDS {
+                driver.reap(&mut self.answer, arrived, &mut events);
+                if events.is_empty() {
+                    break;
+                }
+                handled += events.len();
+                for event in events.drain(..) {
+                    self.handle(event, &mut driver);
+                }
+            }
+            self.metrics().completions.add(handled as u64);
+            if arrived >= self.next_sweep {
+                self.sweep(&mut driver);
+                self.next_sweep = arrived + SWEEP_EVERY;
+            }
+            let metrics = self.answer.node().metrics(self.index);
+            self.stall.turn_ended(self.index, arrived, handled, metrics);
+            metrics.turn_started_ms.set(0);
+            if self.finished(&driver) {
+                break;
+            }
+        }
+        let idle = driver.idle();
+        driver.finish();
+        if !idle {
+            // Past the grace with operations still in flight: the kernel may still write into
+            // connection buffers, and the process is exiting, so they are leaked, not freed.
+            std::mem::forget(self.conns);
+        }
+        Ok(())
+    }
+
+    fn finished<D: Driver>(&self, driver: &D) -> bool {
+        let Some(at) = self.draining else {
+            return false;
+        };
+        (self.conns.is_empty() && driver.idle())
+            || at.elapsed() > self.limits.drain_grace + EXIT_MARGIN
+    }
+
+    fn handle<D: Driver>(&mut self, event: Event, driver: &mut D) {
+        match event {
+            Event::Accepted { port, fd } => self.adopt(port, fd, driver),
+            Event::Received { key, result } => self.received(key, result, driver),
+            Event::Sent { key, result } => self.sent(key, result, driver),
+            Event::Wake => {
+                if self.draining.is_none() {
+                    self.start_draining(driver);
+                }
+            }
+        }
+    }
+
+    /// A new connection: admitted (a slot and a receive) or refused with 503. API ports are
+    /// admitted up to the governor's limit; health ports up to their own cap, and at the cap
+    /// the longest-idle health connection makes room (a load balancer's check must get
+    /// through, whoever holds the others).
+    fn adopt<D: Driver>(&mut self, port: PortKind, fd: OwnedFd, driver: &mut D) {
+        let admitted = match port {
+            PortKind::Api => self.governor.admits(self.api_open),
+            PortKind::Health => {
+                self.health_open < HEALTH_CONNECTIONS || self.evict_idle_health(driver)
+            }
+        };
+        if !admitted || self.conns.is_full() {
+            self.metrics().rejected_overloaded.inc();
+            driver.reject(fd);
+            return;
+        }
+        let now = self.mono_ms();
+        let Some((key, slot)) = self.conns.insert_with(|| Slot {
+            conn: Conn::new(port),
+            fd: None,
+            ops: Ops::None,
+            phase: Phase::Open,
+        }) else {
+            driver.reject(fd);
+            return;
+        };
+        slot.conn.reset(port, now);
+        slot.fd = Some(fd);
+        slot.ops = Ops::None;
+        slot.phase = Phase::Open;
+        match port {
+            PortKind::Api => self.api_open += 1,
+            PortKind::Health => self.health_open += 1,
+        }
+        let metrics = self.metrics();
+        metrics.accepted.inc();
+        metrics.open_connections.set(self.conns.len() as u64);
+        self.arm_recv(key, driver);
+    }
+
+    /// Closes the health connection idle the longest; true if there was one.
+    fn evict_idle_health<D: Driver>(&mut self, driver: &mut D) -> bool {
+        let mut oldest: Option<(Key, u64)> = None;
+        for index in 0..self.conns.slot_count() {
+            let Some(key) = self.conns.key_at(index) else {
+                continue;
+            };
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if slot.phase == Phase::Open
+                && slot.conn.port == PortKind::Health
+                && slot.conn.is_idle()
+                && oldest.is_none_or(|(_, at)| slot.conn.last_active_ms < at)
+            {
+                oldest = Some((key, slot.conn.last_active_ms));
+            }
+        }
+        let Some((key, _)) = oldest else {
+            return false;
+        };
+        self.retire(key, CloseReason::Idle, driver);
+        true
+    }
+
+    fn received<D: Driver>(&mut self, key: Key, result: i32, driver: &mut D) {
+        let now = self.mono_ms();
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.ops.set_recv(false);
+        if slot.phase == Phase::Retiring {
+            self.try_free(key, driver);
+            return;
+        }
+        match usize::try_from(result) {
+            Ok(0) => slot.conn.peer_closed = true, // answer what is buffered, then close
+            Ok(n) => slot.conn.on_read(n, now),
+            Err(_) => {
+                self.retire(key, CloseReason::Error, driver);
+                return;
+            }
+        }
+        // With a send in flight, its completion answers what is buffered by then.
+        if !slot.ops.send() {
+            self.service(key, driver);
+        }
+    }
+
+    fn sent<D: Driver>(&mut self, key: Key, result: i32, driver: &mut D) {
+        let now = self.mono_ms();
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        slot.ops.set_send(false);
+        if slot.phase == Phase::Retiring {
+            self.try_free(key, driver);
+            return;
+        }
+        let Ok(n) = usize::try_from(result) else {
+            self.retire(key, CloseReason::Error, driver);
+            return;
+        };
+        if !slot.conn.on_written(n, now) {
+            self.arm_send(key, driver);
+            return;
+        }
+        if slot.conn.closing {
+            let reason = slot.conn.close_reason;
+            self.retire(key, reason, driver);
+            return;
+        }
+        // With a receive in flight, its completion answers what is buffered by then.
+        if !slot.ops.recv() {
+            self.service(key, driver);
+        }
+    }
+
+    /// Answers what is buffered, then starts the next send and/or receive. Called only with
+    /// no receive in flight: answering moves unanswered bytes within the read buffer.
+    fn service<D: Driver>(&mut self, key: Key, driver: &mut D) {
+        let draining = self.draining.is_some() || self.answer.node().is_draining();
+        let now = self.mono_ms();
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let served = slot.conn.process(&mut self.answer.env(draining), now);
+        let (has_output, closing, reason) = (
+            slot.conn.has_output(),
+            slot.conn.closing,
+            slot.conn.close_reason,
+        );
+        self.governor.record_many(served.ok, served.failed);
+        if has_output {
+            self.arm_send(key, driver);
+        } else if closing {
+            self.retire(key, reason, driver);
+            return;
+        }
+        if !served.blocked {
+            self.arm_recv(key, driver);
+        }
+    }
+
+    fn arm_recv<D: Driver>(&mut self, key: Key, driver: &mut D) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(fd) = slot.fd.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        if slot.ops.recv() || slot.phase == Phase::Retiring || !slot.conn.wants_read() {
+            return;
+        }
+        slot.ops.set_recv(true);
+        // The read buffer is boxed and never resized, and nothing touches this part of it until
+        // the receive completes: processing waits for that completion.
+        driver.recv(key, fd, IoBuf::of(slot.conn.read_space()));
+    }
+
+    fn arm_send<D: Driver>(&mut self, key: Key, driver: &mut D) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(fd) = slot.fd.as_ref().map(AsRawFd::as_raw_fd) else {
+            return;
+        };
+        if slot.ops.send() || slot.phase == Phase::Retiring || !slot.conn.has_output() {
+            return;
+        }
+        slot.ops.set_send(true);
+        // The write buffer is neither written nor resized while a send is in flight:
+        // processing waits for the completion.
+        driver.send(key, fd, IoBuf::of_output(slot.conn.pending_output()));
+    }
+
+    /// Ends a connection for its client: what is in flight is cancelled, and the slot is freed
+    /// once all of it has completed.
+    fn retire<D: Driver>(&mut self, key: Key, reason: CloseReason, driver: &mut D) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.phase == Phase::Retiring {
+            return;
+        }
+        slot.phase = Phase::Retiring;
+        let port = slot.conn.port;
+        let ops = slot.ops;
+        if let Some(fd) = slot.fd.as_ref().map(AsRawFd::as_raw_fd)
+            && ops != Ops::None
+        {
+            driver.cancel(key, fd, ops.recv(), ops.send());
+        }
+        match port {
+            PortKind::Api => self.api_open = self.api_open.saturating_sub(1),
+            PortKind::Health => self.health_open = self.health_open.saturating_sub(1),
+        }
+        self.metrics().closed(reason);
+        self.try_free(key, driver);
+    }
+
+    fn try_free<D: Driver>(&mut self, key: Key, driver: &mut D) {
+        let Some(slot) = self.conns.get_mut(key) else {
+            return;
+        };
+        if slot.ops != Ops::None {
+            return;
+        }
+        if let Some(fd) = slot.fd.take() {
+            driver.forget(key, fd.as_raw_fd());
+            drop(fd); // closes the socket
+        }
+        self.conns.remove(key);
+        self.metrics().open_connections.set(self.conns.len() as u64);
+    }
+
+    /// Timers: request and write timeouts, idle connections, the governor's window, and the
+    /// drain deadline.
+    fn sweep<D: Driver>(&mut self, driver: &mut D) {
+        let now = self.mono_ms();
+        if let Some(limit) = self.governor.tick(now) {
+            self.metrics().connection_limit.set(limit as u64);
+        }
+        let timeouts = self.limits.timeouts;
+        let past_grace = self
+            .draining
+            .is_some_and(|at| at.elapsed() > self.limits.drain_grace);
+        for index in 0..self.conns.slot_count() {
+            let Some(key) = self.conns.key_at(index) else {
+                continue;
+            };
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if slot.phase == Phase::Retiring {
+                continue;
+            }
+            // Bytes the client sent before shutdown may still sit in the socket, behind a
+            // receive whose completion has not come yet: such a connection is not idle.
+            let idle_while_draining = self.draining.is_some()
+                && slot.conn.is_idle()
+                && !slot.ops.send()
+                && !slot.fd.as_ref().is_some_and(has_unread_data);
+            if past_grace || idle_while_draining {
+                self.retire(key, CloseReason::Shutdown, driver);
+                continue;
+            }
+            match slot.conn.check_timers(now, timeouts) {
+                Timer::None => {}
+                Timer::Close(reason) => self.retire(key, reason, driver),
+                Timer::RequestTimeout if !slot.ops.send() => {
+                    conn::request_timeout(&mut slot.conn, &mut self.answer.env(true), now);
+                    self.arm_send(key, driver);
+                }
+                Timer::RequestTimeout => {}
+            }
+        }
+    }
+
+    /// Stops accepting and receiving; connections finish what they started.
+    fn start_draining<D: Driver>(&mut self, driver: &mut D) {
+        self.draining = Some(Instant::now());
+        let mut queued = Vec::new();
+        driver.stop_listening(&mut queued);
+        for event in queued {
+            self.handle(event, driver);
+        }
+        self.sweep(driver);
+    }
+}
+
+/// True if the socket has received bytes not read yet (a non-blocking peek).
+fn has_unread_data(fd: &OwnedFd) -> bool {
+    let mut byte = [std::mem::MaybeUninit::new(0u8); 1];
+    socket2::SockRef::from(fd)
+        .recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT)
+        .is_ok_and(|n| n > 0)
+}
