@@ -2,6 +2,7 @@
 //! symbols ([`Symbol`]) and price sources ([`Source`]). Both crates need them, and `feeds` must
 //! not depend on `engine`, so they live below both.
 
+pub mod clock;
 mod decimal;
 mod source;
 mod symbol;

@@ -65,10 +65,13 @@ impl Node {
             .unwrap_or(&crate::metrics::DETACHED)
     }
 
-    /// Milliseconds since the node started, on the monotonic clock: what timers, the governor
-    /// and the watchdog measure with (only prices' ages use the wall clock).
+    /// Milliseconds on the monotonic clock, from 1 when the node started: what timers, the
+    /// governor and the watchdog measure with (only prices' ages use the wall clock). Never 0,
+    /// which the connection timers keep for "not started".
     pub fn mono_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
     }
 
     pub fn is_draining(&self) -> bool {
@@ -107,9 +110,4 @@ impl Node {
     }
 }
 
-/// Wall clock in Unix milliseconds (vDSO, no system call).
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub use beast_core::clock::wall_ms;

@@ -1,7 +1,34 @@
 //! Helpers for the end-to-end tests: find the built `beast`, run it in a clean environment.
 
+pub mod inproc;
 pub mod server;
 pub mod services;
+
+/// Runs one test body on each I/O backend, as a test of its own per backend:
+/// `on_both_backends! { fn name(backend) { ... } }` makes `name::uring` and `name::epoll`,
+/// with `backend` the name `Beast::start` takes.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports, reason = "the body sees what the file imports")]
+            use super::*;
+
+            fn body($backend: &'static str) $body
+
+            #[test]
+            fn uring() {
+                body("uring")
+            }
+
+            #[test]
+            fn epoll() {
+                body("epoll")
+            }
+        }
+    };
+}
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -340,6 +340,8 @@ impl Response {
 pub struct HttpClient {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The last read gave up at the wait (rather than the server closing).
+    timed_out: bool,
 }
 
 impl HttpClient {
@@ -351,6 +353,7 @@ impl HttpClient {
         HttpClient {
             stream,
             buf: Vec::new(),
+            timed_out: false,
         }
     }
 
@@ -362,7 +365,12 @@ impl HttpClient {
     pub fn response(&mut self) -> Response {
         self.try_response().unwrap_or_else(|| {
             panic!(
-                "connection closed before a whole response; got {:?}",
+                "{} before a whole response; got {:?}",
+                if self.timed_out {
+                    "no answer within the wait"
+                } else {
+                    "connection closed"
+                },
                 String::from_utf8_lossy(&self.buf)
             )
         })
@@ -434,7 +442,16 @@ impl HttpClient {
     }
 
     fn fill(&mut self) -> usize {
-        self.fill_result().unwrap_or(0)
+        match self.fill_result() {
+            Ok(n) => n,
+            Err(e) => {
+                self.timed_out |= matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                );
+                0
+            }
+        }
     }
 
     fn fill_result(&mut self) -> std::io::Result<usize> {
@@ -564,4 +581,22 @@ pub fn usage_count(scratch: &crate::Scratch, env: &[(&str, &str)], extra: &[&str
     );
     let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
     line["count"].as_u64().expect("a count")
+}
+
+/// Sends `payload` to `to` (IPv4) as a UDP datagram from source port 0, which no reply can
+/// reach: a raw socket, so it needs CAP_NET_RAW (the test suite runs as root).
+pub fn send_from_port_zero(to: SocketAddr, payload: &[u8]) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP))
+        .expect("a raw socket (CAP_NET_RAW) to send from port 0");
+    let len = u16::try_from(8 + payload.len()).expect("a short datagram");
+    let mut packet = Vec::with_capacity(8 + payload.len());
+    packet.extend_from_slice(&0u16.to_be_bytes()); // source port 0
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&len.to_be_bytes());
+    packet.extend_from_slice(&0u16.to_be_bytes()); // no checksum (allowed on IPv4)
+    packet.extend_from_slice(payload);
+    socket
+        .send_to(&packet, &SockAddr::from(to))
+        .expect("send the raw datagram");
 }

@@ -57,3 +57,43 @@ fn a_port_in_use_is_named() {
         ran.stderr
     );
 }
+
+/// Pinned reactors take a CPU each: more of them than the process may run on is an error that
+/// names both numbers, never two reactors silently sharing a CPU.
+#[test]
+fn more_pinned_reactors_than_cpus_is_refused() {
+    let scratch = Scratch::new();
+    let mut command = std::process::Command::new("taskset");
+    command
+        .args(["-c", "0"])
+        .arg(beast_tests::beast_bin())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--reactors",
+            "3",
+            "--feeds",
+            "off",
+        ])
+        .current_dir(scratch.path())
+        .env_clear();
+    for port in [
+        "--tcp-port-lpo",
+        "--tcp-port-lrs",
+        "--health-port-lpo",
+        "--health-port-lrs",
+        "--udp-port-lpo",
+        "--udp-port-lrs",
+    ] {
+        command.args([port, "0"]);
+    }
+    let ran = run(&mut command);
+    assert_eq!(ran.code, Some(2), "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("BEAST_REACTORS is 3") && ran.stderr.contains("run on 1 CPU"),
+        "{}",
+        ran.stderr
+    );
+    assert!(ran.stdout.is_empty(), "never reported ready");
+}

@@ -10,10 +10,10 @@ use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(30);
 
-fn start(extra: &[&str]) -> Beast {
+fn start(backend: &str, extra: &[&str]) -> Beast {
     let mut args = vec!["--feeds", "sim", "--sim-rate", "100"];
     args.extend_from_slice(extra);
-    Beast::start("uring", &args)
+    Beast::start(backend, &args)
 }
 
 fn assets(beast: &Beast) -> Vec<Value> {
@@ -25,199 +25,204 @@ fn assets(beast: &Beast) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-#[test]
-fn all_150_subscriptions_are_priced_and_served() {
-    let beast = start(&[]);
-    assert_eq!(beast.ready["feeds"], "sim");
-    let priced = wait_until(SETTLE, || {
-        let assets = assets(&beast);
-        assets.len() == 149 && assets.iter().all(|a| a["price"].is_string())
-    });
-    let listed = assets(&beast);
-    let unpriced: Vec<&Value> = listed
-        .iter()
-        .filter(|a| !a["price"].is_string())
-        .map(|a| &a["asset"])
-        .collect();
-    assert!(priced, "unpriced after {SETTLE:?}: {unpriced:?}");
-    // 150 subscriptions: every asset has one venue source, CRO has two.
-    let all_sources = wait_until(SETTLE, || {
-        assets(&beast)
+beast_tests::on_both_backends! {
+    fn all_150_subscriptions_are_priced_and_served(backend) {
+        let beast = start(backend, &[]);
+        assert_eq!(beast.ready["feeds"], "sim");
+        let priced = wait_until(SETTLE, || {
+            let assets = assets(&beast);
+            assets.len() == 149 && assets.iter().all(|a| a["price"].is_string())
+        });
+        let listed = assets(&beast);
+        let unpriced: Vec<&Value> = listed
             .iter()
-            .map(|a| a["sources"].as_array().map_or(0, Vec::len))
-            .sum::<usize>()
-            == 150
-    });
-    assert!(all_sources, "not every subscription delivered");
-    let cro = assets(&beast)
-        .into_iter()
-        .find(|a| a["asset"] == "CRO")
-        .unwrap();
-    let mut sources: Vec<&str> = cro["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["source"].as_str())
-        .collect();
-    sources.sort_unstable();
-    assert_eq!(sources, ["cryptocom-ws", "kraken-ws"]);
+            .filter(|a| !a["price"].is_string())
+            .map(|a| &a["asset"])
+            .collect();
+        assert!(priced, "unpriced after {SETTLE:?}: {unpriced:?}");
+        // 150 subscriptions: every asset has one venue source, CRO has two.
+        let all_sources = wait_until(SETTLE, || {
+            assets(&beast)
+                .iter()
+                .map(|a| a["sources"].as_array().map_or(0, Vec::len))
+                .sum::<usize>()
+                == 150
+        });
+        assert!(all_sources, "not every subscription delivered");
+        let cro = assets(&beast)
+            .into_iter()
+            .find(|a| a["asset"] == "CRO")
+            .unwrap();
+        let mut sources: Vec<&str> = cro["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["source"].as_str())
+            .collect();
+        sources.sort_unstable();
+        assert_eq!(sources, ["cryptocom-ws", "kraken-ws"]);
 
-    // Served over HTTP and UDP, one asset from each venue.
-    let udp = beast.udp_client("udp_lpo");
-    for (asset, source) in [
-        ("BTC", "coinbase-ws"),
-        ("CHILLGUY", "gemini-ws"),
-        ("KSM", "kraken-ws"),
-        ("S", "gateio-ws"),
-        ("1INCH", "cryptocom-ws"),
-        ("W", "okx-ws"),
-    ] {
-        let http = beast.get(&format!("/price?asset={asset}"));
-        assert_eq!(http.status, 200, "{asset}");
-        let json = http.json();
-        assert_eq!(
-            (json["asset"].as_str(), json["source"].as_str()),
-            (Some(asset), Some(source))
+        // Served over HTTP and UDP, one asset from each venue.
+        let udp = beast.udp_client("udp_lpo");
+        for (asset, source) in [
+            ("BTC", "coinbase-ws"),
+            ("CHILLGUY", "gemini-ws"),
+            ("KSM", "kraken-ws"),
+            ("S", "gateio-ws"),
+            ("1INCH", "cryptocom-ws"),
+            ("W", "okx-ws"),
+        ] {
+            let http = beast.get(&format!("/price?asset={asset}"));
+            assert_eq!(http.status, 200, "{asset}");
+            let json = http.json();
+            assert_eq!(
+                (json["asset"].as_str(), json["source"].as_str()),
+                (Some(asset), Some(source))
+            );
+            assert!(json.get("stale").is_none(), "{json}");
+            let reply: Value = serde_json::from_slice(&udp.ask(&padded(asset, 200))).unwrap();
+            assert_eq!(reply["asset"], asset);
+        }
+        let health = beast.health();
+        for feed in health["feeds"].as_array().unwrap() {
+            assert_eq!(feed["state"], "streaming", "{feed}");
+            assert_eq!(feed["parse_errors"], 0, "{feed}");
+        }
+        assert!(beast.metric("beast_feed_state{venue=\"okx\",state=\"streaming\"}") == 1.0);
+        assert!(beast.metric("beast_feed_messages_total{venue=\"kraken\"}") > 0.0);
+    }
+}
+
+beast_tests::on_both_backends! {
+    fn a_dropped_venue_reconnects_and_keeps_serving(backend) {
+        let beast = start(backend, &[]);
+        assert!(wait_until(SETTLE, || beast.feed("okx")["state"] == "streaming"));
+        assert_eq!(beast.feed("okx")["reconnects"], 0);
+        beast.sim_fault("okx", "drop");
+        assert!(
+            wait_until(SETTLE, || beast.feed("okx")["reconnects"].as_u64()
+                >= Some(1)),
+            "okx reconnected"
         );
-        assert!(json.get("stale").is_none(), "{json}");
-        let reply: Value = serde_json::from_slice(&udp.ask(&padded(asset, 200))).unwrap();
-        assert_eq!(reply["asset"], asset);
+        assert!(
+            wait_until(SETTLE, || beast.feed("okx")["state"] == "streaming"),
+            "okx streams again"
+        );
+        // The price never stopped being served.
+        let tia = beast.get("/price?asset=TIA");
+        assert_eq!(
+            (tia.status, tia.json()["source"].as_str()),
+            (200, Some("okx-ws"))
+        );
+        assert!(beast.metric("beast_feed_reconnects_total{venue=\"okx\"}") >= 1.0);
     }
-    let health = beast.health();
-    for feed in health["feeds"].as_array().unwrap() {
-        assert_eq!(feed["state"], "streaming", "{feed}");
-        assert_eq!(feed["parse_errors"], 0, "{feed}");
+}
+
+beast_tests::on_both_backends! {
+    fn a_stalled_venue_falls_back_to_rest_until_it_resumes(backend) {
+        // A 2 s stale limit and a 200 ms REST poll keep the test short.
+        let beast = start(backend, &["--cache-ttl-seconds", "2", "--rest-poll-ms", "200"]);
+        let source = |asset: &str| {
+            beast.get(&format!("/price?asset={asset}")).json()["source"]
+                .as_str()
+                .map(str::to_string)
+        };
+        assert!(wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-ws")));
+        beast.sim_fault("kraken", "stall");
+        assert!(
+            wait_until(SETTLE, || beast.feed("kraken")["rest_fallback"] == true),
+            "REST fallback in use"
+        );
+        assert!(
+            wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-rest")),
+            "served from REST"
+        );
+        let ksm = beast.get("/price?asset=KSM").json();
+        assert!(
+            ksm.get("stale").is_none(),
+            "the REST fallback keeps it fresh: {ksm}"
+        );
+        // Any state of a feed working its way back; "streaming" too, since a reconnect to the stalled
+        // venue gets its handshake and first snapshot before the stall shows again.
+        let state = beast.feed("kraken")["state"].clone();
+        assert!(
+            matches!(
+                state.as_str(),
+                Some("stale" | "backoff" | "connecting" | "subscribed" | "streaming")
+            ),
+            "{state}"
+        );
+        assert!(beast.metric("beast_feed_rest_prices_total{venue=\"kraken\"}") >= 1.0);
+
+        beast.sim_fault("kraken", "resume");
+        assert!(
+            wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-ws")),
+            "the stream takes over again"
+        );
+        assert!(
+            wait_until(SETTLE, || beast.feed("kraken")["rest_fallback"] == false),
+            "REST fallback idle again"
+        );
     }
-    assert!(beast.metric("beast_feed_state{venue=\"okx\",state=\"streaming\"}") == 1.0);
-    assert!(beast.metric("beast_feed_messages_total{venue=\"kraken\"}") > 0.0);
 }
 
-#[test]
-fn a_dropped_venue_reconnects_and_keeps_serving() {
-    let beast = start(&[]);
-    assert!(wait_until(SETTLE, || beast.feed("okx")["state"] == "streaming"));
-    assert_eq!(beast.feed("okx")["reconnects"], 0);
-    beast.sim_fault("okx", "drop");
-    assert!(
-        wait_until(SETTLE, || beast.feed("okx")["reconnects"].as_u64()
-            >= Some(1)),
-        "okx reconnected"
-    );
-    assert!(
-        wait_until(SETTLE, || beast.feed("okx")["state"] == "streaming"),
-        "okx streams again"
-    );
-    // The price never stopped being served.
-    let tia = beast.get("/price?asset=TIA");
-    assert_eq!(
-        (tia.status, tia.json()["source"].as_str()),
-        (200, Some("okx-ws"))
-    );
-    assert!(beast.metric("beast_feed_reconnects_total{venue=\"okx\"}") >= 1.0);
+beast_tests::on_both_backends! {
+    fn rest_outages_and_bad_frames_are_counted_not_fatal(backend) {
+        let beast = start(backend, &["--cache-ttl-seconds", "2", "--rest-poll-ms", "200"]);
+        assert!(wait_until(SETTLE, || beast.feed("gateio")["state"] == "streaming"));
+        beast.sim_fault("gateio", "garbage");
+        beast.sim_fault("gateio", "error");
+        assert!(
+            wait_until(SETTLE, || beast.feed("gateio")["parse_errors"].as_u64()
+                >= Some(3)),
+            "garbage counted"
+        );
+        assert!(
+            wait_until(SETTLE, || beast.feed("gateio")["exchange_errors"].as_u64()
+                >= Some(1)),
+            "error frame counted"
+        );
+        assert_eq!(
+            beast.feed("gateio")["state"],
+            "streaming",
+            "bad frames do not end a connection"
+        );
+
+        // Stall a venue whose REST is down too: its prices go stale, everything else is served.
+        beast.sim_fault("okx", "refuse-rest");
+        beast.sim_fault("okx", "stall");
+        assert!(
+            wait_until(SETTLE, || beast.get("/price?asset=TIA").json()["stale"]
+                == true),
+            "TIA goes stale"
+        );
+        assert!(wait_until(SETTLE, || beast
+            .metric("beast_feed_rest_errors_total{venue=\"okx\"}")
+            >= 1.0));
+        assert_eq!(beast.get("/price?asset=BNB").status, 200);
+        beast.sim_fault("okx", "allow-rest");
+        assert!(
+            wait_until(SETTLE, || beast
+                .get("/price?asset=TIA")
+                .json()
+                .get("stale")
+                .is_none()),
+            "fresh again from REST"
+        );
+    }
 }
 
-#[test]
-fn a_stalled_venue_falls_back_to_rest_until_it_resumes() {
-    // A 2 s stale limit and a 200 ms REST poll keep the test short.
-    let beast = start(&["--cache-ttl-seconds", "2", "--rest-poll-ms", "200"]);
-    let source = |asset: &str| {
-        beast.get(&format!("/price?asset={asset}")).json()["source"]
-            .as_str()
-            .map(str::to_string)
-    };
-    assert!(wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-ws")));
-    beast.sim_fault("kraken", "stall");
-    assert!(
-        wait_until(SETTLE, || beast.feed("kraken")["rest_fallback"] == true),
-        "REST fallback in use"
-    );
-    assert!(
-        wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-rest")),
-        "served from REST"
-    );
-    let ksm = beast.get("/price?asset=KSM").json();
-    assert!(
-        ksm.get("stale").is_none(),
-        "the REST fallback keeps it fresh: {ksm}"
-    );
-    // Any state of a feed working its way back; "streaming" too, since a reconnect to the stalled
-    // venue gets its handshake and first snapshot before the stall shows again.
-    let state = beast.feed("kraken")["state"].clone();
-    assert!(
-        matches!(
-            state.as_str(),
-            Some("stale" | "backoff" | "connecting" | "subscribed" | "streaming")
-        ),
-        "{state}"
-    );
-    assert!(beast.metric("beast_feed_rest_prices_total{venue=\"kraken\"}") >= 1.0);
-
-    beast.sim_fault("kraken", "resume");
-    assert!(
-        wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-ws")),
-        "the stream takes over again"
-    );
-    assert!(
-        wait_until(SETTLE, || beast.feed("kraken")["rest_fallback"] == false),
-        "REST fallback idle again"
-    );
-}
-
-#[test]
-fn rest_outages_and_bad_frames_are_counted_not_fatal() {
-    let beast = start(&["--cache-ttl-seconds", "2", "--rest-poll-ms", "200"]);
-    assert!(wait_until(SETTLE, || beast.feed("gateio")["state"] == "streaming"));
-    beast.sim_fault("gateio", "garbage");
-    beast.sim_fault("gateio", "error");
-    assert!(
-        wait_until(SETTLE, || beast.feed("gateio")["parse_errors"].as_u64()
-            >= Some(3)),
-        "garbage counted"
-    );
-    assert!(
-        wait_until(SETTLE, || beast.feed("gateio")["exchange_errors"].as_u64()
-            >= Some(1)),
-        "error frame counted"
-    );
-    assert_eq!(
-        beast.feed("gateio")["state"],
-        "streaming",
-        "bad frames do not end a connection"
-    );
-
-    // Stall a venue whose REST is down too: its prices go stale, everything else is served.
-    beast.sim_fault("okx", "refuse-rest");
-    beast.sim_fault("okx", "stall");
-    assert!(
-        wait_until(SETTLE, || beast.get("/price?asset=TIA").json()["stale"]
-            == true),
-        "TIA goes stale"
-    );
-    assert!(wait_until(SETTLE, || beast
-        .metric("beast_feed_rest_errors_total{venue=\"okx\"}")
-        >= 1.0));
-    assert_eq!(beast.get("/price?asset=BNB").status, 200);
-    beast.sim_fault("okx", "allow-rest");
-    assert!(
-        wait_until(SETTLE, || beast
-            .get("/price?asset=TIA")
-            .json()
-            .get("stale")
-            .is_none()),
-        "fresh again from REST"
-    );
-}
-
-#[test]
-fn plain_websockets_work_too() {
-    let beast = start(&["--sim-tls", "false", "--sim-source", "walk"]);
-    assert!(wait_until(SETTLE, || beast.health()["feeds"]
-        .as_array()
-        .is_some_and(|f| f.iter().all(|f| f["state"] == "streaming"))));
-    assert!(
-        beast.stderr_text().contains("url=ws://127.0.0.1"),
-        "connected over ws://"
-    );
+beast_tests::on_both_backends! {
+    fn plain_websockets_work_too(backend) {
+        let beast = start(backend, &["--sim-tls", "false", "--sim-source", "walk"]);
+        assert!(wait_until(SETTLE, || beast.health()["feeds"]
+            .as_array()
+            .is_some_and(|f| f.iter().all(|f| f["state"] == "streaming"))));
+        assert!(
+            beast.stderr_text().contains("url=ws://127.0.0.1"),
+            "connected over ws://"
+        );
+    }
 }
 
 #[test]

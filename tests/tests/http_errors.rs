@@ -101,6 +101,24 @@ fn a_slow_request_gets_408() {
     }
 }
 
+beast_tests::on_both_backends! {
+    /// A body still arriving is a request not yet complete: the read timeout applies (the idle
+    /// timeout, 300 s by default, once let a trickling body hold a connection).
+    fn a_slow_body_gets_408(backend) {
+        let beast = Beast::start(backend, &["--http-read-timeout-seconds", "1"]);
+        let mut client = HttpClient::connect(beast.addr("tcp_lpo"));
+        client.send(b"POST /price HTTP/1.1\r\nHost: b\r\nContent-Length: 100\r\n\r\nabc");
+        assert_eq!(client.response().status, 405, "{backend}: answered at once");
+        let late = client.response();
+        assert_eq!(
+            (late.status, late.json()["error"].as_str()),
+            (408, Some("request_timeout")),
+            "{backend}: then timed out within the read timeout"
+        );
+        assert!(client.closed_by_server());
+    }
+}
+
 #[test]
 fn idle_connections_are_closed() {
     for backend in BACKENDS {

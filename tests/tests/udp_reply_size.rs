@@ -89,3 +89,40 @@ fn no_reply_is_larger_than_its_request_without_a_key() {
         );
     }
 }
+
+beast_tests::on_both_backends! {
+    /// A public key is no key: the demo tier gets the keyless size rule (32 assets asked for in
+    /// 175 bytes once got 2 881). And refusals (invalid key, rate limited) are never larger
+    /// than their request, however many.
+    fn public_keys_and_refusals_never_amplify(backend) {
+        let scratch = beast_tests::Scratch::new();
+        let demo = scratch.create_key("demo");
+        let paid = scratch.create_key("basic");
+        let data_dir = scratch.path().join("data");
+        let beast = Beast::start(backend, &["--beast-data-dir", data_dir.to_str().unwrap()]);
+        let udp = beast.udp_client("udp_lpo");
+        let many = format!("key={demo}{}", " BTC".repeat(32));
+        let mut v8_buf = [0u8; 1024];
+        let symbols: Vec<&[u8]> = vec![b"BTC"; 8];
+        let len = v8::encode_request(&mut v8_buf, 9, Some(demo.as_bytes()), &symbols, 0).unwrap();
+        let v8_demo = v8_buf[..len].to_vec();
+        // Far past the demo tier's 3 a second: most of these are rate limited.
+        for round in 0..40 {
+            for request in [many.as_bytes(), &v8_demo[..]] {
+                for reply in udp.ask_then_probe(request) {
+                    assert!(
+                        reply.len() <= request.len(),
+                        "{backend} round {round}: {} bytes for {}",
+                        reply.len(),
+                        request.len()
+                    );
+                }
+            }
+        }
+        assert!(beast.metric("beast_requests_denied_total{reason=\"rate_limited\"}") > 0.0);
+        // A paid tier's key still lifts the rule.
+        let keyed = format!("key={paid} BTC ETH");
+        let reply = udp.ask(keyed.as_bytes());
+        assert!(reply.len() > keyed.len(), "{backend}");
+    }
+}

@@ -18,18 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use beast_engine::access::{Access, ApiKey, Tier};
-use beast_engine::config::Config;
 use beast_engine::config::setting::IoChoice;
-use beast_engine::price::PriceTable;
-use beast_engine::pricing::{PriceThread, PriceThreadOptions, seed};
 use beast_engine::protocol::udp::v8;
-use beast_engine::reactor::Ports;
-use beast_engine::server::{ServeOptions, Server, Wiring};
-use beast_engine::side::{self, Side, SideInputs, SideOptions};
-use beast_engine::store::NewKey;
-use beast_engine::store::sqlite::SqliteStore;
-use beast_tests::server::{SEED, WAIT, padded};
+use beast_engine::server::Server;
+use beast_tests::inproc::InProcess;
+use beast_tests::server::{WAIT, padded};
 
 /// Allocations (alloc, alloc_zeroed, realloc) made on threads that opted in.
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -92,109 +85,11 @@ const _: () = assert!(
     "no key may be asked more than its burst"
 );
 
-struct Running {
-    server: Server,
-    prices: PriceThread,
-    side: Side,
-    keys: Vec<String>,
-    _data: tempfile::TempDir,
-}
-
-fn start(io: IoChoice) -> Running {
-    let data = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(data.path()).unwrap();
-    let keys: Vec<ApiKey> = (0..KEYS).map(|_| ApiKey::generate().unwrap()).collect();
-    for key in &keys {
-        store
-            .create_key(&NewKey {
-                hash: key.hash(),
-                prefix: &key.prefix(),
-                name: "zero-alloc",
-                tier: Tier::Stress,
-                now_ms: 0,
-            })
-            .unwrap();
-    }
-    drop(store);
-    let (table, writer) = PriceTable::new(256);
-    let seeds = seed::parse(SEED, beast_engine::node::wall_ms()).expect("seed");
-    let prices = PriceThread::start(
-        writer,
-        PriceThreadOptions {
-            prewarm: Vec::new(),
-            seeds,
-            demo_walk: false,
-            stale_after_ms: 9_000,
-            primary: None,
-            rest_every: Duration::from_secs(1),
-            feeds: Vec::new(),
-        },
-    )
-    .expect("price thread");
-    let mut options = ServeOptions::from_config(&Config::default());
-    options.bind = [127, 0, 0, 1].into();
-    options.ports = Ports {
-        tcp_lpo: 0,
-        tcp_lrs: 0,
-        health_lpo: 0,
-        health_lrs: 0,
-        udp_lpo: 0,
-        udp_lrs: 0,
-    };
-    options.reactors = 2;
-    options.io = io;
-    options.stall_threshold = Duration::from_secs(60);
-    options.on_reactor_start = Some(Arc::new(|_| COUNTED.with(|c| c.set(true))));
-    let access = Arc::new(Access::new(true, 16));
-    let (meters, rings) = beast_engine::usage::rings(2);
-    let (side, link) = side::start(
-        SideOptions {
-            node: "zero-alloc".into(),
-            data_dir: data.path().to_path_buf(),
-            database_url: None,
-            cache_url: None,
-            sqs_queue_url: None,
-            aws_region: "us-east-1".into(),
-            metering: true,
-            raw_records: false,
-            journal_fsync: Duration::from_secs(1),
-            journal_segment_bytes: 64 << 20,
-            journal_max_bytes: 1 << 30,
-            retention_days: 93,
-            keys_poll: Duration::from_millis(50),
-            shutdown_grace: Duration::from_secs(5),
-            cache_prices_every: Duration::from_secs(30),
-            cache_stats_every: Duration::from_secs(3),
-            stale_after_ms: 9_000,
-            core: None,
-        },
-        SideInputs {
-            access: Arc::clone(&access),
-            table: Arc::clone(&table),
-            rings,
-            feeds: Vec::new(),
-        },
-    )
-    .expect("side thread");
-    assert!(side.wait_ready(WAIT), "the store was read");
-    assert_eq!(access.keys().len(), KEYS, "the keys were published");
-    let server = Server::start(
-        options,
-        table,
-        Wiring {
-            access,
-            link,
-            meters,
-        },
-    )
-    .expect("start engine");
-    Running {
-        server,
-        prices,
-        side,
-        keys: keys.iter().map(|k| k.as_str().to_string()).collect(),
-        _data: data,
-    }
+fn start(io: IoChoice) -> InProcess {
+    InProcess::start(io, KEYS, |options| {
+        options.stall_threshold = Duration::from_secs(60);
+        options.on_reactor_start = Some(Arc::new(|_| COUNTED.with(|c| c.set(true))));
+    })
 }
 
 /// Sends `total` datagrams over `UDP_CLIENTS` sockets, `WINDOW` at a time per socket, socket `i`
@@ -292,13 +187,8 @@ fn take_responses(pending: &mut Vec<u8>) -> usize {
 }
 
 fn run(io: IoChoice) {
-    let Running {
-        server,
-        prices,
-        side,
-        keys,
-        _data,
-    } = start(io);
+    let engine = start(io);
+    let (server, keys) = (&engine.server, engine.keys.clone());
     let text: Vec<Vec<u8>> = keys
         .iter()
         .map(|key| padded(&format!("key={key} BTC"), 200))
@@ -331,14 +221,14 @@ fn run(io: IoChoice) {
         .collect();
 
     // Warm up every path, every reactor, every connection.
-    udp_load(&server, &text, WARM_UP, text_ok);
-    udp_load(&server, &v8_requests, WARM_UP, v8_ok);
+    udp_load(server, &text, WARM_UP, text_ok);
+    udp_load(server, &v8_requests, WARM_UP, v8_ok);
     http_load(&mut connections, &keys, WARM_UP);
 
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    udp_load(&server, &text, REQUESTS, text_ok);
+    udp_load(server, &text, REQUESTS, text_ok);
     let after_text = ALLOCATIONS.load(Ordering::Relaxed);
-    udp_load(&server, &v8_requests, REQUESTS, v8_ok);
+    udp_load(server, &v8_requests, REQUESTS, v8_ok);
     let after_v8 = ALLOCATIONS.load(Ordering::Relaxed);
     http_load(&mut connections, &keys, REQUESTS);
     let after_http = ALLOCATIONS.load(Ordering::Relaxed);
@@ -380,9 +270,7 @@ fn run(io: IoChoice) {
     );
     drop(connections);
     let node = Arc::clone(server.node());
-    let errors = server.stop();
-    side.stop();
-    prices.stop();
+    let errors = engine.stop();
     assert!(errors.is_empty(), "{errors:?}");
     // Every answered request was metered: nothing dropped, all of it journaled and stored.
     let dropped: u64 = node.reactors.iter().map(|r| r.usage_dropped.get()).sum();

@@ -28,9 +28,10 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// `assets` are rotated `per_request` at a time. Without a key, UDP text requests are padded
-    /// to `pad_to` bytes per asset and v8 requests to their reply's size, since the server
-    /// never answers a keyless datagram with a larger one.
+    /// `assets` are rotated `per_request` at a time. UDP text requests are padded to `pad_to`
+    /// bytes per asset and v8 requests to their reply's size, key or no key: the server never
+    /// answers a datagram with a larger one unless its key's tier lifts the rule (not the demo
+    /// or free tiers), and the generator does not know the tier.
     pub fn new(
         form: Form,
         assets: &[String],
@@ -56,18 +57,14 @@ impl Requests {
                     text.push_str(&group.join(" "));
                     let mut bytes = text.into_bytes();
                     let padded = (pad_to * group.len()).min(MAX_TEXT_PAD);
-                    if key.is_none() && bytes.len() < padded {
+                    if bytes.len() < padded {
                         bytes.resize(padded, b' ');
                     }
                     bytes
                 }
                 Form::UdpV8 => {
                     let symbols: Vec<&[u8]> = group.iter().map(|s| s.as_bytes()).collect();
-                    let pad = if key.is_some() {
-                        0
-                    } else {
-                        v8::reply_len(symbols.len())
-                    };
+                    let pad = v8::reply_len(symbols.len());
                     let mut buf = vec![0u8; 2048];
                     let len =
                         v8::encode_request(&mut buf, 0, key.map(str::as_bytes), &symbols, pad)

@@ -58,7 +58,8 @@ pub fn run(
 
     // The side thread: keys, usage metering, stores. Its warm start fills the table before
     // the price thread takes the writer.
-    let reactors = reactor_count(options.reactors);
+    let reactors =
+        reactor_count(options.reactors, options.pin).map_err(|e| Failure::Input(e.to_string()))?;
     let mut side_options = side_options(&config, options.stale_after_ms);
     // Reactors take cores from the first up; a core they leave free goes to the side thread.
     if options.pin {
@@ -98,7 +99,7 @@ pub fn run(
         .store(warm, std::sync::atomic::Ordering::Relaxed);
     if !side.wait_ready(Duration::from_secs(5)) {
         tracing::warn!(
-            "the side thread was not ready within 5 s (keys not read yet, or a long usage backlog still being counted); starting with what is known so far"
+            "the side thread was not ready within 5 s (keys not read yet); starting with the keys known so far"
         );
     }
     let prices = PriceThread::start(

@@ -280,6 +280,19 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
     }
     family(
         out,
+        "beast_reactor_stuck_turns_total",
+        "counter",
+        "Loop turns the watchdog found still running ten stall thresholds (at least 1 s) after they started.",
+    );
+    for (i, m) in reactors.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "beast_reactor_stuck_turns_total{{reactor=\"{i}\"}} {}",
+            m.loop_stuck.get()
+        );
+    }
+    family(
+        out,
         "beast_reactor_max_turn_seconds",
         "gauge",
         "Longest loop turn since start.",

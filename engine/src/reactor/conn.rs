@@ -258,7 +258,9 @@ impl Conn {
                 reply.extra,
             );
             env.metrics.http_response(reply.status);
-            if reply.status.code() >= 500 {
+            // Only the server failing to keep up is a failure to the governor: not a client's
+            // error, not a price that is not there yet.
+            if reply.error == Some(ErrorCode::Overloaded) {
                 served.failed += 1;
             } else {
                 served.ok += 1;
@@ -358,9 +360,9 @@ impl Conn {
 /// Responses written by one call to [`Conn::process`], for the connection governor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Served {
-    /// Answered (2xx, 4xx).
+    /// Answered.
     pub ok: u32,
-    /// Failed on our side (5xx).
+    /// Refused because the node could not keep up (`503 overloaded`).
     pub failed: u32,
     /// Stopped because output is full while whole requests still wait in the read buffer:
     /// write first, then call [`Conn::process`] again (and read nothing meanwhile).

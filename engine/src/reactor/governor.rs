@@ -2,9 +2,11 @@
 //!
 //! The ceiling is the node's share of `adaptive_max_concurrent`, split evenly across reactors.
 //! Each second the governor looks at the responses: if fewer than `adaptive_success_threshold`
-//! of them succeeded (5xx and timeouts count as failures; client errors do not), the limit
-//! shrinks to three quarters, down to a floor; after a healthy second it grows back by a
-//! twentieth of the ceiling. New connections past the limit get `503 overloaded` and are closed.
+//! of them succeeded, the limit shrinks to three quarters, down to a floor; after a healthy
+//! second it grows back by a twentieth of the ceiling. New connections past the limit get
+//! `503 overloaded` and are closed. A failure is the server failing to keep up (a `503
+//! overloaded` answer): never what a client does (resets, slow requests timing out, errors of
+//! its own) nor the governor's own refusals, or any client could shrink the limit for all.
 
 /// Fewest responses in a window for its ratio to count.
 const MIN_SAMPLE: u64 = 100;
@@ -41,12 +43,6 @@ impl Governor {
 
     pub fn admits(&self, open: usize) -> bool {
         open < self.limit
-    }
-
-    #[inline]
-    pub fn record(&mut self, success: bool) {
-        self.total += 1;
-        self.successes += u64::from(success);
     }
 
     #[inline]
@@ -94,20 +90,13 @@ mod tests {
             (500, 0, 662),
         ];
         for (i, (ok, bad, expected)) in windows.into_iter().enumerate() {
-            for _ in 0..ok {
-                g.record(true);
-            }
-            for _ in 0..bad {
-                g.record(false);
-            }
+            g.record_many(ok, bad);
             g.tick((i as u64 + 1) * 1_000);
             assert_eq!(g.limit(), expected, "window {i}");
         }
         let mut g = Governor::new(32, 0.5);
         for second in 1..20 {
-            for _ in 0..200 {
-                g.record(false);
-            }
+            g.record_many(0, 200);
             g.tick(second * 1_000);
         }
         assert_eq!(g.limit(), 2, "never below the floor");

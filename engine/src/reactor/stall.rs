@@ -1,10 +1,15 @@
 //! Stall detection: a loop turn that takes longer than the threshold delays every request
 //! queued behind it, so it is counted and logged (at most once a second per reactor) with
-//! what the turn was doing.
+//! what the turn was doing. A turn that never returns cannot report itself: the [`Watchdog`],
+//! a thread of its own, reports it while it runs.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::metrics::ReactorMetrics;
+use crate::node::Node;
 
 pub struct StallDetector {
     threshold: Duration,
@@ -56,6 +61,64 @@ impl StallDetector {
         );
         self.last_log = Some(now);
         self.suppressed = 0;
+    }
+}
+
+/// Watches every reactor's turn in progress (`turn_started_ms`, which a reactor sets when a
+/// turn starts and clears when it ends) and reports a turn running longer than `stuck_after`:
+/// which reactor, for how long; once per turn.
+pub struct Watchdog {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Watchdog {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    pub fn start(node: Arc<Node>, stuck_after: Duration) -> std::io::Result<Watchdog> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let stuck_ms = u64::try_from(stuck_after.as_millis()).unwrap_or(u64::MAX);
+        let thread = std::thread::Builder::new()
+            .name("beast-watchdog".into())
+            .spawn(move || {
+                // The start of the turn last reported, per reactor.
+                let mut reported = vec![0u64; node.reactors.len()];
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(Self::EVERY);
+                    let now = node.mono_ms();
+                    for (index, (metrics, last)) in
+                        node.reactors.iter().zip(reported.iter_mut()).enumerate()
+                    {
+                        let started = metrics.turn_started_ms.get();
+                        let running = now.saturating_sub(started);
+                        if started == 0 || *last == started || running < stuck_ms {
+                            continue;
+                        }
+                        *last = started;
+                        metrics.loop_stuck.inc();
+                        tracing::error!(
+                            reactor = index,
+                            running_ms = running,
+                            "reactor loop turn has not returned: its connections and datagrams wait"
+                        );
+                    }
+                }
+            })?;
+        Ok(Watchdog {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
     }
 }
 

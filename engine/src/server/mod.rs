@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::config::setting::IoChoice;
 use crate::node::Node;
 use crate::price::PriceTable;
+use crate::reactor::stall::Watchdog;
 use crate::reactor::{self, Backend, BoundAddrs, Limits, Ports, ReactorSpec, Timeouts};
 use crate::side::SideLink;
 use crate::usage::Meter;
@@ -99,6 +100,10 @@ pub enum StartError {
         index: usize,
         source: std::io::Error,
     },
+    #[error(
+        "BEAST_REACTORS is {reactors} with BEAST_PIN on, but this process may run on {cpus} CPU(s): lower BEAST_REACTORS (0: one per CPU) or turn pinning off"
+    )]
+    TooManyReactors { reactors: usize, cpus: usize },
     #[error("cannot create the wake-up socket of reactor {index}: {source}")]
     Waker {
         index: usize,
@@ -125,11 +130,15 @@ impl Wiring {
     }
 }
 
-/// How many reactors `requested` means here (0: one per CPU this process may run on).
-pub fn reactor_count(requested: usize) -> usize {
+/// How many reactors `requested` means here (0: one per CPU this process may run on). Pinned
+/// reactors need a CPU each: more than the process may run on is an error, never two reactors
+/// silently sharing one CPU.
+pub fn reactor_count(requested: usize, pin: bool) -> Result<usize, StartError> {
+    let cpus = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
     match requested {
-        0 => core_affinity::get_core_ids().map_or(1, |c| c.len().max(1)),
-        n => n,
+        0 => Ok(cpus),
+        n if pin && n > cpus => Err(StartError::TooManyReactors { reactors: n, cpus }),
+        n => Ok(n),
     }
 }
 
@@ -141,6 +150,7 @@ pub struct Server {
     fallback: Option<String>,
     wakers: Vec<UnixDatagram>,
     threads: Vec<JoinHandle<std::io::Result<()>>>,
+    _watchdog: Watchdog,
 }
 
 impl Server {
@@ -155,7 +165,7 @@ impl Server {
             tracing::warn!(reason = %reason, "io_uring unavailable; using epoll");
         }
         let cores = core_affinity::get_core_ids().unwrap_or_default();
-        let reactors = reactor_count(options.reactors);
+        let reactors = reactor_count(options.reactors, options.pin)?;
         let (sockets, addrs) = reactor::sockets::bind_all(options.bind, options.ports, reactors)?;
         let mut node = Node::new(
             options.node_name.clone(),
@@ -170,6 +180,10 @@ impl Server {
         node.admin_key = options.admin_key;
         let mut meters = wiring.meters.into_iter();
         let node = Arc::new(node);
+        // A turn ten times the stall threshold long (at least a second) is a turn stuck.
+        let stuck_after = (options.stall_threshold * 10).max(Duration::from_secs(1));
+        let watchdog = Watchdog::start(Arc::clone(&node), stuck_after)
+            .map_err(|source| StartError::Reactor { index: 0, source })?;
         let limits = Limits {
             max_connections: options.max_connections.div_ceil(reactors).max(1),
             success_threshold: options.success_threshold,
@@ -197,7 +211,7 @@ impl Server {
                 waker: wake_recv,
             };
             let core = if options.pin {
-                cores.get(index % cores.len().max(1)).copied()
+                cores.get(index).copied()
             } else {
                 None
             };
@@ -239,6 +253,7 @@ impl Server {
             fallback,
             wakers,
             threads,
+            _watchdog: watchdog,
         };
         for _ in 0..reactors {
             match ready_rx.recv() {

@@ -216,9 +216,4 @@ impl Drop for Feeds {
     }
 }
 
-/// Unix ms now.
-pub(crate) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use beast_core::clock::wall_ms;

@@ -1,15 +1,18 @@
 //! UDP request handling: one datagram in, at most one datagram out.
 //!
-//! Never an amplifier: unless the request carries a valid API key, the reply is never larger
-//! than the request. A reply that would be larger is replaced by a short error that fits, or,
-//! when even that does not fit, the datagram is dropped and counted.
+//! Never an amplifier: a reply is never larger than its request unless the request carries a
+//! valid key of a tier that lifts the rule ([`crate::access::Tier::lifts_reply_limit`]: not
+//! the public demo key, not free keys), and a refusal (invalid key, rate limited) is never
+//! larger than its request whatever key it names. A reply that would be larger is replaced by
+//! a short error that fits, or, when even that does not fit, the datagram is dropped and
+//! counted.
 
 pub mod text;
 pub mod v8;
 
 use super::answer::{Answer, ErrorCode, Freshness, write_error};
 use super::sink::Fixed;
-use crate::access::{Access, Denied};
+use crate::access::{Access, Denied, Grant};
 use crate::price::PriceTable;
 use crate::usage::AssetList;
 
@@ -81,11 +84,8 @@ pub fn answer(
     let grant = match ctx.access.check(request.key) {
         Ok(grant) => grant,
         Err(denied) => {
-            // A rate-limited key is a valid key: its refusal may be larger than the request.
-            let limit = match denied {
-                Denied::RateLimited { .. } => MAX_REPLY,
-                Denied::Missing | Denied::Invalid => datagram.len(),
-            };
+            // Refusals are sent to whatever address the datagram claims: never larger than it.
+            let limit = datagram.len();
             let (code, message): (ErrorCode, &[u8]) = match denied {
                 Denied::Missing => (ErrorCode::InvalidApiKey, b"key= required"),
                 Denied::Invalid => (ErrorCode::InvalidApiKey, b"unknown or revoked key"),
@@ -105,10 +105,7 @@ pub fn answer(
             };
         }
     };
-    let limit = match grant {
-        crate::access::Grant::Key { .. } => MAX_REPLY,
-        crate::access::Grant::Anonymous => datagram.len().min(MAX_REPLY),
-    };
+    let limit = reply_limit(grant, datagram.len());
     let written = text::write_reply(&request, ctx.table, ctx.fresh, &mut sink, assets);
     if let Some(priced) = written
         && sink.len() <= limit
@@ -139,6 +136,14 @@ pub fn answer(
         }
     } else {
         Outcome::Dropped(Drop::Amplification)
+    }
+}
+
+/// The largest reply `grant` may get to a request of `request_len` bytes.
+fn reply_limit(grant: Grant, request_len: usize) -> usize {
+    match grant {
+        Grant::Key { tier, .. } if tier.lifts_reply_limit() => MAX_REPLY,
+        Grant::Key { .. } | Grant::Anonymous => request_len.min(MAX_REPLY),
     }
 }
 
@@ -178,7 +183,7 @@ fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8], assets: &mut Ass
         }
     };
     let len = v8::reply_len(request.count());
-    if grant == crate::access::Grant::Anonymous && len > datagram.len() {
+    if len > reply_limit(grant, datagram.len()) {
         return header_only(v8::ReplyStatus::TooSmall, None, out);
     }
     if len > out.len()
@@ -257,14 +262,16 @@ mod tests {
         };
         writer.publish_aggregate(btc, &price);
         let access = Access::new(false, 4);
-        access.publish(crate::access::KeySet::new([(
-            crate::access::ApiKey::hash_presented(b"good-key-123").unwrap(),
-            crate::access::KeyEntry {
-                id: 9,
-                tier: crate::access::Tier::Stress,
-                slot: 0,
-            },
-        )]));
+        let entry = |presented: &[u8], id, tier, slot| {
+            (
+                crate::access::ApiKey::hash_presented(presented).unwrap(),
+                crate::access::KeyEntry { id, tier, slot },
+            )
+        };
+        access.publish(crate::access::KeySet::new([
+            entry(b"good-key-123", 9, crate::access::Tier::Stress, 0),
+            entry(b"demo-key-123", 10, crate::access::Tier::Demo, 1),
+        ]));
         (table, access)
     }
 
@@ -346,6 +353,40 @@ mod tests {
             request.len()
         );
         assert!(String::from_utf8(reply).unwrap().contains("too_small"));
+    }
+
+    /// A public key is no key: the demo tier gets the keyless size rule, and refusals are never
+    /// larger than their request, whatever key they name.
+    #[test]
+    fn public_keys_and_refusals_do_not_amplify() {
+        let (table, access) = setup();
+        let ctx = Context {
+            table: &table,
+            access: &access,
+            fresh: Freshness {
+                now_ms: 1_010,
+                stale_after_ms: 9_000,
+            },
+        };
+        let mut out = [0u8; MAX_REPLY];
+        let many = format!("key=demo-key-123{}", " BTC".repeat(32));
+        for _ in 0..10 {
+            let outcome = answer(many.as_bytes(), ctx, &mut out, &mut AssetList::default());
+            if let Outcome::Reply { len, .. } = outcome {
+                assert!(len <= many.len(), "{len} > {}", many.len());
+            }
+        }
+        let mut request = [0u8; 128];
+        let symbols: [&[u8]; 4] = [b"btc"; 4];
+        let n = v8::encode_request(&mut request, 5, Some(b"demo-key-123"), &symbols, 0).unwrap();
+        let outcome = answer(&request[..n], ctx, &mut out, &mut AssetList::default());
+        assert!(
+            matches!(outcome, Outcome::Reply { len, .. } if len <= n),
+            "{outcome:?}"
+        );
+        // A paid tier still lifts the rule.
+        let (outcome, _) = run(b"key=good-key-123 BTC ETH");
+        assert!(matches!(outcome, Outcome::Reply { len, .. } if len > 24));
     }
 
     #[test]

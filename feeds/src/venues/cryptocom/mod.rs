@@ -36,9 +36,7 @@ impl Exchange for Cryptocom {
             .iter()
             .map(|a| format!("\"ticker.{}\"", self.pair(a)))
             .collect();
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let nonce = beast_core::clock::wall_ms();
         vec![format!(
             r#"{{"id":1,"method":"subscribe","params":{{"channels":[{}]}},"nonce":{nonce}}}"#,
             channels.join(",")

@@ -14,9 +14,7 @@ use crate::exchange::{Exchange, Frame, Keepalive, ParseError, Update};
 pub struct Gateio;
 
 fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    beast_core::clock::wall_ms() / 1000
 }
 
 impl Exchange for Gateio {
