@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::access::Access;
-use crate::metrics::{NodeFacts, ReactorMetrics};
+use crate::metrics::ReactorMetrics;
+use crate::price::Freshness;
 use crate::price::PriceTable;
-use crate::protocol::answer::Freshness;
+use crate::protocol::state::{NodeFacts, State};
 use crate::side::{SideLink, SideStats};
 
 pub struct Node {
@@ -68,21 +69,21 @@ impl Node {
     /// Milliseconds on the monotonic clock, from 1 when the node started: what timers, the
     /// governor and the watchdog measure with (only prices' ages use the wall clock). Never 0,
     /// which the connection timers keep for "not started".
-    pub fn mono_ms(&self) -> u64 {
+    pub(crate) fn mono_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .saturating_add(1)
     }
 
-    pub fn is_draining(&self) -> bool {
+    pub(crate) fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
 
-    pub fn start_draining(&self) {
+    pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
     }
 
-    pub fn freshness(&self, now_ms: u64) -> Freshness {
+    pub(crate) fn freshness(&self, now_ms: u64) -> Freshness {
         Freshness {
             now_ms,
             stale_after_ms: self.stale_after_ms,
@@ -90,7 +91,7 @@ impl Node {
     }
 
     /// Counts assets, priced and stale ones: a walk over the table, for `/health` and `/metrics`.
-    pub fn facts(&self, now_ms: u64) -> NodeFacts {
+    pub(crate) fn facts(&self, now_ms: u64) -> NodeFacts {
         let fresh = self.freshness(now_ms);
         let registry = self.table.registry();
         let (mut priced, mut stale) = (0, 0);
@@ -110,4 +111,51 @@ impl Node {
     }
 }
 
-pub use beast_core::clock::wall_ms;
+impl State for Node {
+    fn table(&self) -> &PriceTable {
+        &self.table
+    }
+
+    fn access(&self) -> &Access {
+        &self.access
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn io_backend(&self) -> &str {
+        self.io_backend
+    }
+
+    fn reactors(&self) -> usize {
+        self.reactors.len()
+    }
+
+    fn facts(&self, now_ms: u64) -> NodeFacts {
+        Node::facts(self, now_ms)
+    }
+
+    fn feeds(&self) -> &[Arc<beast_feeds::client::FeedStatus>] {
+        &self.feeds
+    }
+
+    fn side(&self) -> &SideStats {
+        &self.side
+    }
+
+    fn admin_key(&self) -> Option<&crate::access::KeyHash> {
+        self.admin_key.as_ref()
+    }
+
+    fn command(&self, command: crate::side::Command) -> bool {
+        self.link.send(command)
+    }
+
+    fn render_metrics(&self, now_ms: u64, out: &mut String) {
+        crate::metrics::render(out, &self.reactors, &self.facts(now_ms), self.io_backend);
+        crate::metrics::render_feeds(out, &self.feeds, now_ms);
+        crate::metrics::render_process(out);
+        self.side.render(out);
+    }
+}

@@ -47,7 +47,7 @@ impl InProcess {
         }
         drop(store);
         let (table, writer) = PriceTable::new(256);
-        let seeds = seed::parse(SEED, beast_engine::node::wall_ms()).expect("seed");
+        let seeds = seed::parse(SEED, beast_core::clock::wall_ms()).expect("seed");
         let prices = PriceThread::start(
             writer,
             PriceThreadOptions {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use beast_engine::usage::sink::sqs::{CONCURRENT_CALLS, SqsClient};
+use beast_engine::side::sink::sqs::{CONCURRENT_CALLS, SqsClient};
 use beast_tests::server::{Beast, Load, wait_until};
 use beast_tests::services::{Moto, Postgres};
 use serde_json::{Value, json};

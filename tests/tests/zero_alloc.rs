@@ -282,7 +282,7 @@ fn run(io: IoChoice) {
     );
     let delivered = node
         .side
-        .sink(beast_engine::usage::sink::SinkKind::Sqlite)
+        .sink(beast_engine::side::sink::SinkKind::Sqlite)
         .delivered
         .load(Ordering::Relaxed);
     assert_eq!(delivered, journaled, "{io:?}: all delivered to the store");

@@ -4,8 +4,8 @@
 use sha2::{Digest, Sha256};
 
 /// Shortest and longest key accepted from a client.
-pub const MIN_KEY_LEN: usize = 8;
-pub const MAX_KEY_LEN: usize = 64;
+pub(crate) const MIN_KEY_LEN: usize = 8;
+pub(crate) const MAX_KEY_LEN: usize = 64;
 /// Generated keys: this prefix, then [`RANDOM_CHARS`] base-62 characters (≈ 238 bits).
 pub const PREFIX: &str = "bk_";
 const RANDOM_CHARS: usize = 40;
@@ -24,7 +24,7 @@ pub enum KeyError {
 pub struct ApiKey(String);
 
 /// Fills `out` from the kernel's random source.
-pub fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
+pub(crate) fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
     use std::io::Read;
     std::fs::File::open("/dev/urandom")?.read_exact(out)
 }
@@ -72,19 +72,19 @@ impl ApiKey {
 }
 
 /// `bk_AbCd…`: enough to recognise a key, far too little to use it.
-pub fn display_prefix(key: &[u8]) -> String {
+pub(crate) fn display_prefix(key: &[u8]) -> String {
     let shown = key.len().min(PREFIX.len() + 6);
     let mut prefix = String::from_utf8_lossy(key.get(..shown).unwrap_or_default()).into_owned();
     prefix.push('…');
     prefix
 }
 
-pub fn digest(bytes: &[u8]) -> KeyHash {
+pub(crate) fn digest(bytes: &[u8]) -> KeyHash {
     Sha256::digest(bytes).into()
 }
 
 /// Lower-case hex of a hash (how the stores keep it).
-pub fn to_hex(hash: &KeyHash) -> String {
+pub(crate) fn to_hex(hash: &KeyHash) -> String {
     use std::fmt::Write as _;
     hash.iter().fold(String::with_capacity(64), |mut out, b| {
         let _ = write!(out, "{b:02x}");
@@ -92,7 +92,7 @@ pub fn to_hex(hash: &KeyHash) -> String {
     })
 }
 
-pub fn from_hex(text: &str) -> Option<KeyHash> {
+pub(crate) fn from_hex(text: &str) -> Option<KeyHash> {
     let bytes = text.as_bytes();
     if bytes.len() != 64 {
         return None;

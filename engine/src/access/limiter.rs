@@ -24,7 +24,7 @@ impl Limiter {
         }
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.tats.len()
     }
 
@@ -35,14 +35,14 @@ impl Limiter {
         }
     }
 
-    pub fn reset_all(&self) {
+    pub(crate) fn reset_all(&self) {
         for tat in &self.tats {
             tat.store(0, Ordering::Relaxed);
         }
     }
 
     /// Admits a request at `now_us`, or says how many µs until one would be admitted.
-    pub fn admit(&self, slot: u32, now_us: u64, rate: Rate) -> Result<(), u64> {
+    pub(crate) fn admit(&self, slot: u32, now_us: u64, rate: Rate) -> Result<(), u64> {
         let Some(tat) = self.tats.get(slot as usize) else {
             return Err(1_000_000);
         };

@@ -6,8 +6,8 @@
 //! without it.
 
 pub mod key;
-pub mod limiter;
-pub mod tier;
+pub(crate) mod limiter;
+pub(crate) mod tier;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -33,7 +33,7 @@ pub struct KeyEntry {
 
 /// SHA-256 outputs are already uniform: their first eight bytes are the hash.
 #[derive(Default)]
-pub struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -124,7 +124,7 @@ pub struct Access {
 }
 
 /// Called with the new mode (true: performance) when it changes.
-pub type ModeHook = Box<dyn Fn(bool) + Send + Sync>;
+pub(crate) type ModeHook = Box<dyn Fn(bool) + Send + Sync>;
 
 impl Access {
     pub fn new(require_key: bool, capacity: usize) -> Access {
@@ -144,7 +144,7 @@ impl Access {
     }
 
     /// Replaces the keys in force (the side thread, when the store changed).
-    pub fn publish(&self, keys: KeySet) {
+    pub(crate) fn publish(&self, keys: KeySet) {
         self.keys.store(Arc::new(keys));
     }
 
@@ -154,7 +154,7 @@ impl Access {
 
     /// The performance profile raises the demo tier's limit (`/admin/system-mode`). A change
     /// starts every key's limiter afresh: a schedule built at 3/s must not hold back 1 000/s.
-    pub fn set_performance(&self, on: bool) {
+    pub(crate) fn set_performance(&self, on: bool) {
         if self.performance.swap(on, Ordering::Relaxed) != on {
             self.limiter.reset_all();
             if let Some(hook) = self.on_mode.get() {
@@ -167,14 +167,8 @@ impl Access {
         self.performance.load(Ordering::Relaxed)
     }
 
-    pub fn limiter(&self) -> &Limiter {
+    pub(crate) fn limiter(&self) -> &Limiter {
         &self.limiter
-    }
-
-    /// Whether `presented` is a key in force (no rate limit taken): UDP lets a keyed request
-    /// have a reply larger than itself.
-    pub fn is_valid(&self, presented: &[u8]) -> bool {
-        ApiKey::hash_presented(presented).is_some_and(|hash| self.keys.load().get(&hash).is_some())
     }
 
     /// Decides a request: its key (if any) must be in force and within its tier's rate.
@@ -240,7 +234,6 @@ mod tests {
             access.check(Some(b"bk_demo_key_0001")),
             Err(Denied::RateLimited { retry_after_s: 1 })
         ));
-        assert!(access.is_valid(b"bk_demo_key_0001"));
         access.publish(KeySet::default());
         assert_eq!(
             access.check(Some(b"bk_demo_key_0001")),

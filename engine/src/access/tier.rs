@@ -57,7 +57,7 @@ impl Tier {
     /// Whether a key of this tier may get UDP replies larger than its request (up to
     /// `MAX_REPLY`). Not the public demo key (published, so no key at all) nor free keys (anyone
     /// can have one): those follow the keyless rule, so no key makes the server an amplifier.
-    pub fn lifts_reply_limit(self) -> bool {
+    pub(crate) fn lifts_reply_limit(self) -> bool {
         !matches!(self, Tier::Demo | Tier::Free)
     }
 

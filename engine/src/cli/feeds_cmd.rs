@@ -7,9 +7,9 @@ use std::io::{BufRead, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use beast_core::clock::wall_ms;
 use beast_core::{Symbol, Venue};
 use beast_engine::config::Params;
-use beast_engine::node::wall_ms;
 use beast_feeds::{Frame, Update, venues};
 
 /// Longest line read; a longer one is reported as an error and skipped.

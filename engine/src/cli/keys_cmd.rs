@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use beast_core::clock::wall_ms;
 use beast_engine::access::Tier;
 use beast_engine::access::key::ApiKey;
 use beast_engine::config::ConfigArgs;
-use beast_engine::node::wall_ms;
 use beast_engine::store::{NewKey, StoredKey};
 use clap::ArgMatches;
 

@@ -8,11 +8,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use beast_core::clock::wall_ms;
 use beast_core::{Symbol, Venue};
 use beast_engine::access::Access;
 use beast_engine::config::setting::{FeedMode, LogFormat, SimSource};
 use beast_engine::config::{Config, ConfigArgs, Loaded};
-use beast_engine::node::wall_ms;
 use beast_engine::price::PriceTable;
 use beast_engine::pricing::{self, PriceThread, PriceThreadOptions};
 use beast_engine::server::{ServeOptions, Server, Wiring, reactor_count};

@@ -84,7 +84,7 @@ impl FileValues {
     }
 
     /// Keys no setting took.
-    pub fn leftover(&self) -> Option<(&str, usize)> {
+    pub(crate) fn leftover(&self) -> Option<(&str, usize)> {
         self.values.iter().next().map(|(k, v)| (k.as_str(), v.line))
     }
 }

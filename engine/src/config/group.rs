@@ -93,7 +93,7 @@ macro_rules! settings_group {
 pub(crate) use settings_group;
 
 /// A switch takes zero or one value; every other setting exactly one.
-pub fn num_args(without_value: Option<&'static str>) -> clap::builder::ValueRange {
+pub(crate) fn num_args(without_value: Option<&'static str>) -> clap::builder::ValueRange {
     match without_value {
         Some(_) => clap::builder::ValueRange::new(0..=1),
         None => clap::builder::ValueRange::new(1),
@@ -101,7 +101,7 @@ pub fn num_args(without_value: Option<&'static str>) -> clap::builder::ValueRang
 }
 
 /// `--help` text: the doc comment's first paragraph and the default.
-pub fn help_line(doc: &str, default: &str) -> String {
+pub(crate) fn help_line(doc: &str, default: &str) -> String {
     let summary: Vec<&str> = doc
         .lines()
         .map(str::trim)

@@ -31,7 +31,7 @@ pub use setting::{Port, Setting};
 pub use stores::{StoreArgs, StoreConfig};
 
 /// The beast.toml read when `--config` is not given, if it exists.
-pub const DEFAULT_CONFIG_FILE: &str = "beast.toml";
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "beast.toml";
 
 /// Every setting, as flags and environment variables; flattened into the commands that use them.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -164,7 +164,7 @@ pub enum ConfigError {
 }
 
 /// Resolves settings one by one, recording where each value came from.
-pub struct Resolver<'a> {
+pub(crate) struct Resolver<'a> {
     matches: Option<&'a ArgMatches>,
     file: &'a mut FileValues,
     settings: Vec<Resolved>,

@@ -35,7 +35,7 @@ pub trait Setting: Sized {
 }
 
 /// Shown for a secret that is set.
-pub const MASK: &str = "********";
+pub(crate) const MASK: &str = "********";
 
 impl<T: Setting> Setting for Option<T> {
     const VALUE_NAME: &'static str = T::VALUE_NAME;
@@ -98,9 +98,6 @@ impl<const MIN: u64, const MAX: u64> Int<MIN, MAX> {
     }
     pub fn get_usize(self) -> usize {
         usize::try_from(self.0).unwrap_or(usize::MAX)
-    }
-    pub fn get_u32(self) -> u32 {
-        u32::try_from(self.0).unwrap_or(u32::MAX)
     }
 }
 
@@ -329,7 +326,7 @@ pub struct AssetList(pub Vec<Symbol>);
 
 impl AssetList {
     /// Most assets one list may name.
-    pub const MAX_LEN: usize = 1000;
+    pub(crate) const MAX_LEN: usize = 1000;
 
     pub(crate) fn of(symbols: &[&str]) -> AssetList {
         AssetList(

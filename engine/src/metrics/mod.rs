@@ -7,7 +7,7 @@ mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use render::{NodeFacts, render, render_feeds, render_process};
+pub use render::{render, render_feeds, render_process};
 
 use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::response::Status;
@@ -23,7 +23,7 @@ impl Counter {
 
     /// Only the owning reactor calls this.
     #[inline]
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.add(1);
     }
 
@@ -68,7 +68,7 @@ impl Gauge {
 }
 
 /// Upper bounds of the latency buckets, in microseconds.
-pub const LATENCY_BOUNDS_US: [u64; 15] = [
+pub(crate) const LATENCY_BOUNDS_US: [u64; 15] = [
     1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000,
 ];
 
@@ -90,7 +90,7 @@ impl Histogram {
     }
 
     #[inline]
-    pub fn record_ns(&self, ns: u64) {
+    pub(crate) fn record_ns(&self, ns: u64) {
         let us = ns / 1_000;
         let bucket = LATENCY_BOUNDS_US
             .iter()
@@ -105,7 +105,7 @@ impl Histogram {
 
     /// Records `n` requests that all took `ns` (a batch answered together).
     #[inline]
-    pub fn record_many_ns(&self, ns: u64, n: u64) {
+    pub(crate) fn record_many_ns(&self, ns: u64, n: u64) {
         if n == 0 {
             return;
         }
@@ -132,7 +132,7 @@ impl Histogram {
 }
 
 /// HTTP statuses counted, in [`Status`] order.
-pub const STATUSES: [Status; 13] = [
+pub(crate) const STATUSES: [Status; 13] = [
     Status::Ok,
     Status::Accepted,
     Status::BadRequest,
@@ -148,7 +148,7 @@ pub const STATUSES: [Status; 13] = [
     Status::ServiceUnavailable,
 ];
 
-pub const ERROR_CODES: [ErrorCode; 17] = [
+pub(crate) const ERROR_CODES: [ErrorCode; 17] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownAsset,
     ErrorCode::InvalidAsset,
@@ -169,10 +169,10 @@ pub const ERROR_CODES: [ErrorCode; 17] = [
 ];
 
 /// Why a request was refused before it was answered (every protocol).
-pub const DENIALS: [&str; 3] = ["missing_key", "invalid_key", "rate_limited"];
+pub(crate) const DENIALS: [&str; 3] = ["missing_key", "invalid_key", "rate_limited"];
 
 /// The [`DENIALS`] index of a refusal.
-pub fn denial_index(denied: crate::access::Denied) -> usize {
+pub(crate) fn denial_index(denied: crate::access::Denied) -> usize {
     match denied {
         crate::access::Denied::Missing => 0,
         crate::access::Denied::Invalid => 1,
@@ -195,7 +195,7 @@ pub enum CloseReason {
     Shutdown,
 }
 
-pub const CLOSE_REASONS: [CloseReason; 5] = [
+pub(crate) const CLOSE_REASONS: [CloseReason; 5] = [
     CloseReason::Peer,
     CloseReason::Idle,
     CloseReason::Timeout,
@@ -231,7 +231,7 @@ pub enum UdpDrop {
     BadSource,
 }
 
-pub const UDP_DROPS: [UdpDrop; 7] = [
+pub(crate) const UDP_DROPS: [UdpDrop; 7] = [
     UdpDrop::Malformed,
     UdpDrop::Amplification,
     UdpDrop::Overload,
@@ -290,7 +290,7 @@ pub struct ReactorMetrics {
 }
 
 /// Where a caller without a reactor of its own counts (never rendered).
-pub static DETACHED: ReactorMetrics = ReactorMetrics::new();
+pub(crate) static DETACHED: ReactorMetrics = ReactorMetrics::new();
 
 impl ReactorMetrics {
     pub const fn new() -> ReactorMetrics {
@@ -322,7 +322,7 @@ impl ReactorMetrics {
     }
 
     #[inline]
-    pub fn http_response(&self, status: Status) {
+    pub(crate) fn http_response(&self, status: Status) {
         if let Some(counter) = STATUSES
             .iter()
             .position(|s| *s == status)
@@ -333,7 +333,7 @@ impl ReactorMetrics {
     }
 
     #[inline]
-    pub fn http_error(&self, code: ErrorCode) {
+    pub(crate) fn http_error(&self, code: ErrorCode) {
         if let Some(counter) = ERROR_CODES
             .iter()
             .position(|c| *c == code)
@@ -344,7 +344,7 @@ impl ReactorMetrics {
     }
 
     #[inline]
-    pub fn udp_drop(&self, reason: UdpDrop) {
+    pub(crate) fn udp_drop(&self, reason: UdpDrop) {
         if let Some(counter) = UDP_DROPS
             .iter()
             .position(|r| *r == reason)
@@ -355,7 +355,7 @@ impl ReactorMetrics {
     }
 
     #[inline]
-    pub fn deny(&self, denied: crate::access::Denied) {
+    pub(crate) fn deny(&self, denied: crate::access::Denied) {
         if let Some(counter) = self.denied.get(denial_index(denied)) {
             counter.inc();
         }

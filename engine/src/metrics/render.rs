@@ -2,19 +2,11 @@
 
 use std::fmt::Write as _;
 
+use crate::protocol::state::NodeFacts;
+
 use super::{
     CLOSE_REASONS, DENIALS, ERROR_CODES, LATENCY_BOUNDS_US, ReactorMetrics, STATUSES, UDP_DROPS,
 };
-
-/// Node-wide facts for `/metrics` and `/health`.
-#[derive(Debug, Clone, Copy)]
-pub struct NodeFacts {
-    pub uptime_s: u64,
-    pub assets: usize,
-    pub priced: usize,
-    pub stale: usize,
-    pub draining: bool,
-}
 
 /// Renders into `out` (cleared first).
 pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, io_backend: &str) {

@@ -25,7 +25,7 @@ pub fn aggregate(
 }
 
 /// The aggregate of a set of venue quotes (see the module documentation).
-pub fn combine(
+pub(crate) fn combine(
     quotes: &[Option<Quote>],
     now_ms: u64,
     stale_after_ms: u64,

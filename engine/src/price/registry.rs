@@ -24,7 +24,7 @@ impl AssetId {
         self.0
     }
 
-    pub fn from_raw(raw: u32) -> AssetId {
+    pub(crate) fn from_raw(raw: u32) -> AssetId {
         AssetId(raw)
     }
 }
@@ -44,7 +44,7 @@ pub struct AssetRegistry {
 
 impl AssetRegistry {
     /// Largest capacity accepted; ids and index slots are `u32`.
-    pub const MAX_CAPACITY: usize = 1 << 20;
+    pub(crate) const MAX_CAPACITY: usize = 1 << 20;
 
     pub fn new(capacity: usize) -> AssetRegistry {
         let capacity = capacity.clamp(1, Self::MAX_CAPACITY);
@@ -58,7 +58,7 @@ impl AssetRegistry {
         }
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.symbols.len()
     }
 

@@ -106,7 +106,8 @@ impl PriceTable {
     }
 
     /// Changes with every write to the asset's aggregate: lets a poller skip unchanged assets.
-    pub fn aggregate_version(&self, asset: AssetId) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn aggregate_version(&self, asset: AssetId) -> Option<u64> {
         Some(self.slot(asset, AGGREGATE)?.version())
     }
 

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use beast_core::{Channel, Decimal, Source, Symbol, Venue};
 use beast_feeds::client::{FeedEvent, FeedSpec, Feeds};
 
-use crate::node::wall_ms;
 use crate::price::aggregate::aggregate;
 use crate::price::{AssetId, Quote, TableWriter};
+use beast_core::clock::wall_ms;
 
 pub use seed::{Seed, SeedError};
 

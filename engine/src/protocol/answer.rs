@@ -4,14 +4,14 @@
 //! with `"stale":true` appended once the price is older than the stale limit.
 //! Error object: `{"error":"unknown_asset","message":"unknown asset NOPE"}`.
 
-use beast_core::{Symbol, SymbolError};
+use beast_core::Symbol;
 
 use super::sink::Sink;
-use crate::price::{Aggregate, AssetId, PriceTable};
+use crate::price::{Aggregate, AssetId, Freshness, PriceTable};
 
 /// The outcome of looking one asset up.
 #[derive(Clone, Copy, Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     Price {
         id: AssetId,
         symbol: Symbol,
@@ -22,7 +22,7 @@ pub enum Answer {
     /// Known asset without a price yet.
     NoPrice(Symbol),
     /// Not a symbol at all (bad characters, too long, empty).
-    Invalid(SymbolError),
+    Invalid,
 }
 
 impl Answer {
@@ -31,7 +31,7 @@ impl Answer {
     pub fn lookup(table: &PriceTable, text: &[u8]) -> Answer {
         let symbol = match Symbol::parse(text) {
             Ok(symbol) => symbol,
-            Err(e) => return Answer::Invalid(e),
+            Err(_) => return Answer::Invalid,
         };
         match table.registry().find(&symbol) {
             None => Answer::Unknown(symbol),
@@ -42,28 +42,8 @@ impl Answer {
         }
     }
 
-    pub fn is_price(&self) -> bool {
+    pub(crate) fn is_price(&self) -> bool {
         matches!(self, Answer::Price { .. })
-    }
-}
-
-/// Clock and freshness, fixed for one batch of requests.
-#[derive(Clone, Copy, Debug)]
-pub struct Freshness {
-    /// Wall clock, Unix ms.
-    pub now_ms: u64,
-    /// Prices older than this are served with `"stale":true`.
-    pub stale_after_ms: u64,
-}
-
-impl Freshness {
-    /// Age of a price from its exchange time; clocks that run ahead of ours count as 0.
-    pub fn age_ms(&self, exchange_ms: u64) -> u64 {
-        self.now_ms.saturating_sub(exchange_ms)
-    }
-
-    pub fn is_stale(&self, exchange_ms: u64) -> bool {
-        self.age_ms(exchange_ms) > self.stale_after_ms
     }
 }
 
@@ -87,6 +67,7 @@ pub enum ErrorCode {
     InvalidApiKey,
     RateLimited,
     Unauthorized,
+    Conflict,
 }
 
 impl ErrorCode {
@@ -109,12 +90,13 @@ impl ErrorCode {
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Conflict => "conflict",
         }
     }
 }
 
 /// Writes the JSON object for one answer.
-pub fn write_answer(out: &mut impl Sink, answer: &Answer, fresh: Freshness) {
+pub(crate) fn write_answer(out: &mut impl Sink, answer: &Answer, fresh: Freshness) {
     match answer {
         Answer::Price { symbol, price, .. } => write_price(out, symbol, price, fresh),
         Answer::Unknown(symbol) => {
@@ -123,7 +105,7 @@ pub fn write_answer(out: &mut impl Sink, answer: &Answer, fresh: Freshness) {
         Answer::NoPrice(symbol) => {
             write_error_for(out, ErrorCode::NoPrice, b"no price yet for ", symbol)
         }
-        Answer::Invalid(_) => {
+        Answer::Invalid => {
             write_error(
                 out,
                 ErrorCode::InvalidAsset,
@@ -133,7 +115,12 @@ pub fn write_answer(out: &mut impl Sink, answer: &Answer, fresh: Freshness) {
     }
 }
 
-pub fn write_price(out: &mut impl Sink, symbol: &Symbol, price: &Aggregate, fresh: Freshness) {
+pub(crate) fn write_price(
+    out: &mut impl Sink,
+    symbol: &Symbol,
+    price: &Aggregate,
+    fresh: Freshness,
+) {
     out.put(b"{\"asset\":\"");
     out.put(symbol.as_bytes());
     out.put(b"\",\"price\":\"");
@@ -152,7 +139,7 @@ pub fn write_price(out: &mut impl Sink, symbol: &Symbol, price: &Aggregate, fres
 
 /// `{"error":"<code>","message":"<message>"}`. Messages are ASCII text of ours, never echoed
 /// client input, so they need no escaping.
-pub fn write_error(out: &mut impl Sink, code: ErrorCode, message: &[u8]) {
+pub(crate) fn write_error(out: &mut impl Sink, code: ErrorCode, message: &[u8]) {
     out.put(b"{\"error\":\"");
     out.put(code.as_str().as_bytes());
     out.put(b"\",\"message\":\"");

@@ -58,7 +58,7 @@ impl<'a> Fixed<'a> {
         self.len == 0
     }
 
-    pub fn overflowed(&self) -> bool {
+    pub(crate) fn overflowed(&self) -> bool {
         self.overflowed
     }
 

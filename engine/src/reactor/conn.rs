@@ -14,13 +14,14 @@ use std::time::Instant;
 
 use crate::metrics::{CloseReason, ReactorMetrics};
 use crate::node::Node;
-use crate::protocol::answer::{ErrorCode, Freshness};
+use crate::price::Freshness;
+use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::request::{self, HeadError, MAX_HEAD, Method, Parsed};
 use crate::protocol::http::response::{self, Persist, Status};
 use crate::protocol::http::routes::{self, PortKind};
 use crate::usage::{AssetList, Meter, Protocol};
 
-pub const WRITE_CAPACITY: usize = 16 * 1024;
+pub(crate) const WRITE_CAPACITY: usize = 16 * 1024;
 /// Stop answering pipelined requests once this much output waits: the client must read.
 const WRITE_HIGH_WATER: usize = 12 * 1024;
 
@@ -58,7 +59,7 @@ pub struct Conn {
 }
 
 /// What a reactor needs to answer requests, fixed for one batch.
-pub struct Env<'a> {
+pub(crate) struct Env<'a> {
     pub node: &'a Node,
     pub metrics: &'a ReactorMetrics,
     pub fresh: Freshness,
@@ -109,27 +110,27 @@ impl Conn {
     }
 
     /// Room left for the next read.
-    pub fn read_space(&mut self) -> &mut [u8] {
+    pub(crate) fn read_space(&mut self) -> &mut [u8] {
         self.read.get_mut(self.read_len..).unwrap_or_default()
     }
 
     /// Output not yet written.
-    pub fn pending_output(&self) -> &[u8] {
+    pub(crate) fn pending_output(&self) -> &[u8] {
         self.write.get(self.written..).unwrap_or_default()
     }
 
-    pub fn has_output(&self) -> bool {
+    pub(crate) fn has_output(&self) -> bool {
         self.written < self.write.len()
     }
 
     /// Records `n` bytes read into [`Conn::read_space`].
-    pub fn on_read(&mut self, n: usize, now_ms: u64) {
+    pub(crate) fn on_read(&mut self, n: usize, now_ms: u64) {
         self.read_len = (self.read_len + n).min(self.read.len());
         self.last_active_ms = now_ms;
     }
 
     /// Records `n` bytes written from [`Conn::pending_output`]; true once all is written.
-    pub fn on_written(&mut self, n: usize, now_ms: u64) -> bool {
+    pub(crate) fn on_written(&mut self, n: usize, now_ms: u64) -> bool {
         self.written = (self.written + n).min(self.write.len());
         self.last_active_ms = now_ms;
         if self.written < self.write.len() {
@@ -142,7 +143,7 @@ impl Conn {
     }
 
     /// True if the read buffer can take more bytes and the connection still wants them.
-    pub fn wants_read(&self) -> bool {
+    pub(crate) fn wants_read(&self) -> bool {
         !self.closing && !self.peer_closed && self.read_len < self.read.len()
     }
 
@@ -181,27 +182,22 @@ impl Conn {
                     break;
                 }
                 Parsed::Error(error) => {
-                    let (status, code, message): (Status, ErrorCode, &[u8]) = match error {
-                        HeadError::Malformed(why) => {
-                            (Status::BadRequest, ErrorCode::BadRequest, why.as_bytes())
-                        }
+                    let (code, message): (ErrorCode, &[u8]) = match error {
+                        HeadError::Malformed(why) => (ErrorCode::BadRequest, why.as_bytes()),
                         HeadError::UriTooLong => (
-                            Status::UriTooLong,
                             ErrorCode::UriTooLong,
                             b"request target longer than 2048 bytes",
                         ),
                         HeadError::HeadersTooLarge => (
-                            Status::HeadersTooLarge,
                             ErrorCode::HeadersTooLarge,
                             b"request head larger than 8 KiB or over 32 headers",
                         ),
                         HeadError::BodyTooLarge => (
-                            Status::PayloadTooLarge,
                             ErrorCode::PayloadTooLarge,
                             b"request body larger than 4 KiB",
                         ),
                     };
-                    self.fail(env, now_ms, status, code, message);
+                    self.fail(env, now_ms, code, message);
                     served.ok += 1; // the client's fault, not the server's
                     consumed = self.read_len;
                     break;
@@ -292,28 +288,20 @@ impl Conn {
     }
 
     /// Answers with an error and closes after it is written.
-    pub fn fail(
-        &mut self,
-        env: &mut Env<'_>,
-        now_ms: u64,
-        status: Status,
-        code: ErrorCode,
-        message: &[u8],
-    ) {
+    pub fn fail(&mut self, env: &mut Env<'_>, now_ms: u64, code: ErrorCode, message: &[u8]) {
         self.start_output(now_ms);
         response::write_error_response(
             &mut self.write,
             env.body,
-            status,
             code,
             message,
             Persist::Close,
             b"",
         );
-        env.metrics.http_response(status);
+        env.metrics.http_response(response::status_of(code));
         env.metrics.http_error(code);
         self.closing = true;
-        self.close_reason = if status == Status::RequestTimeout {
+        self.close_reason = if code == ErrorCode::RequestTimeout {
             CloseReason::Timeout
         } else {
             CloseReason::Error
@@ -327,7 +315,7 @@ impl Conn {
     }
 
     /// The periodic check: what this connection's clock says must happen now.
-    pub fn check_timers(&self, now_ms: u64, timeouts: Timeouts) -> Timer {
+    pub(crate) fn check_timers(&self, now_ms: u64, timeouts: Timeouts) -> Timer {
         if self.write_started_ms != 0
             && now_ms.saturating_sub(self.write_started_ms) > timeouts.write_ms
         {
@@ -352,7 +340,7 @@ impl Conn {
 
     /// An idle keep-alive connection (nothing buffered either way) can be closed at once when
     /// the server drains.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.read_len == 0 && !self.has_output() && self.discard == 0
     }
 }
@@ -383,7 +371,6 @@ pub fn request_timeout(conn: &mut Conn, env: &mut Env<'_>, now_ms: u64) {
     conn.fail(
         env,
         now_ms,
-        Status::RequestTimeout,
         ErrorCode::RequestTimeout,
         b"request not completed in time",
     );

@@ -77,7 +77,7 @@ struct Slot {
     phase: Phase,
 }
 
-pub struct Core {
+pub(crate) struct Core {
     index: usize,
     answer: Answerer,
     conns: Slab<Slot>,
@@ -129,7 +129,7 @@ impl Core {
             let arrived = Instant::now();
             let metrics = self.answer.metrics();
             metrics.turn_started_ms.set(self.mono_ms().max(1));
-            self.answer.begin(arrived, crate::node::wall_ms());
+            self.answer.begin(arrived, beast_core::clock::wall_ms());
             let mut handled = 0;
             for _ in 0..ROUNDS {
                 driver.reap(&mut self.answer, arrived, &mut events);

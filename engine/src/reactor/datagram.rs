@@ -11,7 +11,7 @@ use crate::node::Node;
 use crate::protocol::udp::{self, Drop, Form, Outcome};
 use crate::usage::{AssetList, Meter, Protocol};
 
-pub struct Answerer {
+pub(crate) struct Answerer {
     node: Arc<Node>,
     index: usize,
     meter: Meter,
@@ -34,7 +34,7 @@ impl Answerer {
             meter,
             assets: AssetList::default(),
             body: Vec::with_capacity(64 * 1024),
-            now_ms: crate::node::wall_ms(),
+            now_ms: beast_core::clock::wall_ms(),
             arrived: Instant::now(),
             answered: 0,
         }
@@ -136,7 +136,7 @@ impl Answerer {
 
     /// The datagrams answered since the last call are on their way: one clock read for the
     /// latency of all of them (each waited this long at most).
-    pub fn end_batch(&mut self) {
+    pub(crate) fn end_batch(&mut self) {
         let answered = std::mem::take(&mut self.answered);
         if answered > 0 {
             let ns = u64::try_from(self.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
@@ -149,7 +149,7 @@ impl Answerer {
 
     /// Replies the kernel refused (they were counted as replies when answered: a reply is
     /// one handed to the kernel).
-    pub fn send_failed(&self, failed: u64) {
+    pub(crate) fn send_failed(&self, failed: u64) {
         let metrics = self.node.metrics(self.index);
         for _ in 0..failed {
             metrics.udp_drop(UdpDrop::SendError);

@@ -21,7 +21,7 @@ use crate::protocol::http::routes::PortKind;
 /// (a connection's read buffer is a boxed slice, its write buffer is neither written nor
 /// resized while a send is in flight).
 #[derive(Clone, Copy, Debug)]
-pub struct IoBuf {
+pub(crate) struct IoBuf {
     pub ptr: *mut u8,
     pub len: usize,
 }
@@ -35,7 +35,7 @@ impl IoBuf {
     }
 
     /// For a send: the kernel only reads from it.
-    pub fn of_output(bytes: &[u8]) -> IoBuf {
+    pub(crate) fn of_output(bytes: &[u8]) -> IoBuf {
         IoBuf {
             ptr: bytes.as_ptr().cast_mut(),
             len: bytes.len(),
@@ -45,7 +45,7 @@ impl IoBuf {
 
 /// What a driver reports to the core.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A listener of a port of this kind accepted a connection.
     Accepted { port: PortKind, fd: OwnedFd },
     /// A receive ended: bytes read, 0 at end of stream, or `-errno` (`-ECANCELED` when it was
@@ -58,7 +58,7 @@ pub enum Event {
 }
 
 /// An I/O backend.
-pub trait Driver {
+pub(crate) trait Driver {
     /// Starts a receive into `buf` for connection `key` on `fd`: ends with [`Event::Received`].
     fn recv(&mut self, key: Key, fd: RawFd, buf: IoBuf);
 
@@ -96,4 +96,4 @@ pub trait Driver {
 }
 
 /// How long a driver waits at most, so timers run even when nothing happens.
-pub const MAX_WAIT: Duration = Duration::from_millis(100);
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(100);

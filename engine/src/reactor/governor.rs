@@ -13,7 +13,7 @@ const MIN_SAMPLE: u64 = 100;
 const WINDOW_MS: u64 = 1_000;
 
 #[derive(Debug)]
-pub struct Governor {
+pub(crate) struct Governor {
     ceiling: usize,
     floor: usize,
     limit: usize,
@@ -41,12 +41,12 @@ impl Governor {
         self.limit
     }
 
-    pub fn admits(&self, open: usize) -> bool {
+    pub(crate) fn admits(&self, open: usize) -> bool {
         open < self.limit
     }
 
     #[inline]
-    pub fn record_many(&mut self, successes: u32, failures: u32) {
+    pub(crate) fn record_many(&mut self, successes: u32, failures: u32) {
         self.total += u64::from(successes) + u64::from(failures);
         self.successes += u64::from(successes);
     }

@@ -3,16 +3,16 @@
 //! blocked, epoll. Reactors share nothing mutable: they read the price table, write only their
 //! own metrics, and learn of shutdown through their own wake-up socket.
 
-pub mod conn;
+pub(crate) mod conn;
 mod core;
 mod datagram;
 mod driver;
 #[cfg(feature = "epoll")]
 mod epoll;
-pub mod governor;
-pub mod slab;
-pub mod sockets;
-pub mod stall;
+pub(crate) mod governor;
+pub(crate) mod slab;
+pub(crate) mod sockets;
+pub(crate) mod stall;
 #[cfg(feature = "uring")]
 mod uring;
 
@@ -27,14 +27,14 @@ pub use conn::Timeouts;
 pub use sockets::{BindError, BoundAddrs, Ports, ReactorSockets};
 
 /// The end of a wake-up socket a reactor listens on; a datagram on it means "drain and stop".
-pub type Waker = UnixDatagram;
+pub(crate) type Waker = UnixDatagram;
 
 /// Connections a reactor keeps beyond the governor's limit for the health ports, which the
 /// governor does not refuse: load balancer health checks must get through an overload.
-pub const HEALTH_CONNECTIONS: usize = 64;
+pub(crate) const HEALTH_CONNECTIONS: usize = 64;
 
 /// What a connection past the governor's limit gets before it is closed.
-pub const REJECT_OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 60\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"overloaded\",\"message\":\"too many open connections\"}";
+pub(crate) const REJECT_OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 60\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"overloaded\",\"message\":\"too many open connections\"}";
 
 /// Per-reactor limits.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +87,7 @@ pub enum BackendError {
 
 /// Picks the backend. With `auto`, io_uring is probed and, if it cannot be used, epoll is
 /// chosen and the reason returned for the one log line that says so.
-pub fn select_backend(choice: IoChoice) -> Result<(Backend, Option<String>), BackendError> {
+pub(crate) fn select_backend(choice: IoChoice) -> Result<(Backend, Option<String>), BackendError> {
     match choice {
         IoChoice::Epoll if cfg!(feature = "epoll") => Ok((Backend::Epoll, None)),
         IoChoice::Epoll => Err(BackendError::NotCompiled("epoll")),

@@ -14,7 +14,7 @@ struct Slot<T> {
     value: T,
 }
 
-pub struct Slab<T> {
+pub(crate) struct Slab<T> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     capacity: usize,
@@ -40,13 +40,13 @@ impl<T> Slab<T> {
         self.live == 0
     }
 
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.live >= self.capacity
     }
 
     /// Takes a free slot, reusing a retired value (and its buffers) when there is one; `make`
     /// builds a value only for a slot never used before.
-    pub fn insert_with(&mut self, make: impl FnOnce() -> T) -> Option<(Key, &mut T)> {
+    pub(crate) fn insert_with(&mut self, make: impl FnOnce() -> T) -> Option<(Key, &mut T)> {
         let index = match self.free.pop() {
             Some(index) => index,
             None if self.slots.len() < self.capacity => {
@@ -94,56 +94,17 @@ impl<T> Slab<T> {
     }
 
     /// Slots ever used: live keys are found among `0..slot_count()` with [`Slab::key_at`].
-    pub fn slot_count(&self) -> usize {
+    pub(crate) fn slot_count(&self) -> usize {
         self.slots.len()
     }
 
     /// The key of slot `index` if it is live. Lets a caller walk the slab while mutating it,
     /// without collecting keys (which would allocate).
-    pub fn key_at(&self, index: usize) -> Option<Key> {
+    pub(crate) fn key_at(&self, index: usize) -> Option<Key> {
         let slot = self.slots.get(index).filter(|s| s.live)?;
         Some(Key {
             index: u32::try_from(index).ok()?,
             generation: slot.generation,
         })
-    }
-
-    /// Keys of every live slot.
-    pub fn keys(&self) -> impl Iterator<Item = Key> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.live)
-            .filter_map(|(i, s)| {
-                Some(Key {
-                    index: u32::try_from(i).ok()?,
-                    generation: s.generation,
-                })
-            })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reuses_slots_and_rejects_stale_keys() {
-        let mut slab: Slab<Vec<u8>> = Slab::with_capacity(2);
-        let (a, value) = slab.insert_with(|| Vec::with_capacity(8)).unwrap();
-        value.push(1);
-        let (b, _) = slab.insert_with(Vec::new).unwrap();
-        assert!(slab.is_full());
-        assert!(slab.insert_with(Vec::new).is_none());
-        assert!(slab.remove(a));
-        assert!(!slab.remove(a), "double remove");
-        let (c, value) = slab
-            .insert_with(|| unreachable!("a retired slot is reused"))
-            .unwrap();
-        assert_eq!(value, &[1], "the retired value comes back for reuse");
-        assert_eq!(c.index, a.index);
-        assert!(slab.get_mut(a).is_none(), "stale generation");
-        assert!(slab.get_mut(c).is_some());
-        assert_eq!(slab.keys().collect::<Vec<_>>(), [c, b]);
     }
 }

@@ -54,7 +54,7 @@ pub struct BindError {
 }
 
 /// Binds every port for every reactor.
-pub fn bind_all(
+pub(crate) fn bind_all(
     ip: IpAddr,
     ports: Ports,
     reactors: usize,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::metrics::ReactorMetrics;
 use crate::node::Node;
 
-pub struct StallDetector {
+pub(crate) struct StallDetector {
     threshold: Duration,
     last_log: Option<Instant>,
     suppressed: u64,
@@ -28,7 +28,7 @@ impl StallDetector {
 
     /// Called at the end of each turn with its start and the events it handled.
     #[inline]
-    pub fn turn_ended(
+    pub(crate) fn turn_ended(
         &mut self,
         reactor: usize,
         started: Instant,
@@ -67,7 +67,7 @@ impl StallDetector {
 /// Watches every reactor's turn in progress (`turn_started_ms`, which a reactor sets when a
 /// turn starts and clears when it ends) and reports a turn running longer than `stuck_after`:
 /// which reactor, for how long; once per turn.
-pub struct Watchdog {
+pub(crate) struct Watchdog {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }

@@ -20,7 +20,7 @@ use crate::side::SideLink;
 use crate::usage::Meter;
 
 /// Called on each reactor thread before its loop starts (tests install counters with it).
-pub type ReactorHook = Arc<dyn Fn(usize) + Send + Sync>;
+pub(crate) type ReactorHook = Arc<dyn Fn(usize) + Send + Sync>;
 
 /// Everything the serving engine needs besides the price table.
 #[derive(Clone)]

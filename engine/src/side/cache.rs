@@ -16,8 +16,8 @@ use tokio::sync::watch;
 
 use super::SideOptions;
 use super::stats::{SideStats, add};
-use crate::node::wall_ms;
 use crate::price::{Aggregate, PriceTable, TableWriter};
+use beast_core::clock::wall_ms;
 
 /// Cached prices expire after this: a cluster that stopped writing must not serve them forever.
 const PRICE_TTL_S: u64 = 600;

@@ -18,12 +18,12 @@ use super::stats::{add, set};
 use super::{Command, SideOptions, SideStats};
 use crate::access::key::{from_hex, to_hex};
 use crate::access::{Access, KeyEntry, KeySet, Limiter, Tier};
-use crate::node::wall_ms;
 use crate::store::{NewKey, Store, StoredKey};
+use beast_core::clock::wall_ms;
 
 /// Gives every active key a stable slot in the [`Limiter`] across reloads.
 #[derive(Default)]
-pub struct KeyBook {
+pub(crate) struct KeyBook {
     slots: HashMap<u64, u32>,
     free: Vec<u32>,
     /// Slots of keys that just left: reactors may still hold a set naming them, so they are

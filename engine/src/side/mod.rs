@@ -10,9 +10,10 @@
 //! what it publishes through atomics and `ArcSwap`s.
 
 pub mod cache;
-pub mod keys;
-pub mod stats;
-pub mod usage;
+pub(crate) mod keys;
+pub mod sink;
+pub(crate) mod stats;
+pub(crate) mod usage;
 
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
@@ -113,7 +114,7 @@ pub struct Side {
 
 /// When the side thread's work must end after a stop: the sinks deliver until then, and what
 /// they have not delivered waits in the journal.
-pub struct Grace {
+pub(crate) struct Grace {
     grace: Duration,
     deadline: std::sync::Mutex<Option<Instant>>,
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use crate::usage::sink::{SINK_KINDS, SinkKind};
+use crate::side::sink::{SINK_KINDS, SinkKind};
 
 #[derive(Default)]
 pub struct SinkStats {
@@ -88,7 +88,7 @@ pub enum Degraded {
 
 impl Degraded {
     /// How long a sink may fail or lag before the node says so.
-    pub const SINK_GRACE_MS: u64 = 60_000;
+    pub(crate) const SINK_GRACE_MS: u64 = 60_000;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -232,7 +232,7 @@ impl SideStats {
                 .map(|(k, s)| (format!("{{sink=\"{}\"}}", k.name()), pick(s)))
                 .collect()
         };
-        let now_ms = crate::node::wall_ms();
+        let now_ms = beast_core::clock::wall_ms();
         for (name, kind, help, pick) in [
             (
                 "beast_usage_sink_up",

@@ -27,13 +27,13 @@ use tokio::sync::{Notify, watch};
 
 use super::stats::{SinkStats, add, get, set};
 use super::{SideOptions, SideStats};
-use crate::node::wall_ms;
 use crate::price::PriceTable;
+use crate::side::sink::sqs::SqsClient;
+use crate::side::sink::{Sink, SinkKind};
 use crate::usage::builder::BatchBuilder;
 use crate::usage::journal::{self, Cursor, CursorSource, Journal, Position};
-use crate::usage::sink::sqs::SqsClient;
-use crate::usage::sink::{Sink, SinkKind};
 use crate::usage::{Assembler, UsageEvent};
+use beast_core::clock::wall_ms;
 
 const DRAIN_EVERY: Duration = Duration::from_millis(5);
 const RETRY_MIN: Duration = Duration::from_millis(100);
@@ -47,7 +47,7 @@ const BACKLOG_NOW: u64 = 256 * 1024;
 /// answer without a record.
 const MAX_UNWRITTEN: usize = 16 << 20;
 /// Rows one retention statement deletes at most.
-pub const RETENTION_STEP: u64 = 5_000;
+pub(crate) const RETENTION_STEP: u64 = 5_000;
 /// Statements per retention turn before deliveries get the store back.
 const RETENTION_STEPS_PER_TURN: u32 = 20;
 const RETENTION_EVERY: Duration = Duration::from_secs(3_600);

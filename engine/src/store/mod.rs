@@ -5,7 +5,7 @@
 //! awaits it: a call may wait up to the busy timeout while another process (`beast keys
 //! create`) holds the database, or for an fsync, and the side thread's drain must not wait.
 
-pub mod postgres;
+pub(crate) mod postgres;
 pub mod sqlite;
 
 use std::path::Path;
@@ -74,7 +74,7 @@ pub enum StoreError {
 impl StoreError {
     /// Worth trying again later (the store is busy or unreachable), as opposed to a fault in
     /// the data or the configuration.
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             StoreError::Sqlite { source, .. } => matches!(
                 source.sqlite_error_code(),
@@ -105,7 +105,7 @@ pub struct UsageQuery {
 }
 
 impl UsageQuery {
-    pub fn since_minute_ms(&self) -> i64 {
+    pub(crate) fn since_minute_ms(&self) -> i64 {
         let minute = crate::usage::batch::minute_of(self.since_ms.unwrap_or(0));
         i64::try_from(minute).unwrap_or(i64::MAX)
     }
@@ -155,7 +155,7 @@ impl Store {
     }
 
     /// A PostgreSQL connection that has dropped must be replaced.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         match self {
             Store::Sqlite(_) => false,
             Store::Postgres(pg) => pg.is_closed(),

@@ -218,7 +218,7 @@ impl PgStore {
         Ok(store)
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
 
@@ -258,7 +258,10 @@ impl PgStore {
             timed_for(MIGRATION_TIMEOUT, tx.batch_execute(sql)).await?;
             timed(tx.execute(
                 "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)",
-                &[&(version as i64 + 1), &(crate::node::wall_ms() as i64)],
+                &[
+                    &(version as i64 + 1),
+                    &(beast_core::clock::wall_ms() as i64),
+                ],
             ))
             .await?;
         }
@@ -411,7 +414,7 @@ impl PgStore {
             let boots: Vec<&str> = p.iter().map(|p| p.boot.as_str()).collect();
             let nodes: Vec<&str> = p.iter().map(|p| p.node.as_str()).collect();
             let ends: Vec<i64> = p.iter().map(|p| p.end_seq).collect();
-            let now = crate::node::wall_ms() as i64;
+            let now = beast_core::clock::wall_ms() as i64;
             timed(tx.execute(
                 "INSERT INTO usage_progress (boot, node, end_seq, updated_ms)
                  SELECT b, n, e, $4 FROM unnest($1::text[], $2::text[], $3::int8[]) AS u(b, n, e)

@@ -201,7 +201,7 @@ impl SqliteStore {
                 .and_then(|()| {
                     tx.execute(
                         "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-                        params![current + 1, crate::node::wall_ms() as i64],
+                        params![current + 1, beast_core::clock::wall_ms() as i64],
                     )
                 })
                 .and_then(|_| tx.commit())
@@ -289,7 +289,8 @@ impl SqliteStore {
     }
 
     /// Changes whenever a key is created or revoked: the side thread reloads on a change.
-    pub fn keys_version(&mut self) -> Result<i64, StoreError> {
+    #[cfg(test)]
+    pub(crate) fn keys_version(&mut self) -> Result<i64, StoreError> {
         self.version("keys")
     }
 
@@ -311,7 +312,11 @@ impl SqliteStore {
     /// Applies a delivery of usage batches in one transaction: the batches this store has not
     /// applied yet (see [`crate::usage::apply`]) are added to the rollups (and raw records, when
     /// `raw`), and each boot's applied end moves on with them.
-    pub fn apply_usage(&mut self, batches: &[Batch], raw: bool) -> Result<Applied, StoreError> {
+    pub(crate) fn apply_usage(
+        &mut self,
+        batches: &[Batch],
+        raw: bool,
+    ) -> Result<Applied, StoreError> {
         let err = failed(&self.path);
         let tx = write(&mut self.conn).map_err(err)?;
         let mut progress = HashMap::new();
@@ -381,7 +386,7 @@ impl SqliteStore {
                      ON CONFLICT (boot) DO UPDATE SET end_seq = MAX(end_seq, excluded.end_seq), updated_ms = excluded.updated_ms",
                 )
                 .map_err(err)?;
-            let now = crate::node::wall_ms() as i64;
+            let now = beast_core::clock::wall_ms() as i64;
             for p in &plan.progress {
                 moved
                     .execute(params![p.boot, p.node, p.end_seq, now])
@@ -408,7 +413,11 @@ impl SqliteStore {
     /// Deletes at most `limit` usage rows older than `before_ms` (rollups by their minute, raw
     /// records by their time, boots' progress by its last move); how many it deleted. Freed
     /// pages go back to the file system a few at a time.
-    pub fn delete_usage_before(&mut self, before_ms: u64, limit: u64) -> Result<u64, StoreError> {
+    pub(crate) fn delete_usage_before(
+        &mut self,
+        before_ms: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
         let err = failed(&self.path);
         let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -442,7 +451,7 @@ impl SqliteStore {
     /// A file made before incremental vacuum (auto_vacuum off) is converted once, by a full
     /// VACUUM: it holds the database for as long as it takes, so retention does it off the
     /// serving path, and deliveries wait in the journal meanwhile. True when it ran.
-    pub fn enable_incremental_vacuum(&mut self) -> Result<bool, StoreError> {
+    pub(crate) fn enable_incremental_vacuum(&mut self) -> Result<bool, StoreError> {
         let err = failed(&self.path);
         let mode: i64 = self
             .conn
@@ -469,7 +478,12 @@ impl SqliteStore {
         rows.collect::<Result<_, _>>().map_err(err)
     }
 
-    pub fn set_param(&mut self, name: &str, value: &str, now_ms: u64) -> Result<(), StoreError> {
+    pub(crate) fn set_param(
+        &mut self,
+        name: &str,
+        value: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let err = failed(&self.path);
         let tx = write(&mut self.conn).map_err(err)?;
         tx.execute(

@@ -13,7 +13,7 @@ use super::latency_name;
 
 /// One row of `usage_rollups`, merged across the delivery's batches.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RollupRow {
+pub(crate) struct RollupRow {
     pub minute_ms: i64,
     pub key_id: i64,
     pub asset: String,
@@ -26,7 +26,7 @@ pub struct RollupRow {
 
 /// One row of `usage_logs` (raw records, when they are on).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawRow {
+pub(crate) struct RawRow {
     pub record_id: String,
     pub key_id: i64,
     pub assets: String,
@@ -38,14 +38,14 @@ pub struct RawRow {
 
 /// The new end of one boot's applied batches.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgressRow {
+pub(crate) struct ProgressRow {
     pub boot: String,
     pub node: String,
     pub end_seq: i64,
 }
 
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub rollups: Vec<RollupRow>,
     pub raw: Vec<RawRow>,
     pub progress: Vec<ProgressRow>,
@@ -64,7 +64,7 @@ pub struct Applied {
 }
 
 impl Plan {
-    pub fn applied(&self) -> Applied {
+    pub(crate) fn applied(&self) -> Applied {
         Applied {
             applied: self.applied,
             duplicates: self.duplicates,
@@ -74,7 +74,7 @@ impl Plan {
 }
 
 /// The boots a delivery touches, as `usage_progress` keys them.
-pub fn boots(batches: &[Batch]) -> Vec<String> {
+pub(crate) fn boots(batches: &[Batch]) -> Vec<String> {
     let mut boots: Vec<u64> = batches.iter().map(|b| b.boot).collect();
     boots.sort_unstable();
     boots.dedup();
@@ -83,7 +83,7 @@ pub fn boots(batches: &[Batch]) -> Vec<String> {
 
 /// Plans a delivery given each boot's applied end (`progress`, keyed as [`boots`] gives them;
 /// absent: nothing applied yet). `raw`: write raw records too.
-pub fn plan(batches: &[Batch], progress: &HashMap<String, i64>, raw: bool) -> Plan {
+pub(crate) fn plan(batches: &[Batch], progress: &HashMap<String, i64>, raw: bool) -> Plan {
     let mut ends: HashMap<u64, (u64, &str)> = HashMap::new();
     let mut merged: HashMap<(i64, i64, &str, &'static str, &'static str, &str), (i64, i64)> =
         HashMap::new();

@@ -29,15 +29,15 @@ use super::{Protocol, latency_name};
 
 /// Leads every batch frame ("BEU2"). A version-1 frame starts with its length, at most
 /// [`V1_MAX_PAYLOAD`], so the two cannot be confused.
-pub const MAGIC: u32 = u32::from_le_bytes(*b"BEU2");
-pub const FRAME_HEADER: usize = 12;
+pub(crate) const MAGIC: u32 = u32::from_le_bytes(*b"BEU2");
+pub(crate) const FRAME_HEADER: usize = 12;
 /// Largest payload a frame may claim. Batches are cut well below it (see [`JSON_BUDGET`]).
-pub const MAX_PAYLOAD: usize = 1 << 20;
+pub(crate) const MAX_PAYLOAD: usize = 1 << 20;
 /// A batch is sealed before its JSON form (the SQS message body) could pass this: SQS takes at
 /// most 256 KiB per message.
-pub const JSON_BUDGET: usize = 200 * 1024;
+pub(crate) const JSON_BUDGET: usize = 200 * 1024;
 /// Rough JSON size of one rollup or raw record (field names, numbers, quotes), for the budget.
-pub const JSON_PER_ROW: usize = 200;
+pub(crate) const JSON_PER_ROW: usize = 200;
 
 /// A usage record's id: the boot id of the process that answered (64 random bits per start)
 /// and its counter. Text form `<boot>-<seq>`, 16 hex digits each: the same in every sink (the
@@ -55,7 +55,7 @@ impl fmt::Display for RecordId {
 }
 
 /// The text form of a boot id, as `usage_progress.boot` keeps it.
-pub fn boot_hex(boot: u64) -> String {
+pub(crate) fn boot_hex(boot: u64) -> String {
     format!("{boot:016x}")
 }
 
@@ -101,13 +101,16 @@ pub struct Batch {
 }
 
 /// The minute a time falls in, as Unix ms of its start.
-pub fn minute_of(ts_ms: u64) -> u64 {
+pub(crate) fn minute_of(ts_ms: u64) -> u64 {
     ts_ms - ts_ms % 60_000
 }
 
 /// Counts one request for `assets` (in request order) through `add(asset, requests, prices)`:
 /// the request under its first asset, a price under each.
-pub fn count_request<A>(assets: impl IntoIterator<Item = A>, mut add: impl FnMut(A, u64, u64)) {
+pub(crate) fn count_request<A>(
+    assets: impl IntoIterator<Item = A>,
+    mut add: impl FnMut(A, u64, u64),
+) {
     for (i, asset) in assets.into_iter().enumerate() {
         add(asset, u64::from(i == 0), 1);
     }
@@ -122,7 +125,7 @@ impl Batch {
     }
 
     /// The counter after this batch's last record.
-    pub fn end_seq(&self) -> u64 {
+    pub(crate) fn end_seq(&self) -> u64 {
         self.first_seq + self.records
     }
 
@@ -180,7 +183,7 @@ impl Batch {
 
     /// As [`Batch::decode`], telling a frame cut short by the end of `bytes` (more may follow)
     /// from one that is damaged.
-    pub fn peek(bytes: &[u8]) -> Decoded {
+    pub(crate) fn peek(bytes: &[u8]) -> Decoded {
         let (len, v1) = match scan(bytes) {
             Scanned::Frame { len, v1, .. } => (len, v1),
             Scanned::Short(need) => return Decoded::Short(need),
@@ -243,7 +246,7 @@ impl Batch {
 
     /// The SQS message body: the batch as JSON, rollups and raw records in the columns (and
     /// value formats) of the stores' `usage_rollups` and `usage_logs` tables.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         let rollups: Vec<serde_json::Value> = self
             .rollups
             .iter()
@@ -291,7 +294,7 @@ impl Batch {
 
 /// What the front of some journal bytes holds.
 #[derive(Debug)]
-pub enum Decoded {
+pub(crate) enum Decoded {
     /// A whole, intact frame and its length.
     Frame(Batch, usize),
     /// The start of a frame that needs this many bytes in all.

@@ -54,7 +54,7 @@ impl Hasher for FastHasher {
     }
 }
 
-pub struct BatchBuilder {
+pub(crate) struct BatchBuilder {
     boot: u64,
     node: String,
     raw: bool,
@@ -81,12 +81,8 @@ impl BatchBuilder {
         }
     }
 
-    pub fn boot(&self) -> u64 {
-        self.boot
-    }
-
     /// Records in the open batch.
-    pub fn open_records(&self) -> u64 {
+    pub(crate) fn open_records(&self) -> u64 {
         self.next_seq - self.first_seq
     }
 
@@ -160,7 +156,12 @@ impl BatchBuilder {
 
     /// Seals the open batch, if it has records, as a frame appended to `out`; returns how many
     /// records it held.
-    pub fn seal(&mut self, registry: &AssetRegistry, written_ms: u64, out: &mut Vec<u8>) -> u64 {
+    pub(crate) fn seal(
+        &mut self,
+        registry: &AssetRegistry,
+        written_ms: u64,
+        out: &mut Vec<u8>,
+    ) -> u64 {
         let records = self.open_records();
         if records == 0 {
             return 0;

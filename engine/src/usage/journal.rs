@@ -29,7 +29,7 @@ use super::batch::{Batch, Decoded, FRAME_HEADER, MAGIC, MAX_PAYLOAD, Scanned, sc
 
 /// Where a frame starts: segment number and byte offset.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
+pub(crate) struct Position {
     pub segment: u64,
     pub offset: u64,
 }
@@ -37,9 +37,9 @@ pub struct Position {
 /// Bytes read from a segment at a time.
 const READ_CHUNK: usize = 256 * 1024;
 /// The smallest segment: a cap must hold a few of them.
-pub const MIN_SEGMENT: u64 = 64 * 1024;
+pub(crate) const MIN_SEGMENT: u64 = 64 * 1024;
 
-pub struct Journal {
+pub(crate) struct Journal {
     dir: PathBuf,
     file: File,
     end: Position,
@@ -61,7 +61,7 @@ fn open_segment(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("usage-{segment:010}.journal"))
 }
 
@@ -144,7 +144,7 @@ impl Journal {
         Position { segment, offset: 0 }
     }
 
-    pub fn disk_bytes(&self) -> u64 {
+    pub(crate) fn disk_bytes(&self) -> u64 {
         self.disk_bytes
     }
 
@@ -182,7 +182,7 @@ impl Journal {
 
     /// The files written since the last call, to be synced off the drain's thread: a sync of
     /// a handle covers every byte written through any handle of the file before it.
-    pub fn take_unsynced(&mut self) -> std::io::Result<Vec<File>> {
+    pub(crate) fn take_unsynced(&mut self) -> std::io::Result<Vec<File>> {
         let mut files = std::mem::take(&mut self.closed);
         if self.dirty {
             files.push(self.file.try_clone()?);
@@ -207,7 +207,7 @@ impl Journal {
 
     /// The oldest segment, when the journal is past `max_bytes` and it is not the one being
     /// written.
-    pub fn over_cap(&self, max_bytes: u64) -> Option<u64> {
+    pub(crate) fn over_cap(&self, max_bytes: u64) -> Option<u64> {
         if self.disk_bytes <= max_bytes {
             return None;
         }
@@ -216,7 +216,7 @@ impl Journal {
     }
 
     /// Takes a segment renamed away (given up at the cap) out of the size; its size.
-    pub fn forget(&mut self, segment: u64) -> u64 {
+    pub(crate) fn forget(&mut self, segment: u64) -> u64 {
         let path = segment_path(&self.dir, segment).with_extension("discarding");
         let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         self.disk_bytes = self.disk_bytes.saturating_sub(size);
@@ -224,12 +224,12 @@ impl Journal {
     }
 
     /// Bytes of frames from `pos` to the journal's end.
-    pub fn bytes_from(&self, pos: Position) -> u64 {
+    pub(crate) fn bytes_from(&self, pos: Position) -> u64 {
         self.bytes_between(pos, self.end)
     }
 
     /// Bytes of frames from `from` to `to` (segments missing count nothing).
-    pub fn bytes_between(&self, from: Position, to: Position) -> u64 {
+    pub(crate) fn bytes_between(&self, from: Position, to: Position) -> u64 {
         if to <= from {
             return 0;
         }
@@ -265,12 +265,13 @@ impl Journal {
     /// Reads batches from `from`, up to `max` of them or about `max_bytes` of frames, stopping at
     /// the journal's end: the batches, the position after them, and how many damaged bytes were
     /// skipped on the way.
+    #[cfg(test)]
     pub fn read(&self, from: Position, max: usize, max_bytes: usize) -> std::io::Result<Read> {
         read_until(&self.dir, from, self.end, max, max_bytes)
     }
 
     /// Whether a frame (or the end of its segment) starts at `pos`.
-    pub fn is_boundary(&self, pos: Position) -> bool {
+    pub(crate) fn is_boundary(&self, pos: Position) -> bool {
         if pos > self.end {
             return false;
         }
@@ -399,7 +400,7 @@ fn read_segment(
 }
 
 /// Records in the frames of the segment file `path` from `offset` on (damaged bytes skipped).
-pub fn count_records(path: &Path, offset: u64) -> std::io::Result<u64> {
+pub(crate) fn count_records(path: &Path, offset: u64) -> std::io::Result<u64> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut records = 0;
@@ -528,7 +529,7 @@ fn valid_length(file: &File, len: u64) -> std::io::Result<u64> {
 
 /// Why a sink's cursor was rebuilt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CursorSource {
+pub(crate) enum CursorSource {
     /// Read from its file.
     Saved,
     /// No file: a sink seen for the first time, or a file lost.
@@ -544,7 +545,7 @@ pub enum CursorSource {
 }
 
 /// A sink's place in the journal, saved in `cursor-NAME`.
-pub struct Cursor {
+pub(crate) struct Cursor {
     path: PathBuf,
     pub pos: Position,
     /// What is durably saved.
@@ -599,7 +600,7 @@ fn parse_position(text: &str) -> Option<Position> {
 
 /// Saves a cursor durably: written to a temporary file, fsynced, renamed over the old one, and
 /// the directory fsynced, so a crash leaves the old position or the new one, never neither.
-pub fn save_cursor(path: &Path, pos: Position) -> std::io::Result<()> {
+pub(crate) fn save_cursor(path: &Path, pos: Position) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut file = File::create(&tmp)?;

@@ -10,23 +10,22 @@
 //! sink that is down just falls behind; nothing is lost or counted twice (a store applies each
 //! batch at most once: [`apply`]).
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod batch;
-pub mod builder;
-pub mod journal;
-pub mod sink;
+pub(crate) mod builder;
+pub(crate) mod journal;
 
 use crate::price::AssetId;
 
 /// Assets one event carries; a request with more continues in the next events of the ring.
-pub const EVENT_ASSETS: usize = 8;
+pub(crate) const EVENT_ASSETS: usize = 8;
 /// The asset id that stands for "every asset" (`/assets`): recorded as `*`.
-pub const ALL_ASSETS: u32 = u32::MAX;
+pub(crate) const ALL_ASSETS: u32 = u32::MAX;
 /// Most assets one request may list on any protocol (HTTP `/prices`: 64, UDP: 32).
-pub const MAX_REQUEST_ASSETS: usize = 64;
+pub(crate) const MAX_REQUEST_ASSETS: usize = 64;
 /// Events each reactor's ring holds: a quarter of a second at 250 000 answers/s, drained every
 /// 5 ms. When it is full, price requests are refused until it has room again (counted).
-pub const RING_EVENTS: usize = 64 * 1024;
+pub(crate) const RING_EVENTS: usize = 64 * 1024;
 
 /// How a request arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -46,7 +45,7 @@ impl Protocol {
         }
     }
 
-    pub fn from_u8(v: u8) -> Option<Protocol> {
+    pub(crate) fn from_u8(v: u8) -> Option<Protocol> {
         match v {
             0 => Some(Protocol::Http),
             1 => Some(Protocol::UdpText),
@@ -57,7 +56,7 @@ impl Protocol {
 }
 
 /// Upper bounds (µs) of the latency buckets; the last bucket is everything slower.
-pub const LATENCY_BOUNDS_US: [u64; 8] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
+pub(crate) const LATENCY_BOUNDS_US: [u64; 8] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000];
 const LATENCY_NAMES: [&str; 9] = [
     "lt100us", "lt250us", "lt500us", "lt1ms", "lt2.5ms", "lt5ms", "lt10ms", "lt50ms", "ge50ms",
 ];
@@ -69,7 +68,7 @@ pub fn latency_bucket(ns: u64) -> u8 {
     u8::try_from(index).unwrap_or(u8::MAX)
 }
 
-pub fn latency_name(bucket: u8) -> &'static str {
+pub(crate) fn latency_name(bucket: u8) -> &'static str {
     LATENCY_NAMES
         .get(usize::from(bucket))
         .copied()
@@ -157,14 +156,10 @@ impl Meter {
         }
     }
 
-    pub fn is_on(&self) -> bool {
-        self.ring.is_some()
-    }
-
     /// Whether the largest request's record fits in the ring now. Only this reactor pushes, so
     /// room seen here is still there when the request has been answered.
     #[inline]
-    pub fn has_room(&self) -> bool {
+    pub(crate) fn has_room(&self) -> bool {
         self.ring
             .as_ref()
             .is_none_or(|ring| ring.slots() >= MAX_REQUEST_ASSETS / EVENT_ASSETS)
@@ -225,7 +220,7 @@ pub fn rings(reactors: usize) -> (Vec<Meter>, Vec<rtrb::Consumer<UsageEvent>>) {
 
 /// Collects one request's assets from a ring's events (see [`UsageEvent::more`]).
 #[derive(Default)]
-pub struct Assembler {
+pub(crate) struct Assembler {
     assets: Vec<u32>,
 }
 

@@ -16,50 +16,50 @@ use std::sync::atomic::Ordering;
 
 use subtle::ConstantTimeEq as _;
 
+use super::reply::Reply;
 use super::request::{Head, Method, percent_decode, query_param};
 use super::response::{JSON, Status};
-use super::routes::Reply;
 use crate::access::key::display_prefix;
 use crate::access::{ApiKey, Tier};
-use crate::node::Node;
-use crate::protocol::answer::{ErrorCode, Freshness};
+use crate::price::Freshness;
+use crate::protocol::answer::ErrorCode;
+use crate::protocol::state::State;
 use crate::side::Command;
 use crate::side::stats::add;
 
-pub fn respond(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
-    let stats = &node.side;
+pub fn respond<S: State>(
+    head: &Head<'_>,
+    state: &S,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+) -> Reply {
+    let stats = &state.side();
     let call = String::from_utf8_lossy(head.path.strip_prefix(b"/admin/").unwrap_or_default())
         .into_owned();
-    if !authorized(node, head.admin_key) {
+    if !authorized(state, head.admin_key) {
         add(&stats.admin_denied, 1);
         tracing::warn!(call, "admin call refused: wrong or missing X-Admin-Key");
         return Reply::error(
             body,
-            Status::Unauthorized,
             ErrorCode::Unauthorized,
             b"admin calls need the X-Admin-Key header",
         );
     }
     let post = head.method == Method::Post;
     let reply = match (call.as_str(), post) {
-        ("reload-params", true) => reload_params(node, body),
-        ("invalidate-key", true) => invalidate_key(head, node, body),
-        ("system-mode", true) => system_mode(head, node, body),
-        ("bootstrap-key", true) => bootstrap_key(head, node, body),
-        ("feed-status", false) => feed_status(node, fresh, body),
-        ("key-status", false) => key_status(head, node, body),
+        ("reload-params", true) => reload_params(state, body),
+        ("invalidate-key", true) => invalidate_key(head, state, body),
+        ("system-mode", true) => system_mode(head, state, body),
+        ("bootstrap-key", true) => bootstrap_key(head, state, body),
+        ("feed-status", false) => feed_status(state, fresh, body),
+        ("key-status", false) => key_status(head, state, body),
         ("reload-params" | "invalidate-key" | "system-mode" | "bootstrap-key", false) => {
             Reply::method_not_allowed(body, b"use POST", b"Allow: POST\r\n")
         }
         ("feed-status" | "key-status", true) => {
             Reply::method_not_allowed(body, b"use GET", b"Allow: GET, HEAD\r\n")
         }
-        _ => Reply::error(
-            body,
-            Status::NotFound,
-            ErrorCode::NotFound,
-            b"no such admin call",
-        ),
+        _ => Reply::error(body, ErrorCode::NotFound, b"no such admin call"),
     };
     add(&stats.admin_calls, 1);
     tracing::info!(call, status = reply.status.code(), "admin call");
@@ -67,8 +67,8 @@ pub fn respond(head: &Head<'_>, node: &Node, fresh: Freshness, body: &mut Vec<u8
 }
 
 /// Constant-time comparison of the presented admin key with the configured one.
-fn authorized(node: &Node, presented: Option<&[u8]>) -> bool {
-    let (Some(expected), Some(presented)) = (node.admin_key.as_ref(), presented) else {
+fn authorized<S: State>(state: &S, presented: Option<&[u8]>) -> bool {
+    let (Some(expected), Some(presented)) = (state.admin_key(), presented) else {
         return false;
     };
     let digest = crate::access::key::digest(presented);
@@ -92,7 +92,6 @@ fn json(body: &mut Vec<u8>, status: Status, value: &serde_json::Value) -> Reply 
 fn mailbox_full(body: &mut Vec<u8>) -> Reply {
     Reply::error(
         body,
-        Status::ServiceUnavailable,
         ErrorCode::Unavailable,
         b"the side thread is busy; try again",
     )
@@ -108,18 +107,12 @@ fn param(head: &Head<'_>, name: &[u8]) -> Option<String> {
 
 /// The `key` parameter, or the 400 that says it is missing.
 fn key_param(head: &Head<'_>, body: &mut Vec<u8>) -> Result<String, Reply> {
-    param(head, b"key").ok_or_else(|| {
-        Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"missing key parameter",
-        )
-    })
+    param(head, b"key")
+        .ok_or_else(|| Reply::error(body, ErrorCode::BadRequest, b"missing key parameter"))
 }
 
-fn reload_params(node: &Node, body: &mut Vec<u8>) -> Reply {
-    if !node.link.send(Command::ReloadParams) {
+fn reload_params<S: State>(state: &S, body: &mut Vec<u8>) -> Reply {
+    if !state.command(Command::ReloadParams) {
         return mailbox_full(body);
     }
     json(
@@ -129,31 +122,21 @@ fn reload_params(node: &Node, body: &mut Vec<u8>) -> Reply {
     )
 }
 
-fn invalidate_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+fn invalidate_key<S: State>(head: &Head<'_>, state: &S, body: &mut Vec<u8>) -> Reply {
     let key = match key_param(head, body) {
         Ok(key) => key,
         Err(reply) => return reply,
     };
     let Some(hash) = ApiKey::hash_presented(key.as_bytes()) else {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::InvalidApiKey,
-            b"not a key",
-        );
+        return Reply::error(body, ErrorCode::BadRequest, b"not a key");
     };
-    let keys = node.access.keys();
+    let keys = state.access().keys();
     let Some(entry) = keys.get(&hash).copied() else {
-        return Reply::error(
-            body,
-            Status::NotFound,
-            ErrorCode::InvalidApiKey,
-            b"no such active key",
-        );
+        return Reply::error(body, ErrorCode::NotFound, b"no such active key");
     };
     // Refused by every reactor from the next request on; the store follows.
-    node.access.publish(keys.without(&hash));
-    let stored = node.link.send(Command::RevokeKey { id: entry.id });
+    state.access().publish(keys.without(&hash));
+    let stored = state.command(Command::RevokeKey { id: entry.id });
     tracing::info!(key = %display_prefix(key.as_bytes()), id = entry.id, "key invalidated");
     json(
         body,
@@ -162,21 +145,20 @@ fn invalidate_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
     )
 }
 
-fn system_mode(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+fn system_mode<S: State>(head: &Head<'_>, state: &S, body: &mut Vec<u8>) -> Reply {
     let performance = match param(head, b"mode").as_deref() {
         Some("performance") => true,
         Some("normal") => false,
         _ => {
             return Reply::error(
                 body,
-                Status::BadRequest,
                 ErrorCode::BadRequest,
                 b"mode is performance or normal",
             );
         }
     };
-    node.access.set_performance(performance);
-    let stored = node.link.send(Command::SystemMode { performance });
+    state.access().set_performance(performance);
+    let stored = state.command(Command::SystemMode { performance });
     json(
         body,
         Status::Ok,
@@ -188,12 +170,11 @@ fn system_mode(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
     )
 }
 
-fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
-    let stats = &node.side;
+fn bootstrap_key<S: State>(head: &Head<'_>, state: &S, body: &mut Vec<u8>) -> Reply {
+    let stats = &state.side();
     if !stats.keys_loaded.load(Ordering::Acquire) {
         return Reply::error(
             body,
-            Status::ServiceUnavailable,
             ErrorCode::Unavailable,
             b"the key store has not been read yet",
         );
@@ -202,12 +183,7 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
         None => Tier::Partner,
         Some(Ok(tier)) => tier,
         Some(Err(_)) => {
-            return Reply::error(
-                body,
-                Status::BadRequest,
-                ErrorCode::BadRequest,
-                b"unknown tier",
-            );
+            return Reply::error(body, ErrorCode::BadRequest, b"unknown tier");
         }
     };
     if stats.keys_total.load(Ordering::Acquire) > 0
@@ -215,21 +191,15 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
     {
         return Reply::error(
             body,
-            Status::Conflict,
-            ErrorCode::BadRequest,
+            ErrorCode::Conflict,
             b"the store already has keys: use beast keys create",
         );
     }
     let Ok(key) = ApiKey::generate() else {
         stats.bootstrapped.store(false, Ordering::Release);
-        return Reply::error(
-            body,
-            Status::ServiceUnavailable,
-            ErrorCode::Unavailable,
-            b"no randomness available",
-        );
+        return Reply::error(body, ErrorCode::Unavailable, b"no randomness available");
     };
-    let sent = node.link.send(Command::CreateKey {
+    let sent = state.command(Command::CreateKey {
         hash: key.hash(),
         prefix: key.prefix(),
         tier,
@@ -247,9 +217,9 @@ fn bootstrap_key(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
     )
 }
 
-fn feed_status(node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
-    let feeds: Vec<serde_json::Value> = node
-        .feeds
+fn feed_status<S: State>(state: &S, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+    let feeds: Vec<serde_json::Value> = state
+        .feeds()
         .iter()
         .map(|f| {
             use beast_feeds::client::FeedStatus;
@@ -268,17 +238,17 @@ fn feed_status(node: &Node, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
     json(body, Status::Ok, &serde_json::json!({ "feeds": feeds }))
 }
 
-fn key_status(head: &Head<'_>, node: &Node, body: &mut Vec<u8>) -> Reply {
+fn key_status<S: State>(head: &Head<'_>, state: &S, body: &mut Vec<u8>) -> Reply {
     let key = match key_param(head, body) {
         Ok(key) => key,
         Err(reply) => return reply,
     };
     let shown = display_prefix(key.as_bytes());
     let entry =
-        ApiKey::hash_presented(key.as_bytes()).and_then(|h| node.access.keys().get(&h).copied());
+        ApiKey::hash_presented(key.as_bytes()).and_then(|h| state.access().keys().get(&h).copied());
     let value = match entry {
         Some(entry) => {
-            let rate = entry.tier.rate(node.access.performance());
+            let rate = entry.tier.rate(state.access().performance());
             serde_json::json!({
                 "key": shown,
                 "active": true,

@@ -2,11 +2,11 @@
 //! stack), checked against our limits, and reduced to what routing needs.
 
 /// Longest request head accepted (request line plus headers): 431 beyond.
-pub const MAX_HEAD: usize = 8 * 1024;
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
 /// Longest request target: 414 beyond.
-pub const MAX_URI: usize = 2 * 1024;
+pub(crate) const MAX_URI: usize = 2 * 1024;
 /// Most headers accepted: 431 beyond.
-pub const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 /// Largest request body accepted (and discarded; no route takes a body yet): 413 beyond.
 pub const MAX_BODY: usize = 4 * 1024;
 
@@ -156,7 +156,7 @@ fn parse_length(value: &[u8]) -> Option<usize> {
 }
 
 /// The raw value of query parameter `name` (`asset` in `asset=BTC&x=1`), if present.
-pub fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     query.split(|&b| b == b'&').find_map(|pair| {
         let (key, value) = match memchr::memchr(b'=', pair) {
             Some(at) => (pair.get(..at)?, pair.get(at + 1..)?),
@@ -167,7 +167,7 @@ pub fn query_param<'a>(query: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Percent-decodes `value` into `out`; `None` if it is malformed or does not fit.
-pub fn percent_decode<'o>(value: &[u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
+pub(crate) fn percent_decode<'o>(value: &[u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
     let mut len = 0;
     let mut i = 0;
     while let Some(&b) = value.get(i) {

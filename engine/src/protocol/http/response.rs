@@ -60,7 +60,7 @@ impl Status {
 
 /// Body media types.
 pub const JSON: &[u8] = b"application/json";
-pub const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const PROMETHEUS: &[u8] = b"text/plain; version=0.0.4; charset=utf-8";
 
 /// How the connection continues after a response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,10 +101,9 @@ pub fn write(
 }
 
 /// Writes an error response with its JSON body.
-pub fn write_error_response(
+pub(crate) fn write_error_response(
     out: &mut impl Sink,
     scratch: &mut Vec<u8>,
-    status: Status,
     code: ErrorCode,
     message: &[u8],
     persist: Persist,
@@ -112,7 +111,29 @@ pub fn write_error_response(
 ) {
     scratch.clear();
     write_error(scratch, code, message);
-    write(out, status, JSON, scratch, persist, false, extra);
+    write(out, status_of(code), JSON, scratch, persist, false, extra);
+}
+
+/// The HTTP status of each error code: the one place the mapping is made.
+pub(crate) fn status_of(code: ErrorCode) -> Status {
+    match code {
+        ErrorCode::BadRequest
+        | ErrorCode::InvalidAsset
+        | ErrorCode::TooManyAssets
+        | ErrorCode::TooSmall => Status::BadRequest,
+        ErrorCode::UnknownAsset | ErrorCode::NotFound => Status::NotFound,
+        ErrorCode::InvalidApiKey | ErrorCode::Unauthorized => Status::Unauthorized,
+        ErrorCode::MethodNotAllowed => Status::MethodNotAllowed,
+        ErrorCode::RequestTimeout => Status::RequestTimeout,
+        ErrorCode::PayloadTooLarge => Status::PayloadTooLarge,
+        ErrorCode::UriTooLong => Status::UriTooLong,
+        ErrorCode::HeadersTooLarge => Status::HeadersTooLarge,
+        ErrorCode::RateLimited => Status::TooManyRequests,
+        ErrorCode::Conflict => Status::Conflict,
+        ErrorCode::NoPrice | ErrorCode::Overloaded | ErrorCode::Unavailable => {
+            Status::ServiceUnavailable
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,88 +8,23 @@
 //! key gets 401 `invalid_api_key` (so does no key where the node requires one), a key over its
 //! tier's rate 429 `rate_limited` with `Retry-After`.
 
+use super::reply::Reply;
 use super::request::{Head, Method, percent_decode, query_param};
 use super::response::{JSON, PROMETHEUS, Status};
 use crate::access::Denied;
-use crate::node::Node;
-use crate::protocol::answer::{
-    Answer, ErrorCode, Freshness, write_answer, write_error, write_price,
-};
+use crate::price::Freshness;
+use crate::protocol::answer::{Answer, ErrorCode, write_answer, write_price};
 use crate::protocol::sink::Sink;
+use crate::protocol::state::State;
 use crate::usage::AssetList;
 
 /// Most assets one `/prices` request may list.
-pub const MAX_PRICES: usize = 64;
+pub(crate) const MAX_PRICES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortKind {
     Api,
     Health,
-}
-
-/// The head of a response whose body is in the caller's buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Reply {
-    pub status: Status,
-    pub content_type: &'static [u8],
-    /// Extra header lines.
-    pub extra: &'static [u8],
-    pub error: Option<ErrorCode>,
-    /// Every asset asked for was answered with a price (usage metering counts these).
-    pub priced: bool,
-    /// The key the request was served for (0: none).
-    pub key_id: u64,
-    /// Refused for its key: counted with the other refusals.
-    pub denied: Option<Denied>,
-}
-
-impl Reply {
-    fn ok(priced: bool) -> Reply {
-        Reply {
-            status: Status::Ok,
-            content_type: JSON,
-            extra: b"",
-            error: None,
-            priced,
-            key_id: 0,
-            denied: None,
-        }
-    }
-
-    /// 405 with the `Allow` line (`allow`, a whole header line).
-    pub(super) fn method_not_allowed(
-        body: &mut Vec<u8>,
-        message: &[u8],
-        allow: &'static [u8],
-    ) -> Reply {
-        let mut reply = Reply::error(
-            body,
-            Status::MethodNotAllowed,
-            ErrorCode::MethodNotAllowed,
-            message,
-        );
-        reply.extra = allow;
-        reply
-    }
-
-    pub(super) fn error(
-        body: &mut Vec<u8>,
-        status: Status,
-        code: ErrorCode,
-        message: &[u8],
-    ) -> Reply {
-        body.clear();
-        write_error(body, code, message);
-        Reply {
-            status,
-            content_type: JSON,
-            extra: b"",
-            error: Some(code),
-            priced: false,
-            key_id: 0,
-            denied: None,
-        }
-    }
 }
 
 /// `Retry-After` lines for 429s: limits are per second, so waits are short.
@@ -112,20 +47,17 @@ fn denied(body: &mut Vec<u8>, denied: Denied) -> Reply {
     match denied {
         Denied::Missing => Reply::error(
             body,
-            Status::Unauthorized,
             ErrorCode::InvalidApiKey,
             b"an API key is required: X-API-Key header or key= parameter",
         ),
         Denied::Invalid => Reply::error(
             body,
-            Status::Unauthorized,
             ErrorCode::InvalidApiKey,
             b"unknown or revoked API key",
         ),
         Denied::RateLimited { retry_after_s } => {
             let mut reply = Reply::error(
                 body,
-                Status::TooManyRequests,
                 ErrorCode::RateLimited,
                 b"over the rate limit of this key's tier",
             );
@@ -141,9 +73,9 @@ fn denied(body: &mut Vec<u8>, denied: Denied) -> Reply {
 
 /// Answers one request, writing the body into `body` (cleared first) and the assets answered
 /// with a price into `priced` (for the usage record).
-pub fn respond(
+pub fn respond<S: State>(
     head: &Head<'_>,
-    node: &Node,
+    state: &S,
     fresh: Freshness,
     port: PortKind,
     body: &mut Vec<u8>,
@@ -152,15 +84,15 @@ pub fn respond(
     body.clear();
     priced.clear();
     if port == PortKind::Api && head.path.starts_with(b"/admin/") {
-        return super::admin::respond(head, node, fresh, body);
+        return super::admin::respond(head, state, fresh, body);
     }
-    let (route, keyed): (Route, bool) = match (port, head.path) {
+    let (route, keyed): (Route<S>, bool) = match (port, head.path) {
         (PortKind::Api, b"/price") => (price, true),
         (PortKind::Api, b"/prices") => (prices, true),
         (PortKind::Api, b"/assets") => (assets, true),
         (_, b"/health") => (health, false),
         (PortKind::Health, b"/metrics") => (metrics, false),
-        _ => return Reply::error(body, Status::NotFound, ErrorCode::NotFound, b"no such path"),
+        _ => return Reply::error(body, ErrorCode::NotFound, b"no such path"),
     };
     if !matches!(head.method, Method::Get | Method::Head) {
         return Reply::method_not_allowed(body, b"use GET or HEAD", b"Allow: GET, HEAD\r\n");
@@ -168,7 +100,6 @@ pub fn respond(
     if keyed && !priced.room {
         let mut reply = Reply::error(
             body,
-            Status::ServiceUnavailable,
             ErrorCode::Overloaded,
             b"usage metering is behind; retry shortly",
         );
@@ -177,7 +108,7 @@ pub fn respond(
     }
     let mut key_id = 0;
     if keyed {
-        match node.access.check(presented_key(head)) {
+        match state.access().check(presented_key(head)) {
             Ok(grant) => key_id = grant.key_id(),
             Err(refused) => {
                 let mut reply = denied(body, refused);
@@ -186,50 +117,44 @@ pub fn respond(
             }
         }
     }
-    let mut reply = route(head, node, fresh, body, priced);
+    let mut reply = route(head, state, fresh, body, priced);
     reply.key_id = key_id;
     reply
 }
 
-type Route = fn(&Head<'_>, &Node, Freshness, &mut Vec<u8>, &mut AssetList) -> Reply;
+type Route<S> = fn(&Head<'_>, &S, Freshness, &mut Vec<u8>, &mut AssetList) -> Reply;
 
-fn price(
+fn price<S: State>(
     head: &Head<'_>,
-    node: &Node,
+    state: &S,
     fresh: Freshness,
     body: &mut Vec<u8>,
     priced: &mut AssetList,
 ) -> Reply {
     let mut decoded = [0u8; 64];
     let Some(raw) = query_param(head.query, b"asset").filter(|v| !v.is_empty()) else {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"missing asset parameter",
-        );
+        return Reply::error(body, ErrorCode::BadRequest, b"missing asset parameter");
     };
     let Some(asset) = percent_decode(raw, &mut decoded) else {
         return Reply::error(
             body,
-            Status::BadRequest,
             ErrorCode::InvalidAsset,
             b"asset symbols are 1-16 letters or digits",
         );
     };
-    let answer = Answer::lookup(&node.table, asset);
+    let answer = Answer::lookup(state.table(), asset);
     write_answer(body, &answer, fresh);
-    let (status, error) = match answer {
+    let error = match answer {
         Answer::Price { id, .. } => {
             priced.push(id);
             return Reply::ok(true);
         }
-        Answer::Unknown(_) => (Status::NotFound, ErrorCode::UnknownAsset),
-        Answer::NoPrice(_) => (Status::ServiceUnavailable, ErrorCode::NoPrice),
-        Answer::Invalid(_) => (Status::BadRequest, ErrorCode::InvalidAsset),
+        Answer::Unknown(_) => ErrorCode::UnknownAsset,
+        Answer::NoPrice(_) => ErrorCode::NoPrice,
+        Answer::Invalid => ErrorCode::InvalidAsset,
     };
     Reply {
-        status,
+        status: super::response::status_of(error),
         content_type: JSON,
         extra: b"",
         error: Some(error),
@@ -240,43 +165,27 @@ fn price(
 }
 
 /// An array with one entry per listed asset: a price object, or an error object naming it.
-fn prices(
+fn prices<S: State>(
     head: &Head<'_>,
-    node: &Node,
+    state: &S,
     fresh: Freshness,
     body: &mut Vec<u8>,
     priced_assets: &mut AssetList,
 ) -> Reply {
     let mut decoded = [0u8; 1024];
     let Some(raw) = query_param(head.query, b"assets").filter(|v| !v.is_empty()) else {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"missing assets parameter",
-        );
+        return Reply::error(body, ErrorCode::BadRequest, b"missing assets parameter");
     };
     let Some(list) = percent_decode(raw, &mut decoded) else {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"malformed assets parameter",
-        );
+        return Reply::error(body, ErrorCode::BadRequest, b"malformed assets parameter");
     };
     let count = list.split(|&b| b == b',').filter(|a| !a.is_empty()).count();
     if count == 0 {
-        return Reply::error(
-            body,
-            Status::BadRequest,
-            ErrorCode::BadRequest,
-            b"missing assets parameter",
-        );
+        return Reply::error(body, ErrorCode::BadRequest, b"missing assets parameter");
     }
     if count > MAX_PRICES {
         return Reply::error(
             body,
-            Status::BadRequest,
             ErrorCode::TooManyAssets,
             b"at most 64 assets per request",
         );
@@ -291,7 +200,7 @@ fn prices(
         if i > 0 {
             body.put(b",");
         }
-        let answer = Answer::lookup(&node.table, asset);
+        let answer = Answer::lookup(state.table(), asset);
         if let Answer::Price { id, .. } = answer {
             priced_assets.push(id);
         }
@@ -303,16 +212,16 @@ fn prices(
 }
 
 /// Every asset, its served price and each venue's latest price.
-fn assets(
+fn assets<S: State>(
     _head: &Head<'_>,
-    node: &Node,
+    state: &S,
     fresh: Freshness,
     body: &mut Vec<u8>,
     priced: &mut AssetList,
 ) -> Reply {
     // Every price the node has: one usage record for "all assets".
     priced.push(crate::price::AssetId::from_raw(crate::usage::ALL_ASSETS));
-    let table = &node.table;
+    let table = state.table();
     body.put(b"[");
     for (i, (id, symbol)) in table.registry().iter().enumerate() {
         if i > 0 {
@@ -361,16 +270,16 @@ fn assets(
 
 /// 200 while serving (`degraded`, with the reasons, when something around serving needs an
 /// operator: the prices are still right); 503 while starting (no price yet) or shutting down.
-fn health(
+fn health<S: State>(
     _head: &Head<'_>,
-    node: &Node,
+    state: &S,
     fresh: Freshness,
     body: &mut Vec<u8>,
     _priced: &mut AssetList,
 ) -> Reply {
-    let facts = node.facts(fresh.now_ms);
+    let facts = state.facts(fresh.now_ms);
     let mut degraded = false;
-    node.side.degraded(fresh.now_ms, |_| degraded = true);
+    state.side().degraded(fresh.now_ms, |_| degraded = true);
     let status = if facts.draining {
         "draining"
     } else if facts.priced == 0 {
@@ -383,15 +292,15 @@ fn health(
     body.put(b"{\"status\":\"");
     body.put(status.as_bytes());
     body.put(b"\",\"node\":\"");
-    body.put(node.name.as_bytes());
+    body.put(state.name().as_bytes());
     body.put(b"\",\"version\":\"");
     body.put(crate::build_info::VERSION.as_bytes());
     body.put(b"\",\"commit\":\"");
     body.put(crate::build_info::GIT_COMMIT.as_bytes());
     body.put(b"\",\"io\":\"");
-    body.put(node.io_backend.as_bytes());
+    body.put(state.io_backend().as_bytes());
     body.put(b"\",\"reactors\":");
-    body.put_u64(node.reactors.len() as u64);
+    body.put_u64(state.reactors() as u64);
     body.put(b",\"uptime_s\":");
     body.put_u64(facts.uptime_s);
     body.put(b",\"assets\":");
@@ -403,7 +312,7 @@ fn health(
     if degraded {
         body.put(b",\"degraded\":[");
         let mut first = true;
-        node.side.degraded(fresh.now_ms, |reason| {
+        state.side().degraded(fresh.now_ms, |reason| {
             if !first {
                 body.put(b",");
             }
@@ -414,7 +323,7 @@ fn health(
         });
         body.put(b"]");
     }
-    write_feeds(body, node, fresh.now_ms);
+    write_feeds(body, state, fresh.now_ms);
     body.put(b"}");
     let serving = matches!(status, "serving" | "degraded");
     Reply {
@@ -433,13 +342,13 @@ fn health(
 }
 
 /// `,"feeds":[{"venue":"coinbase","state":"streaming",...}]` when feeds run.
-fn write_feeds(body: &mut Vec<u8>, node: &Node, now_ms: u64) {
+fn write_feeds<S: State>(body: &mut Vec<u8>, state: &S, now_ms: u64) {
     use beast_feeds::client::FeedStatus;
-    if node.feeds.is_empty() {
+    if state.feeds().is_empty() {
         return;
     }
     body.put(b",\"feeds\":[");
-    for (i, feed) in node.feeds.iter().enumerate() {
+    for (i, feed) in state.feeds().iter().enumerate() {
         if i > 0 {
             body.put(b",");
         }
@@ -472,23 +381,15 @@ fn write_feeds(body: &mut Vec<u8>, node: &Node, now_ms: u64) {
     body.put(b"]");
 }
 
-fn metrics(
+fn metrics<S: State>(
     _head: &Head<'_>,
-    node: &Node,
+    state: &S,
     fresh: Freshness,
     body: &mut Vec<u8>,
     _priced: &mut AssetList,
 ) -> Reply {
     let mut text = String::with_capacity(16 * 1024);
-    crate::metrics::render(
-        &mut text,
-        &node.reactors,
-        &node.facts(fresh.now_ms),
-        node.io_backend,
-    );
-    crate::metrics::render_feeds(&mut text, &node.feeds, fresh.now_ms);
-    crate::metrics::render_process(&mut text);
-    node.side.render(&mut text);
+    state.render_metrics(fresh.now_ms, &mut text);
     body.extend_from_slice(text.as_bytes());
     Reply {
         status: Status::Ok,

@@ -7,12 +7,13 @@
 //! a short error that fits, or, when even that does not fit, the datagram is dropped and
 //! counted.
 
-pub mod text;
+pub(crate) mod text;
 pub mod v8;
 
-use super::answer::{Answer, ErrorCode, Freshness, write_error};
+use super::answer::{Answer, ErrorCode, write_error};
 use super::sink::Fixed;
 use crate::access::{Access, Denied, Grant};
+use crate::price::Freshness;
 use crate::price::PriceTable;
 use crate::usage::AssetList;
 
@@ -226,7 +227,7 @@ fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8], assets: &mut Ass
             }
             Answer::Unknown(_) => v8::Record::empty(v8::RecordStatus::UnknownAsset),
             Answer::NoPrice(_) => v8::Record::empty(v8::RecordStatus::NoPrice),
-            Answer::Invalid(_) => v8::Record::empty(v8::RecordStatus::InvalidSymbol),
+            Answer::Invalid => v8::Record::empty(v8::RecordStatus::InvalidSymbol),
         };
         priced &= record.status == v8::RecordStatus::Ok;
         if record.write(slot).is_err() {

@@ -5,17 +5,18 @@
 //! request with any of them to make room for the reply. Any other byte outside printable
 //! ASCII makes the datagram malformed: it is dropped, never answered.
 
-use super::super::answer::{Answer, ErrorCode, Freshness, write_answer, write_error};
+use super::super::answer::{Answer, ErrorCode, write_answer, write_error};
 use super::super::sink::{Fixed, Sink};
+use crate::price::Freshness;
 use crate::price::PriceTable;
 use crate::usage::AssetList;
 
 /// Most assets one text request may ask for.
-pub const MAX_ASSETS: usize = 32;
+pub(crate) const MAX_ASSETS: usize = 32;
 
 /// A tokenised text request.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TextRequest<'a> {
+pub(crate) struct TextRequest<'a> {
     pub key: Option<&'a [u8]>,
     pub assets: [&'a [u8]; MAX_ASSETS],
     pub count: usize,
@@ -106,7 +107,7 @@ fn add_token<'a>(request: &mut TextRequest<'a>, token: &'a [u8], first: &mut boo
 
 /// Writes the JSON reply. `None` if `out` overflowed, otherwise whether every asset asked for
 /// was answered with a price.
-pub fn write_reply(
+pub(crate) fn write_reply(
     request: &TextRequest<'_>,
     table: &PriceTable,
     fresh: Freshness,

@@ -6,16 +6,16 @@ use beast_core::Venue;
 
 /// First two bytes of every v8 datagram (`A7 BE` on the wire). 0xA7 is not printable ASCII, so
 /// a v8 datagram can never be mistaken for a text request.
-pub const MAGIC: u16 = 0xBEA7;
+pub(crate) const MAGIC: u16 = 0xBEA7;
 pub const VERSION: u8 = 8;
 pub const HEADER_LEN: usize = 12;
 /// Each requested symbol: ASCII, zero-padded.
-pub const SYMBOL_LEN: usize = 16;
-pub const RECORD_LEN: usize = 24;
-pub const MAX_SYMBOLS: usize = 32;
-pub const MAX_KEY_LEN: usize = 64;
+pub(crate) const SYMBOL_LEN: usize = 16;
+pub(crate) const RECORD_LEN: usize = 24;
+pub(crate) const MAX_SYMBOLS: usize = 32;
+pub(crate) const MAX_KEY_LEN: usize = 64;
 /// Request flag: an API key follows the header.
-pub const FLAG_KEY: u8 = 1;
+pub(crate) const FLAG_KEY: u8 = 1;
 
 /// Reply header status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,9 +45,9 @@ pub enum RecordStatus {
 
 /// Record flags.
 pub const RECORD_STALE: u8 = 1;
-pub const RECORD_REST: u8 = 2;
+pub(crate) const RECORD_REST: u8 = 2;
 /// `venue` value of a record without a price.
-pub const NO_VENUE: u8 = 0xff;
+pub(crate) const NO_VENUE: u8 = 0xff;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum V8Error {
@@ -72,7 +72,7 @@ pub const fn reply_len(count: usize) -> usize {
 }
 
 /// True if `datagram` claims to be v8 (magic present); it may still be malformed.
-pub fn is_v8(datagram: &[u8]) -> bool {
+pub(crate) fn is_v8(datagram: &[u8]) -> bool {
     datagram.get(..2) == Some(&MAGIC.to_le_bytes()[..])
 }
 
@@ -183,7 +183,7 @@ pub fn encode_request(
     clippy::indexing_slicing,
     reason = "the header slice is exactly HEADER_LEN bytes"
 )]
-pub fn write_reply_header(
+pub(crate) fn write_reply_header(
     out: &mut [u8],
     status: ReplyStatus,
     request_id: u32,

@@ -12,7 +12,7 @@ use std::os::fd::RawFd;
 use crate::protocol::udp::MAX_REPLY;
 
 pub const BATCH: usize = 64;
-pub const RECV_LEN: usize = 2048;
+pub(crate) const RECV_LEN: usize = 2048;
 
 struct Side<const LEN: usize> {
     bufs: Box<[[u8; LEN]]>,
@@ -67,7 +67,7 @@ fn socklen(len: usize) -> libc::socklen_t {
     libc::socklen_t::try_from(len).unwrap_or(0)
 }
 
-pub struct Mmsg {
+pub(crate) struct Mmsg {
     recv: Side<RECV_LEN>,
     send: Side<MAX_REPLY>,
     received: usize,
@@ -125,7 +125,7 @@ impl Mmsg {
     /// Calls `answer(datagram, from, truncated, reply)` for each datagram of the last receive
     /// (`from`: the sender's `sockaddr` bytes); when it returns a length, that many bytes of
     /// `reply` are queued for the sender.
-    pub fn answer_each(
+    pub(crate) fn answer_each(
         &mut self,
         mut answer: impl FnMut(&[u8], &[u8], bool, &mut [u8]) -> Option<usize>,
     ) {

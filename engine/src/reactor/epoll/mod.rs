@@ -39,17 +39,6 @@ use super::sockets::ReactorSockets;
 use super::{REJECT_OVERLOADED, Waker};
 use crate::protocol::http::routes::PortKind;
 
-/// recvmmsg batches per socket per turn before other work gets a go.
-const UDP_ROUNDS: usize = 16;
-/// Connections accepted per listener per turn.
-const ACCEPT_BUDGET: usize = 256;
-/// Operations attempted per turn.
-const RUN_BUDGET: usize = 1024;
-const WAKE: Token = Token(usize::MAX);
-const LISTENER_BASE: usize = 1 << 16;
-const UDP_BASE: usize = 1 << 17;
-const CONN_BASE: usize = 1 << 20;
-
 fn conn_token(key: Key) -> Token {
     Token(CONN_BASE + ((key.index as usize) << 32 | key.generation as usize))
 }
@@ -61,6 +50,19 @@ fn token_key(token: Token) -> Option<Key> {
         generation: u32::try_from(raw & 0xffff_ffff).ok()?,
     })
 }
+
+/// How much of each kind of work one turn takes before the others get a go: recvmmsg batches
+/// per socket, connections accepted per listener, connection operations attempted.
+const UDP_ROUNDS: usize = 16;
+const ACCEPT_BUDGET: usize = 256;
+const RUN_BUDGET: usize = 1024;
+
+/// Tokens: the wake-up socket, then listeners, UDP sockets and connections in ranges of their
+/// own (a connection's token is its slab key).
+const WAKE: Token = Token(usize::MAX);
+const LISTENER_BASE: usize = 1 << 16;
+const UDP_BASE: usize = 1 << 17;
+const CONN_BASE: usize = 1 << 20;
 
 /// What the driver keeps for one connection.
 struct Conn {

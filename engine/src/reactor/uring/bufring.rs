@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::types::BufRingEntry;
 use io_uring::{IoUring, cqueue, squeue};
 
-pub struct BufRing {
+pub(crate) struct BufRing {
     ring: *mut BufRingEntry,
     ring_bytes: usize,
     buffers: Box<[u8]>,
@@ -96,7 +96,7 @@ impl BufRing {
     }
 
     /// Hands buffer `bid` back to the kernel (visible after [`BufRing::publish`]).
-    pub fn recycle(&mut self, bid: u16) {
+    pub(crate) fn recycle(&mut self, bid: u16) {
         if bid >= self.entries {
             return;
         }
@@ -112,7 +112,7 @@ impl BufRing {
     }
 
     /// Publishes recycled buffers to the kernel.
-    pub fn publish(&self) {
+    pub(crate) fn publish(&self) {
         // SAFETY: `ring` is the page-aligned base of an initialised ring; the tail field is the
         // first entry's reserved u16, which the kernel reads and we alone write.
         let tail = unsafe { &*BufRingEntry::tail(self.ring).cast::<AtomicU16>() };

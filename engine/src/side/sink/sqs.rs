@@ -25,7 +25,7 @@ use crate::usage::batch::Batch;
 /// Messages per `SendMessageBatch`: the API's maximum.
 pub const BATCH: usize = 10;
 /// Bytes of message bodies per `SendMessageBatch` (and so per message): the API's maximum.
-pub const CALL_BYTES: usize = 256 * 1024;
+pub(crate) const CALL_BYTES: usize = 256 * 1024;
 /// FIFO message groups per boot.
 const GROUPS: u64 = 16;
 /// Each call must finish within this.
@@ -55,7 +55,7 @@ pub enum SqsError {
 }
 
 impl SqsError {
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             SqsError::Transport(_) | SqsError::Partial { .. } => true,
             SqsError::Status { status, .. } => *status >= 500 || *status == 429,

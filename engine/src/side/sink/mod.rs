@@ -20,7 +20,7 @@ pub enum SinkKind {
     Sqs,
 }
 
-pub const SINK_KINDS: [SinkKind; 3] = [SinkKind::Sqlite, SinkKind::Postgres, SinkKind::Sqs];
+pub(crate) const SINK_KINDS: [SinkKind; 3] = [SinkKind::Sqlite, SinkKind::Postgres, SinkKind::Sqs];
 
 impl SinkKind {
     pub fn name(self) -> &'static str {
@@ -43,7 +43,7 @@ impl SinkKind {
 
     /// How long a sink lets batches gather before a delivery: the stores' rows per second are
     /// the distinct rollups per interval, not the requests.
-    pub fn flush_every(self) -> Duration {
+    pub(crate) fn flush_every(self) -> Duration {
         match self {
             SinkKind::Sqlite | SinkKind::Postgres => Duration::from_secs(1),
             SinkKind::Sqs => Duration::from_millis(250),
@@ -61,11 +61,11 @@ pub enum SinkError {
 
 impl SinkError {
     /// The sink did not answer in time: the next delivery is made smaller.
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, SinkError::Store(StoreError::Timeout))
     }
 
-    pub fn is_retryable(&self) -> bool {
+    pub(crate) fn is_retryable(&self) -> bool {
         match self {
             SinkError::Store(e) => e.is_retryable(),
             SinkError::Sqs(e) => e.is_retryable(),
