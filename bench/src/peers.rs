@@ -30,9 +30,6 @@ pub struct PeersArgs {
     /// The `beast` binary [default: the one beside this beast-bench].
     #[arg(long)]
     pub beast: Option<PathBuf>,
-    /// beast's I/O backend.
-    #[arg(long, default_value = "uring", value_parser = ["uring", "epoll"])]
-    pub io: String,
     /// Measured time per run.
     #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -63,13 +60,26 @@ const GOREF_HTTP: u16 = 18092;
 const GOREF_UDP: u16 = 12692;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 enum Server {
     Nginx,
     Udpsrv,
     Goref,
-    Beast,
+    /// beast on a backend, metering off (only the server's own work is counted)...
+    Beast(Io),
+    /// ... and with usage metering into its embedded store, for the record.
+    BeastMetered(Io),
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Io {
+    Uring,
+    Epoll,
+}
+
+/// beast on both backends.
+const BEASTS: [Server; 2] = [Server::Beast(Io::Uring), Server::Beast(Io::Epoll)];
 
 impl Server {
     fn name(self) -> &'static str {
@@ -77,8 +87,15 @@ impl Server {
             Server::Nginx => "nginx",
             Server::Udpsrv => "udpsrv",
             Server::Goref => "goref",
-            Server::Beast => "beast",
+            Server::Beast(Io::Uring) => "beast (io_uring)",
+            Server::Beast(Io::Epoll) => "beast (epoll)",
+            Server::BeastMetered(Io::Uring) => "beast (io_uring, metering on)",
+            Server::BeastMetered(Io::Epoll) => "beast (epoll, metering on)",
         }
+    }
+
+    fn is_beast(self) -> bool {
+        matches!(self, Server::Beast(_) | Server::BeastMetered(_))
     }
 }
 
@@ -112,7 +129,7 @@ const CONFIGS: &[Config] = &[
             connections: 64,
             pipeline: 1,
         },
-        servers: &[Server::Nginx, Server::Goref, Server::Beast],
+        servers: &[Server::Nginx, Server::Goref, BEASTS[0], BEASTS[1]],
         pinned: false,
     },
     Config {
@@ -121,7 +138,7 @@ const CONFIGS: &[Config] = &[
             connections: 64,
             pipeline: 16,
         },
-        servers: &[Server::Nginx, Server::Beast],
+        servers: &[Server::Nginx, BEASTS[0], BEASTS[1]],
         pinned: false,
     },
     Config {
@@ -131,7 +148,7 @@ const CONFIGS: &[Config] = &[
             sockets: 4,
             window: 16,
         },
-        servers: &[Server::Udpsrv, Server::Goref, Server::Beast],
+        servers: &[Server::Udpsrv, Server::Goref, BEASTS[0], BEASTS[1]],
         pinned: false,
     },
     Config {
@@ -141,7 +158,7 @@ const CONFIGS: &[Config] = &[
             sockets: 4,
             window: 64,
         },
-        servers: &[Server::Udpsrv, Server::Beast],
+        servers: &[Server::Udpsrv, BEASTS[0], BEASTS[1]],
         pinned: false,
     },
     Config {
@@ -150,7 +167,13 @@ const CONFIGS: &[Config] = &[
             connections: 64,
             pipeline: 1,
         },
-        servers: &[Server::Nginx, Server::Beast],
+        servers: &[
+            Server::Nginx,
+            BEASTS[0],
+            BEASTS[1],
+            Server::BeastMetered(Io::Uring),
+            Server::BeastMetered(Io::Epoll),
+        ],
         pinned: true,
     },
     Config {
@@ -160,7 +183,13 @@ const CONFIGS: &[Config] = &[
             sockets: 4,
             window: 16,
         },
-        servers: &[Server::Udpsrv, Server::Beast],
+        servers: &[
+            Server::Udpsrv,
+            BEASTS[0],
+            BEASTS[1],
+            Server::BeastMetered(Io::Uring),
+            Server::BeastMetered(Io::Epoll),
+        ],
         pinned: true,
     },
 ];
@@ -288,15 +317,7 @@ pub fn run(args: &PeersArgs) -> anyhow::Result<()> {
                 servers.reverse();
             }
             for server in servers {
-                let running = start(
-                    server,
-                    config.pinned,
-                    &peers,
-                    &beast,
-                    &prices,
-                    &args.io,
-                    &scratch,
-                )?;
+                let running = start(server, config.pinned, &peers, &beast, &prices, &scratch)?;
                 let mut tools = vec!["beast-bench", classic_tool(config.load)];
                 if rep % 2 == 1 {
                     tools.reverse();
@@ -348,26 +369,42 @@ fn start(
     peers: &Path,
     beast: &Path,
     prices: &Path,
-    io: &str,
     scratch: &Path,
 ) -> anyhow::Result<Running> {
     let cpu = pinned.then_some("0");
     let (mut command, http, udp) = match server {
-        Server::Beast => {
+        Server::Beast(io) | Server::BeastMetered(io) => {
             let mut c = on_cpu(beast, cpu);
             // Shared runs leave reactors unpinned like the peers: the load generator could not
-            // get out of a pinned reactor's way. Pinned runs: one reactor, on CPU 0.
+            // get out of a pinned reactor's way. Pinned runs: one reactor, on CPU 0, and the
+            // side thread with it.
             let pin = if pinned { "true" } else { "false" };
+            let io = match io {
+                Io::Uring => "uring",
+                Io::Epoll => "epoll",
+            };
+            let metering = if matches!(server, Server::BeastMetered(_)) {
+                "true"
+            } else {
+                "false"
+            };
+            let data = scratch.join(format!("data-{io}-{metering}"));
+            let _ = std::fs::remove_dir_all(&data);
             c.arg("serve").args([
                 "--bind",
                 "127.0.0.1",
                 "--feeds",
                 "off",
+                "--demo-walk",
+                "true",
                 "--io",
                 io,
                 "--pin",
                 pin,
+                "--usage-metering",
+                metering,
             ]);
+            c.arg("--beast-data-dir").arg(data);
             c.arg("--prices").arg(prices);
             c.args([
                 "--tcp-port-lpo",
@@ -810,17 +847,16 @@ fn tables(runs: &[Run], configs: &[&Config], args: &PeersArgs) -> String {
     }
     out.push_str(
         "\n**beast against each peer** (figures from beast-bench; ratio of requests per server-core-second, \
-         and of raw req/s):\n\n| load | peer | peer per core | beast per core | **per-core ratio** | req/s ratio | p99 peer µs | p99 beast µs |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|\n",
+         and of raw req/s):\n\n| load | peer | beast | peer per core | beast per core | **per-core ratio** | req/s ratio | p99 peer µs | p99 beast µs |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for config in configs {
-        for &peer in config.servers.iter().filter(|&&s| s != Server::Beast) {
+        let peers = config.servers.iter().filter(|s| !s.is_beast());
+        let beasts = config.servers.iter().filter(|s| s.is_beast());
+        for (&peer, &beast) in peers.flat_map(|p| beasts.clone().map(move |b| (p, b))) {
             let get = |server, f: fn(&Run) -> f64| med(config.name, server, "beast-bench", f);
-            let (peer_core, beast_core) = (
-                get(peer, |r| r.per_core),
-                get(Server::Beast, |r| r.per_core),
-            );
-            let (peer_rps, beast_rps) = (get(peer, |r| r.rps), get(Server::Beast, |r| r.rps));
+            let (peer_core, beast_core) = (get(peer, |r| r.per_core), get(beast, |r| r.per_core));
+            let (peer_rps, beast_rps) = (get(peer, |r| r.rps), get(beast, |r| r.rps));
             let ratio = |a: f64, b: f64| {
                 if a > 0.0 {
                     format!("{:.2}×", b / a)
@@ -829,13 +865,14 @@ fn tables(runs: &[Run], configs: &[&Config], args: &PeersArgs) -> String {
                 }
             };
             out.push_str(&format!(
-                "| {} | {} | {peer_core:.0} | {beast_core:.0} | **{}** | {} | {:.0} | {:.0} |\n",
+                "| {} | {} | {} | {peer_core:.0} | {beast_core:.0} | **{}** | {} | {:.0} | {:.0} |\n",
                 config.name,
                 peer.name(),
+                beast.name(),
                 ratio(peer_core, beast_core),
                 ratio(peer_rps, beast_rps),
                 get(peer, |r| r.p99_us),
-                get(Server::Beast, |r| r.p99_us),
+                get(beast, |r| r.p99_us),
             ));
         }
     }

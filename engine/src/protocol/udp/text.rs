@@ -52,6 +52,7 @@ const CLASS: [u8; 256] = {
 /// Splits a datagram into its key and assets in one pass; `None` if it is not text or lists
 /// no asset.
 pub fn parse(datagram: &[u8]) -> Option<TextRequest<'_>> {
+    let datagram = strip_padding(datagram);
     let mut request = TextRequest {
         key: None,
         assets: [&[]; MAX_ASSETS],
@@ -87,6 +88,24 @@ pub fn parse(datagram: &[u8]) -> Option<TextRequest<'_>> {
         );
     }
     (request.count > 0 || request.too_many).then_some(request)
+}
+
+/// The datagram without its trailing padding, skipped eight bytes at a time where it is all
+/// spaces or all NULs (what clients pad with): those bytes are separators, so nothing is lost
+/// and nothing needs checking byte by byte.
+fn strip_padding(datagram: &[u8]) -> &[u8] {
+    let mut end = datagram.len();
+    while end >= 8 {
+        let word = datagram
+            .get(end - 8..end)
+            .and_then(|w| w.try_into().ok())
+            .map_or(1, u64::from_ne_bytes);
+        if word != u64::from_ne_bytes([b' '; 8]) && word != 0 {
+            break;
+        }
+        end -= 8;
+    }
+    datagram.get(..end).unwrap_or_default()
 }
 
 fn add_token<'a>(request: &mut TextRequest<'a>, token: &'a [u8], first: &mut bool) {
@@ -161,6 +180,13 @@ mod tests {
             (b"key=abc BTC", Some(b"abc"), &[b"BTC"]),
             (b"BTC\0\0\0\0\0\0", None, &[b"BTC"]),
             (b"BTC key=abc", None, &[b"BTC", b"key=abc"]),
+            (
+                b"BTC ETH                                   ",
+                None,
+                &[b"BTC", b"ETH"],
+            ),
+            (b"BTC                \0\0\0\0\0\0\0\0", None, &[b"BTC"]),
+            (b"BTCBTCBTCBTCBTCBT", None, &[b"BTCBTCBTCBTCBTCBT"]),
         ];
         for (datagram, key, assets) in cases {
             let request = parse(datagram).unwrap();
@@ -171,6 +197,10 @@ mod tests {
         assert!(parse(b"   ,, ").is_none());
         assert!(parse(b"key=abc").is_none());
         assert!(parse(b"BTC\x01").is_none(), "control byte");
+        assert!(
+            parse(b"BTC \x01                       ").is_none(),
+            "inside the padding"
+        );
         assert!(parse(b"\xa7\xbe\x08").is_none(), "binary");
         let many = "A ".repeat(33);
         assert!(parse(many.as_bytes()).unwrap().too_many);

@@ -254,9 +254,12 @@ impl Epoll {
         };
         let mut more = false;
         for _ in 0..UDP_ROUNDS {
-            let received = match self.mmsg.receive(fd) {
-                Ok(0) => break,
-                Ok(n) => n,
+            match self.mmsg.receive(fd) {
+                Ok(0) => {
+                    more = false;
+                    break;
+                }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "recvmmsg failed");
                     break;
@@ -267,10 +270,9 @@ impl Epoll {
             });
             answer.send_failed(self.mmsg.flush(fd));
             answer.end_batch();
-            more = received == mmsg::BATCH;
-            if !more {
-                break;
-            }
+            // Under load more has arrived while this batch was answered: reading again at
+            // once costs one call when nothing has, where going back to epoll costs one always.
+            more = true;
         }
         if let Some(pending) = self.udp_pending.get_mut(socket) {
             *pending = more;
