@@ -891,8 +891,9 @@ fn write_section(path: &Path, section: &str) -> anyhow::Result<()> {
                 .get(after..)
                 .unwrap_or_default()
                 .trim_start_matches('\n');
+            // A blank line after the section: the table must end before the prose.
             format!(
-                "{}{section}{tail}",
+                "{}{section}\n{tail}",
                 current.get(..begin).unwrap_or_default()
             )
         }
@@ -929,7 +930,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
             text,
-            format!("# Results\n\nprose\n{BEGIN}\ntwo\n{END}\nafter\n")
+            format!("# Results\n\nprose\n{BEGIN}\ntwo\n{END}\n\nafter\n")
         );
     }
 }
