@@ -18,6 +18,7 @@ pub mod node;
 pub mod price;
 pub mod pricing;
 pub mod protocol;
+pub mod push;
 pub mod reactor;
 pub mod server;
 pub mod side;

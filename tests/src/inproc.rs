@@ -64,12 +64,13 @@ impl InProcess {
         let mut options = ServeOptions::from_config(&Config::default());
         options.bind = [127, 0, 0, 1].into();
         options.ports = Ports {
-            tcp_lpo: 0,
-            tcp_lrs: 0,
-            health_lpo: 0,
-            health_lrs: 0,
-            udp_lpo: 0,
-            udp_lrs: 0,
+            tcp_lpo: Some(0),
+            tcp_lrs: Some(0),
+            health_lpo: Some(0),
+            health_lrs: Some(0),
+            health_webhook: None,
+            udp_lpo: Some(0),
+            udp_lrs: Some(0),
         };
         options.reactors = 2;
         options.io = io;

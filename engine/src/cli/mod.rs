@@ -8,6 +8,7 @@ mod keys_cmd;
 mod serve;
 mod sim_cmd;
 mod store;
+mod subscriptions_cmd;
 mod usage_cmd;
 mod version;
 
@@ -51,6 +52,9 @@ pub enum Command {
     /// Usage records: count them.
     #[command(subcommand)]
     Usage(usage_cmd::UsageCommand),
+    /// Push subscriptions: create, list, show, pause, resume, delete, rotate-secret, deliveries, replay.
+    #[command(subcommand)]
+    Subscriptions(subscriptions_cmd::SubscriptionsCommand),
     /// Print the version, git commit, target and I/O backends.
     Version(version::VersionArgs),
 }
@@ -113,6 +117,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
         Command::Keys(command) => {
             let keys_matches = sub("keys").and_then(|m| m.subcommand().map(|(_, m)| m));
             keys_cmd::run(command, keys_matches, cli.config.as_deref())
+        }
+        Command::Subscriptions(command) => {
+            let sub_matches = sub("subscriptions").and_then(|m| m.subcommand().map(|(_, m)| m));
+            subscriptions_cmd::run(command, sub_matches, cli.config.as_deref())
         }
         Command::Usage(command) => {
             let usage_matches = sub("usage").and_then(|m| m.subcommand().map(|(_, m)| m));

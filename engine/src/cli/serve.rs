@@ -11,10 +11,12 @@ use anyhow::Context as _;
 use beast_core::clock::wall_ms;
 use beast_core::{Symbol, Venue};
 use beast_engine::access::Access;
-use beast_engine::config::setting::{FeedMode, LogFormat, SimSource};
+use beast_engine::config::setting::{FeedMode, LogFormat, ServerType, SimSource};
 use beast_engine::config::{Config, ConfigArgs, Loaded};
 use beast_engine::price::PriceTable;
 use beast_engine::pricing::{self, PriceThread, PriceThreadOptions};
+use beast_engine::push::guard::Guard;
+use beast_engine::push::{PushEngine, PushOptions};
 use beast_engine::server::{ServeOptions, Server, Wiring, reactor_count};
 use beast_engine::side::{self, SideInputs, SideOptions};
 use beast_feeds::client::{Endpoints, FeedOptions, FeedSpec, FeedStatus, Trust};
@@ -102,6 +104,19 @@ pub fn run(
             "the side thread was not ready within 5 s (keys not read yet); starting with the keys known so far"
         );
     }
+    // A push node: the engine reads the table the price thread fills and the store's
+    // subscriptions; nothing else waits for it.
+    let push = match config.server.server_type {
+        ServerType::Webhook => Some(
+            PushEngine::start(
+                push_options(&config, options.stale_after_ms),
+                Arc::clone(&table),
+                Arc::clone(&link.stats),
+            )
+            .map_err(|e| Failure::Input(e.to_string()))?,
+        ),
+        ServerType::AppReport => None,
+    };
     let prices = PriceThread::start(
         writer,
         PriceThreadOptions {
@@ -148,27 +163,33 @@ pub fn run(
     )
     .context("cannot start the engine")?;
     let addrs = server.addrs();
+    let shown = |addr: Option<std::net::SocketAddr>| addr.map(|a| a.to_string());
+    let role = beast_engine::config::setting::Setting::show(&config.server.server_type);
     let ready = serde_json::json!({
         "event": "ready",
+        "role": role,
         "node": server.node().name,
         "io": server.backend().name(),
         "io_fallback": server.fallback_reason(),
         "reactors": server.reactors(),
-        "tcp_lpo": addrs.tcp_lpo.to_string(),
-        "tcp_lrs": addrs.tcp_lrs.to_string(),
-        "health_lpo": addrs.health_lpo.to_string(),
-        "health_lrs": addrs.health_lrs.to_string(),
-        "udp_lpo": addrs.udp_lpo.to_string(),
-        "udp_lrs": addrs.udp_lrs.to_string(),
+        "tcp_lpo": shown(addrs.tcp_lpo),
+        "tcp_lrs": shown(addrs.tcp_lrs),
+        "health_lpo": shown(addrs.health_lpo),
+        "health_lrs": shown(addrs.health_lrs),
+        "health_webhook": shown(addrs.health_webhook),
+        "udp_lpo": shown(addrs.udp_lpo),
+        "udp_lrs": shown(addrs.udp_lrs),
         "feeds": config.feeds.feeds.as_str(),
         "sim": simulator.as_ref().map(|sim| serde_json::json!({ "plain": sim.plain.to_string(), "tls": sim.tls.to_string() })),
     });
     tracing::info!(
+        role = %role,
         io = server.backend().name(),
         reactors = server.reactors(),
         feeds = config.feeds.feeds.as_str(),
-        tcp_lpo = %addrs.tcp_lpo,
-        udp_lpo = %addrs.udp_lpo,
+        tcp_lpo = ?addrs.tcp_lpo,
+        udp_lpo = ?addrs.udp_lpo,
+        health_webhook = ?addrs.health_webhook,
         "serving"
     );
     super::print_out(&format!("{ready}\n"))?;
@@ -186,6 +207,9 @@ pub fn run(
         }
     }
     let errors = server.stop();
+    if let Some(push) = push {
+        push.stop_by(deadline);
+    }
     // After the reactors: the side thread's last drain takes every record they queued.
     side.stop_by(deadline);
     prices.stop();
@@ -229,6 +253,27 @@ fn side_options(config: &Config, stale_after_ms: u64) -> SideOptions {
         cache_stats_every: Duration::from_secs(3),
         stale_after_ms,
         core: None,
+    }
+}
+
+fn push_options(config: &Config, stale_after_ms: u64) -> PushOptions {
+    let push = &config.push;
+    PushOptions {
+        database_url: config.stores.database().map(|u| u.expose().to_string()),
+        data_dir: config.stores.beast_data_dir.0.clone(),
+        guard: Guard::new(push.webhook_allow_nets.0.clone()),
+        ca_file: push.webhook_ca_file.as_ref().map(|p| p.0.clone()),
+        timeout: Duration::from_millis(push.webhook_timeout_ms.get()),
+        retries: u32::try_from(push.webhook_retries.get()).unwrap_or(3),
+        retry_base_ms: push.webhook_retry_base_ms.get(),
+        retry_after_max_ms: push.webhook_retry_after_max_s.get() * 1_000,
+        endpoint_in_flight: push.webhook_endpoint_in_flight.get_usize(),
+        breaker_failures: u32::try_from(push.webhook_breaker_failures.get()).unwrap_or(5),
+        breaker_cooldown_ms: push.webhook_breaker_cooldown_ms.get(),
+        disable_after_ms: push.webhook_disable_after_s.get() * 1_000,
+        log_retention_days: push.webhook_log_retention_days.get(),
+        poll: Duration::from_millis(push.webhook_poll_ms.get()),
+        stale_after_ms,
     }
 }
 

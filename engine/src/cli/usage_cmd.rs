@@ -73,7 +73,7 @@ pub fn run(
 }
 
 /// Unix ms, or `YYYY-MM-DDTHH:MM:SSZ`.
-fn parse_time(text: &str) -> Result<u64, Failure> {
+pub(super) fn parse_time(text: &str) -> Result<u64, Failure> {
     if let Ok(ms) = text.parse::<u64>() {
         return Ok(ms);
     }

@@ -10,6 +10,7 @@ mod feeds;
 mod file;
 pub(crate) mod group;
 mod params;
+mod push;
 mod runtime;
 mod server;
 pub mod setting;
@@ -25,6 +26,7 @@ pub use engine::{EngineArgs, EngineConfig};
 pub use feeds::{FeedArgs, FeedConfig};
 pub use file::FileValues;
 pub use params::{Params, ParamsArgs};
+pub use push::{PushArgs, PushConfig};
 pub use runtime::{RuntimeArgs, RuntimeConfig};
 pub use server::{ServerArgs, ServerConfig};
 pub use setting::{Port, Setting};
@@ -48,6 +50,8 @@ pub struct ConfigArgs {
     pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub params: ParamsArgs,
+    #[command(flatten)]
+    pub push: PushArgs,
 }
 
 /// The effective configuration.
@@ -59,6 +63,7 @@ pub struct Config {
     pub feeds: FeedConfig,
     pub runtime: RuntimeConfig,
     pub params: Params,
+    pub push: PushConfig,
 }
 
 /// Where a value came from.
@@ -258,6 +263,7 @@ impl Config {
             feeds: args.feeds.resolve(&mut resolver)?,
             runtime: args.runtime.resolve(&mut resolver)?,
             params: args.params.resolve(&mut resolver)?,
+            push: args.push.resolve(&mut resolver)?,
         };
         if let Some((key, line)) = resolver.file.leftover() {
             let path = resolver
@@ -306,6 +312,7 @@ impl Config {
             FeedConfig::docs(),
             RuntimeConfig::docs(),
             Params::docs(),
+            PushConfig::docs(),
         ]
         .concat()
     }

@@ -18,6 +18,8 @@ settings_group! {
         health_port_lpo: Port = Port(8081), env = "HEALTH_PORT_LPO";
         /// Health and Prometheus metrics port of the reports API.
         health_port_lrs: Port = Port(9091), env = "HEALTH_PORT_LRS";
+        /// Health and Prometheus metrics port of a WEBHOOK_SERVER node (its only listener).
+        health_port_webhook: Port = Port(8083), env = "HEALTH_PORT_WEBHOOK";
         /// UDP port of the price API (text and binary v8 requests).
         udp_port_lpo: Port = Port(2679), env = "UDP_PORT_LPO";
         /// UDP port of the reports API.

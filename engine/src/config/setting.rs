@@ -415,6 +415,43 @@ macro_rules! word_setting {
     };
 }
 
+/// Networks in CIDR notation (`127.0.0.0/8,fd00::/8`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetList(pub Vec<crate::push::guard::Net>);
+
+impl NetList {
+    const MAX_LEN: usize = 64;
+}
+
+impl Setting for NetList {
+    const VALUE_NAME: &'static str = "NETS";
+    fn kind() -> String {
+        format!(
+            "comma-separated IP networks in CIDR notation, at most {}",
+            Self::MAX_LEN
+        )
+    }
+    fn parse_setting(text: &str) -> Result<Self, String> {
+        let nets = text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<crate::push::guard::Net>, String>>()?;
+        if nets.len() > Self::MAX_LEN {
+            return Err(format!("more than {} networks", Self::MAX_LEN));
+        }
+        Ok(NetList(nets))
+    }
+    fn show(&self) -> String {
+        self.0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 word_setting! {
     /// What this node serves.
     pub enum ServerType, "TYPE" {

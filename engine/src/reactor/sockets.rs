@@ -12,26 +12,28 @@ use crate::protocol::http::routes::PortKind;
 const UDP_BUFFER_BYTES: usize = 4 << 20;
 const LISTEN_BACKLOG: i32 = 4096;
 
-/// The ports asked for (0: any free port).
-#[derive(Clone, Copy, Debug)]
+/// The ports asked for (0: any free port; `None`: not served by this node's role).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Ports {
-    pub tcp_lpo: u16,
-    pub tcp_lrs: u16,
-    pub health_lpo: u16,
-    pub health_lrs: u16,
-    pub udp_lpo: u16,
-    pub udp_lrs: u16,
+    pub tcp_lpo: Option<u16>,
+    pub tcp_lrs: Option<u16>,
+    pub health_lpo: Option<u16>,
+    pub health_lrs: Option<u16>,
+    pub health_webhook: Option<u16>,
+    pub udp_lpo: Option<u16>,
+    pub udp_lrs: Option<u16>,
 }
 
 /// The addresses actually bound (ports resolved when 0 was asked for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoundAddrs {
-    pub tcp_lpo: SocketAddr,
-    pub tcp_lrs: SocketAddr,
-    pub health_lpo: SocketAddr,
-    pub health_lrs: SocketAddr,
-    pub udp_lpo: SocketAddr,
-    pub udp_lrs: SocketAddr,
+    pub tcp_lpo: Option<SocketAddr>,
+    pub tcp_lrs: Option<SocketAddr>,
+    pub health_lpo: Option<SocketAddr>,
+    pub health_lrs: Option<SocketAddr>,
+    pub health_webhook: Option<SocketAddr>,
+    pub udp_lpo: Option<SocketAddr>,
+    pub udp_lrs: Option<SocketAddr>,
 }
 
 pub struct Listener {
@@ -66,9 +68,12 @@ pub(crate) fn bind_all(
         })
         .collect();
     let udp = |setting: &'static str,
-               port: u16,
+               port: Option<u16>,
                sets: &mut Vec<ReactorSockets>|
-     -> Result<SocketAddr, BindError> {
+     -> Result<Option<SocketAddr>, BindError> {
+        let Some(port) = port else {
+            return Ok(None);
+        };
         let mut addr = SocketAddr::new(ip, port);
         for set in sets.iter_mut() {
             let socket = udp_socket(addr).map_err(|source| BindError {
@@ -83,15 +88,18 @@ pub(crate) fn bind_all(
             })?;
             set.udp.push(socket);
         }
-        Ok(addr)
+        Ok(Some(addr))
     };
     let udp_lpo = udp("UDP_PORT_LPO", ports.udp_lpo, &mut sets)?;
     let udp_lrs = udp("UDP_PORT_LRS", ports.udp_lrs, &mut sets)?;
     let tcp = |setting: &'static str,
-               port: u16,
+               port: Option<u16>,
                kind: PortKind,
                sets: &mut Vec<ReactorSockets>|
-     -> Result<SocketAddr, BindError> {
+     -> Result<Option<SocketAddr>, BindError> {
+        let Some(port) = port else {
+            return Ok(None);
+        };
         let mut addr = SocketAddr::new(ip, port);
         for set in sets.iter_mut() {
             let socket = tcp_listener(addr).map_err(|source| BindError {
@@ -106,7 +114,7 @@ pub(crate) fn bind_all(
             })?;
             set.tcp.push(Listener { socket, port: kind });
         }
-        Ok(addr)
+        Ok(Some(addr))
     };
     let tcp_lpo = tcp("TCP_PORT_LPO", ports.tcp_lpo, PortKind::Api, &mut sets)?;
     let tcp_lrs = tcp("TCP_PORT_LRS", ports.tcp_lrs, PortKind::Api, &mut sets)?;
@@ -122,6 +130,12 @@ pub(crate) fn bind_all(
         PortKind::Health,
         &mut sets,
     )?;
+    let health_webhook = tcp(
+        "HEALTH_PORT_WEBHOOK",
+        ports.health_webhook,
+        PortKind::Health,
+        &mut sets,
+    )?;
     Ok((
         sets,
         BoundAddrs {
@@ -129,6 +143,7 @@ pub(crate) fn bind_all(
             tcp_lrs,
             health_lpo,
             health_lrs,
+            health_webhook,
             udp_lpo,
             udp_lrs,
         },
@@ -165,23 +180,28 @@ mod tests {
     #[test]
     fn every_reactor_shares_each_resolved_port() {
         let ports = Ports {
-            tcp_lpo: 0,
-            tcp_lrs: 0,
-            health_lpo: 0,
-            health_lrs: 0,
-            udp_lpo: 0,
-            udp_lrs: 0,
+            tcp_lpo: Some(0),
+            tcp_lrs: Some(0),
+            health_lpo: Some(0),
+            health_lrs: Some(0),
+            health_webhook: None,
+            udp_lpo: Some(0),
+            udp_lrs: Some(0),
         };
         let (sets, addrs) = bind_all(IpAddr::from([127, 0, 0, 1]), ports, 3).unwrap();
         assert_eq!(sets.len(), 3);
         for set in &sets {
-            assert_eq!(set.udp[0].local_addr().unwrap(), addrs.udp_lpo);
-            assert_eq!(set.tcp[2].socket.local_addr().unwrap(), addrs.health_lpo);
+            assert_eq!(Some(set.udp[0].local_addr().unwrap()), addrs.udp_lpo);
+            assert_eq!(
+                Some(set.tcp[2].socket.local_addr().unwrap()),
+                addrs.health_lpo
+            );
             assert_eq!(set.tcp[2].port, PortKind::Health);
         }
-        assert_ne!(addrs.tcp_lpo.port(), 0);
+        assert_ne!(addrs.tcp_lpo.map(|a| a.port()), Some(0));
+        assert_eq!(addrs.health_webhook, None);
         let taken = Ports {
-            tcp_lpo: addrs.tcp_lpo.port(),
+            tcp_lpo: addrs.tcp_lpo.map(|a| a.port()),
             ..ports
         };
         // Without SO_REUSEPORT from another owner the port is refused, naming the setting.
@@ -189,7 +209,7 @@ mod tests {
         let err = match bind_all(
             IpAddr::from([127, 0, 0, 1]),
             Ports {
-                tcp_lpo: _hold.local_addr().unwrap().port(),
+                tcp_lpo: Some(_hold.local_addr().unwrap().port()),
                 ..taken
             },
             1,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::access::{Access, KeyHash};
 use crate::config::Config;
-use crate::config::setting::IoChoice;
+use crate::config::setting::{IoChoice, ServerType};
 use crate::node::Node;
 use crate::price::PriceTable;
 use crate::reactor::stall::Watchdog;
@@ -56,13 +56,21 @@ impl ServeOptions {
         ServeOptions {
             node_name: server.cluster_node.as_str().to_string(),
             bind: engine.bind.0,
-            ports: Ports {
-                tcp_lpo: server.tcp_port_lpo.0,
-                tcp_lrs: server.tcp_port_lrs.0,
-                health_lpo: server.health_port_lpo.0,
-                health_lrs: server.health_port_lrs.0,
-                udp_lpo: server.udp_port_lpo.0,
-                udp_lrs: server.udp_port_lrs.0,
+            // A push node takes no API traffic: its health port is its only listener.
+            ports: match server.server_type {
+                ServerType::AppReport => Ports {
+                    tcp_lpo: Some(server.tcp_port_lpo.0),
+                    tcp_lrs: Some(server.tcp_port_lrs.0),
+                    health_lpo: Some(server.health_port_lpo.0),
+                    health_lrs: Some(server.health_port_lrs.0),
+                    health_webhook: None,
+                    udp_lpo: Some(server.udp_port_lpo.0),
+                    udp_lrs: Some(server.udp_port_lrs.0),
+                },
+                ServerType::Webhook => Ports {
+                    health_webhook: Some(server.health_port_webhook.0),
+                    ..Ports::default()
+                },
             },
             reactors: engine.reactors.get_usize(),
             io: engine.io,

@@ -70,6 +70,8 @@ pub struct SideStats {
     pub admin_denied: AtomicU64,
     /// `/admin/bootstrap-key` has handed out its one key (cleared if storing it failed).
     pub bootstrapped: AtomicBool,
+    /// The push engine's figures (a `WEBHOOK_SERVER` node).
+    pub push: crate::push::stats::PushStats,
 }
 
 /// Why a node that serves prices is not healthy (`/health` says `degraded`, and why).
@@ -84,6 +86,8 @@ pub enum Degraded {
     SinkFailing(SinkKind),
     /// A sink's oldest undelivered usage is over a minute old (it cannot keep up).
     SinkBehind(SinkKind),
+    /// The push engine's reason ([`crate::push::stats::PushStats::degraded`]).
+    Push(&'static str),
 }
 
 impl Degraded {
@@ -100,6 +104,7 @@ impl Degraded {
             Degraded::SinkBehind(SinkKind::Sqlite) => "usage_sink_behind:sqlite",
             Degraded::SinkBehind(SinkKind::Postgres) => "usage_sink_behind:postgres",
             Degraded::SinkBehind(SinkKind::Sqs) => "usage_sink_behind:sqs",
+            Degraded::Push(reason) => reason,
         }
     }
 }
@@ -149,10 +154,13 @@ impl SideStats {
                 each(Degraded::SinkBehind(kind));
             }
         }
+        self.push
+            .degraded(now_ms, |reason| each(Degraded::Push(reason)));
     }
 
     /// Appends the Prometheus text for these figures.
     pub fn render(&self, out: &mut String) {
+        self.push.render(out);
         let flag = |b: &AtomicBool| u64::from(b.load(Ordering::Relaxed));
         #[allow(clippy::cast_precision_loss, reason = "seconds for Prometheus")]
         let seconds = |ns: u64| ns as f64 / 1e9;

@@ -45,6 +45,57 @@ pub struct NewKey<'a> {
     pub now_ms: u64,
 }
 
+/// A push subscription's columns, as both stores read and write them (the push engine turns
+/// them into its model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscriptionRow {
+    pub id: u64,
+    pub owner: u64,
+    pub target: String,
+    /// Comma-separated symbols.
+    pub assets: String,
+    pub every_s: Option<u32>,
+    pub move_bps: Option<u32>,
+    pub min_gap_ms: u64,
+    pub format: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_until_ms: u64,
+    pub state: String,
+    pub reason: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub seq_floor: u64,
+}
+
+/// One row of the push delivery log: an HTTPS attempt, or the UDP datagrams of one
+/// subscription, minute and outcome rolled up (`count`, sequence numbers `seq..=seq_last`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DeliveryRow {
+    pub subscription_id: u64,
+    pub protocol: String,
+    pub seq: u64,
+    pub seq_last: u64,
+    pub count: u64,
+    pub attempt: u32,
+    pub ts_ms: u64,
+    pub outcome: String,
+    pub status: Option<u16>,
+    pub error: String,
+    pub latency_ms: u64,
+    /// The body of a delivery given up, kept for replay.
+    #[serde(skip)]
+    pub payload: Option<String>,
+}
+
+/// A request to send a subscription's failed deliveries again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replay {
+    pub id: u64,
+    pub subscription_id: u64,
+    pub since_ms: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("embedded store {path}: {source}")]
@@ -276,6 +327,126 @@ impl Store {
                 on_sqlite(s, move |s| s.set_param(&name, &value, now_ms)).await
             }
             Store::Postgres(p) => p.set_param(name, value, now_ms).await,
+        }
+    }
+
+    pub async fn create_subscription(&mut self, row: SubscriptionRow) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.create_subscription(&row)).await,
+            Store::Postgres(p) => p.create_subscription(&row).await,
+        }
+    }
+
+    /// Every subscription, or one owner's, by id.
+    pub async fn subscriptions(
+        &mut self,
+        owner: Option<u64>,
+    ) -> Result<Vec<SubscriptionRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.subscriptions(owner)).await,
+            Store::Postgres(p) => p.subscriptions(owner).await,
+        }
+    }
+
+    /// Writes a subscription's settable columns (target, assets, trigger, format, secrets,
+    /// state, updated time); false when it no longer exists. The push engine sees it at its
+    /// next poll.
+    pub async fn update_subscription(&mut self, row: SubscriptionRow) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.update_subscription(&row)).await,
+            Store::Postgres(p) => p.update_subscription(&row).await,
+        }
+    }
+
+    /// Deletes a subscription (its delivery log stays until retention); false when absent.
+    pub async fn delete_subscription(&mut self, id: u64) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.delete_subscription(id)).await,
+            Store::Postgres(p) => p.delete_subscription(id).await,
+        }
+    }
+
+    /// Raises subscriptions' sequence floors (never lowers one), in one transaction.
+    pub async fn reserve_seqs(&mut self, floors: Vec<(u64, u64)>) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.reserve_seqs(&floors)).await,
+            Store::Postgres(p) => p.reserve_seqs(&floors).await,
+        }
+    }
+
+    pub async fn append_deliveries(&mut self, rows: Vec<DeliveryRow>) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.append_deliveries(&rows)).await,
+            Store::Postgres(p) => p.append_deliveries(&rows).await,
+        }
+    }
+
+    /// A subscription's delivery log from `since_ms` on, oldest first, at most `limit` rows;
+    /// `gave_up_only` keeps the deliveries a replay would send again.
+    pub async fn deliveries(
+        &mut self,
+        subscription_id: u64,
+        since_ms: u64,
+        limit: u64,
+        gave_up_only: bool,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                on_sqlite(s, move |s| {
+                    s.deliveries(subscription_id, since_ms, limit, gave_up_only)
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                p.deliveries(subscription_id, since_ms, limit, gave_up_only)
+                    .await
+            }
+        }
+    }
+
+    /// Asks the push engine to send a subscription's given-up deliveries since `since_ms` again.
+    pub async fn request_replay(
+        &mut self,
+        subscription_id: u64,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                on_sqlite(s, move |s| {
+                    s.request_replay(subscription_id, since_ms, now_ms)
+                })
+                .await
+            }
+            Store::Postgres(p) => p.request_replay(subscription_id, since_ms, now_ms).await,
+        }
+    }
+
+    pub async fn pending_replays(&mut self) -> Result<Vec<Replay>, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, SqliteStore::pending_replays).await,
+            Store::Postgres(p) => p.pending_replays().await,
+        }
+    }
+
+    pub async fn finish_replay(&mut self, id: u64, now_ms: u64) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.finish_replay(id, now_ms)).await,
+            Store::Postgres(p) => p.finish_replay(id, now_ms).await,
+        }
+    }
+
+    /// Deletes at most `limit` delivery-log rows older than `before_ms`; how many.
+    pub async fn delete_deliveries_before(
+        &mut self,
+        before_ms: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                on_sqlite(s, move |s| s.delete_deliveries_before(before_ms, limit)).await
+            }
+            Store::Postgres(p) => p.delete_deliveries_before(before_ms, limit).await,
         }
     }
 }

@@ -9,6 +9,8 @@
 //! encrypts without verifying) the connection is plain: encryption that is not verified is not
 //! offered, rather than failing against a server's self-signed certificate.
 
+mod push;
+
 use std::time::Duration;
 
 use std::sync::Arc;
@@ -94,6 +96,51 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE usage_logs ALTER COLUMN record_id SET NOT NULL;
      ALTER TABLE usage_logs ADD PRIMARY KEY (record_id);
      CREATE INDEX usage_logs_ts ON usage_logs (ts_ms);",
+    // 3: push subscriptions, their delivery log, and replay requests.
+    "CREATE TABLE subscriptions (
+        id BIGSERIAL PRIMARY KEY,
+        owner_key_id BIGINT NOT NULL,
+        target TEXT NOT NULL,
+        assets TEXT NOT NULL,
+        every_s BIGINT,
+        move_bps BIGINT,
+        min_gap_ms BIGINT NOT NULL,
+        format TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_until_ms BIGINT NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        seq_floor BIGINT NOT NULL DEFAULT 0
+     );
+     CREATE INDEX subscriptions_owner ON subscriptions (owner_key_id);
+     CREATE TABLE push_deliveries (
+        id BIGSERIAL PRIMARY KEY,
+        subscription_id BIGINT NOT NULL,
+        protocol TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        seq_last BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        attempt BIGINT NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        outcome TEXT NOT NULL,
+        status BIGINT,
+        error TEXT NOT NULL DEFAULT '',
+        latency_ms BIGINT NOT NULL,
+        payload TEXT
+     );
+     CREATE INDEX push_deliveries_sub_ts ON push_deliveries (subscription_id, ts_ms);
+     CREATE INDEX push_deliveries_ts ON push_deliveries (ts_ms);
+     CREATE TABLE push_replays (
+        id BIGSERIAL PRIMARY KEY,
+        subscription_id BIGINT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        requested_ms BIGINT NOT NULL,
+        done_ms BIGINT
+     );
+     INSERT INTO store_versions VALUES ('subscriptions', 0);",
 ];
 
 /// Takes libpq's `sslrootcert=` out of the URL (tokio-postgres does not know it) and maps

@@ -1,6 +1,8 @@
 //! The embedded store: one SQLite file (`beast.db`) in the data directory, in WAL mode so the
 //! CLI can create and revoke keys while `beast serve` reads them.
 
+mod push;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,6 +89,51 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE usage_logs_v2 RENAME TO usage_logs;
      CREATE INDEX usage_logs_ts ON usage_logs (ts_ms);
      CREATE INDEX usage_logs_key_ts ON usage_logs (key_id, ts_ms);",
+    // 3: push subscriptions, their delivery log, and replay requests.
+    "CREATE TABLE subscriptions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_key_id INTEGER NOT NULL,
+        target TEXT NOT NULL,
+        assets TEXT NOT NULL,
+        every_s INTEGER,
+        move_bps INTEGER,
+        min_gap_ms INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        previous_secret TEXT,
+        previous_until_ms INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        seq_floor INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE INDEX subscriptions_owner ON subscriptions (owner_key_id);
+     CREATE TABLE push_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription_id INTEGER NOT NULL,
+        protocol TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        seq_last INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        status INTEGER,
+        error TEXT NOT NULL DEFAULT '',
+        latency_ms INTEGER NOT NULL,
+        payload TEXT
+     );
+     CREATE INDEX push_deliveries_sub_ts ON push_deliveries (subscription_id, ts_ms);
+     CREATE INDEX push_deliveries_ts ON push_deliveries (ts_ms);
+     CREATE TABLE push_replays (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription_id INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL,
+        requested_ms INTEGER NOT NULL,
+        done_ms INTEGER
+     );
+     INSERT INTO store_versions VALUES ('subscriptions', 0);",
 ];
 
 /// Raw rows per `INSERT` statement (7 parameters each, far below SQLite's limit).

@@ -207,27 +207,9 @@ fn answer_v8(datagram: &[u8], ctx: Context<'_>, out: &mut [u8], assets: &mut Ass
         let record = match Answer::lookup(ctx.table, symbol) {
             Answer::Price { id, price, .. } => {
                 assets.push(id);
-                let fresh = ctx.fresh;
-                let mut flags = 0;
-                if fresh.is_stale(price.exchange_ms) {
-                    flags |= v8::RECORD_STALE;
-                }
-                if price.source.channel == beast_core::Channel::Rest {
-                    flags |= v8::RECORD_REST;
-                }
-                v8::Record {
-                    status: v8::RecordStatus::Ok,
-                    flags,
-                    scale: price.price.scale(),
-                    venue: price.source.venue as u8,
-                    age_ms: u32::try_from(fresh.age_ms(price.exchange_ms)).unwrap_or(u32::MAX),
-                    mantissa: price.price.mantissa(),
-                    exchange_ms: price.exchange_ms,
-                }
+                v8::Record::priced(&price, ctx.fresh)
             }
-            Answer::Unknown(_) => v8::Record::empty(v8::RecordStatus::UnknownAsset),
-            Answer::NoPrice(_) => v8::Record::empty(v8::RecordStatus::NoPrice),
-            Answer::Invalid => v8::Record::empty(v8::RecordStatus::InvalidSymbol),
+            other => v8::Record::of(&other, ctx.fresh),
         };
         priced &= record.status == v8::RecordStatus::Ok;
         if record.write(slot).is_err() {

@@ -225,6 +225,43 @@ impl Record {
         }
     }
 
+    /// A price's record.
+    pub(crate) fn priced(
+        price: &crate::price::Aggregate,
+        fresh: crate::price::Freshness,
+    ) -> Record {
+        let mut flags = 0;
+        if fresh.is_stale(price.exchange_ms) {
+            flags |= RECORD_STALE;
+        }
+        if price.source.channel == beast_core::Channel::Rest {
+            flags |= RECORD_REST;
+        }
+        Record {
+            status: RecordStatus::Ok,
+            flags,
+            scale: price.price.scale(),
+            venue: price.source.venue as u8,
+            age_ms: u32::try_from(fresh.age_ms(price.exchange_ms)).unwrap_or(u32::MAX),
+            mantissa: price.price.mantissa(),
+            exchange_ms: price.exchange_ms,
+        }
+    }
+
+    /// Any answer's record.
+    pub(crate) fn of(
+        answer: &crate::protocol::answer::Answer,
+        fresh: crate::price::Freshness,
+    ) -> Record {
+        use crate::protocol::answer::Answer;
+        match answer {
+            Answer::Price { price, .. } => Record::priced(price, fresh),
+            Answer::Unknown(_) => Record::empty(RecordStatus::UnknownAsset),
+            Answer::NoPrice(_) => Record::empty(RecordStatus::NoPrice),
+            Answer::Invalid => Record::empty(RecordStatus::InvalidSymbol),
+        }
+    }
+
     pub fn venue(&self) -> Option<Venue> {
         Venue::from_index(usize::from(self.venue))
     }

@@ -1,0 +1,284 @@
+//! Push subscriptions, their delivery log and replay requests in the embedded store.
+
+use rusqlite::params;
+
+use super::{SqliteStore, failed, write};
+use crate::store::{DeliveryRow, Replay, StoreError, SubscriptionRow};
+
+const BUMP: &str = "UPDATE store_versions SET version = version + 1 WHERE name = 'subscriptions'";
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+const COLUMNS: &str = "id, owner_key_id, target, assets, every_s, move_bps, min_gap_ms, format, secret, previous_secret, previous_until_ms, state, reason, created_ms, updated_ms, seq_floor";
+
+fn subscription(r: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRow> {
+    Ok(SubscriptionRow {
+        id: u(r.get(0)?),
+        owner: u(r.get(1)?),
+        target: r.get(2)?,
+        assets: r.get(3)?,
+        every_s: r.get(4)?,
+        move_bps: r.get(5)?,
+        min_gap_ms: u(r.get(6)?),
+        format: r.get(7)?,
+        secret: r.get(8)?,
+        previous_secret: r.get(9)?,
+        previous_until_ms: u(r.get(10)?),
+        state: r.get(11)?,
+        reason: r.get(12)?,
+        created_ms: u(r.get(13)?),
+        updated_ms: u(r.get(14)?),
+        seq_floor: u(r.get(15)?),
+    })
+}
+
+fn delivery(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
+    Ok(DeliveryRow {
+        subscription_id: u(r.get(0)?),
+        protocol: r.get(1)?,
+        seq: u(r.get(2)?),
+        seq_last: u(r.get(3)?),
+        count: u(r.get(4)?),
+        attempt: r.get(5)?,
+        ts_ms: u(r.get(6)?),
+        outcome: r.get(7)?,
+        status: r.get(8)?,
+        error: r.get(9)?,
+        latency_ms: u(r.get(10)?),
+        payload: r.get(11)?,
+    })
+}
+
+impl SqliteStore {
+    pub(crate) fn create_subscription(&mut self, row: &SubscriptionRow) -> Result<u64, StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        tx.execute(
+            "INSERT INTO subscriptions (owner_key_id, target, assets, every_s, move_bps, min_gap_ms, format, secret, previous_secret, previous_until_ms, state, reason, created_ms, updated_ms, seq_floor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            params![
+                i(row.owner), row.target, row.assets, row.every_s, row.move_bps, i(row.min_gap_ms),
+                row.format, row.secret, row.previous_secret, i(row.previous_until_ms), row.state,
+                row.reason, i(row.created_ms), i(row.updated_ms), i(row.seq_floor)
+            ],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        tx.execute(BUMP, []).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(u(id))
+    }
+
+    pub(crate) fn subscriptions(
+        &mut self,
+        owner: Option<u64>,
+    ) -> Result<Vec<SubscriptionRow>, StoreError> {
+        let err = failed(&self.path);
+        let mut statement = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM subscriptions WHERE (?1 IS NULL OR owner_key_id = ?1) ORDER BY id"
+            ))
+            .map_err(err)?;
+        let rows = statement
+            .query_map([owner.map(i)], subscription)
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    pub(crate) fn update_subscription(
+        &mut self,
+        row: &SubscriptionRow,
+    ) -> Result<bool, StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        let changed = tx
+            .execute(
+                "UPDATE subscriptions SET target = ?2, assets = ?3, every_s = ?4, move_bps = ?5, min_gap_ms = ?6,
+                    format = ?7, secret = ?8, previous_secret = ?9, previous_until_ms = ?10, state = ?11,
+                    reason = ?12, updated_ms = ?13
+                 WHERE id = ?1",
+                params![
+                    i(row.id), row.target, row.assets, row.every_s, row.move_bps, i(row.min_gap_ms),
+                    row.format, row.secret, row.previous_secret, i(row.previous_until_ms), row.state,
+                    row.reason, i(row.updated_ms)
+                ],
+            )
+            .map_err(err)?;
+        if changed > 0 {
+            tx.execute(BUMP, []).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(changed > 0)
+    }
+
+    pub(crate) fn delete_subscription(&mut self, id: u64) -> Result<bool, StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        let changed = tx
+            .execute("DELETE FROM subscriptions WHERE id = ?1", [i(id)])
+            .map_err(err)?;
+        if changed > 0 {
+            tx.execute(BUMP, []).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(changed > 0)
+    }
+
+    pub(crate) fn reserve_seqs(&mut self, floors: &[(u64, u64)]) -> Result<(), StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        {
+            let mut raise = tx
+                .prepare_cached(
+                    "UPDATE subscriptions SET seq_floor = MAX(seq_floor, ?2) WHERE id = ?1",
+                )
+                .map_err(err)?;
+            for (id, floor) in floors {
+                raise.execute(params![i(*id), i(*floor)]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub(crate) fn append_deliveries(&mut self, rows: &[DeliveryRow]) -> Result<(), StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO push_deliveries (subscription_id, protocol, seq, seq_last, count, attempt, ts_ms, outcome, status, error, latency_ms, payload)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .map_err(err)?;
+            for r in rows {
+                insert
+                    .execute(params![
+                        i(r.subscription_id),
+                        r.protocol,
+                        i(r.seq),
+                        i(r.seq_last),
+                        i(r.count),
+                        r.attempt,
+                        i(r.ts_ms),
+                        r.outcome,
+                        r.status,
+                        r.error,
+                        i(r.latency_ms),
+                        r.payload
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub(crate) fn deliveries(
+        &mut self,
+        subscription_id: u64,
+        since_ms: u64,
+        limit: u64,
+        gave_up_only: bool,
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let err = failed(&self.path);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT subscription_id, protocol, seq, seq_last, count, attempt, ts_ms, outcome, status, error, latency_ms, payload
+                 FROM push_deliveries
+                 WHERE subscription_id = ?1 AND ts_ms >= ?2 AND (?4 = 0 OR (outcome = 'gave_up' AND payload IS NOT NULL))
+                 ORDER BY id LIMIT ?3",
+            )
+            .map_err(err)?;
+        let rows = statement
+            .query_map(
+                params![
+                    i(subscription_id),
+                    i(since_ms),
+                    i(limit),
+                    i64::from(gave_up_only)
+                ],
+                delivery,
+            )
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    pub(crate) fn request_replay(
+        &mut self,
+        subscription_id: u64,
+        since_ms: u64,
+        now_ms: u64,
+    ) -> Result<u64, StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        tx.execute(
+            "INSERT INTO push_replays (subscription_id, since_ms, requested_ms) VALUES (?1, ?2, ?3)",
+            params![i(subscription_id), i(since_ms), i(now_ms)],
+        )
+        .map_err(err)?;
+        let id = tx.last_insert_rowid();
+        tx.execute(BUMP, []).map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(u(id))
+    }
+
+    pub(crate) fn pending_replays(&mut self) -> Result<Vec<Replay>, StoreError> {
+        let err = failed(&self.path);
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, subscription_id, since_ms FROM push_replays WHERE done_ms IS NULL ORDER BY id",
+            )
+            .map_err(err)?;
+        let rows = statement
+            .query_map([], |r| {
+                Ok(Replay {
+                    id: u(r.get(0)?),
+                    subscription_id: u(r.get(1)?),
+                    since_ms: u(r.get(2)?),
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(err)
+    }
+
+    pub(crate) fn finish_replay(&mut self, id: u64, now_ms: u64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE push_replays SET done_ms = ?2 WHERE id = ?1",
+                params![i(id), i(now_ms)],
+            )
+            .map(|_| ())
+            .map_err(failed(&self.path))
+    }
+
+    pub(crate) fn delete_deliveries_before(
+        &mut self,
+        before_ms: u64,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        let err = failed(&self.path);
+        let deleted = self
+            .conn
+            .execute(
+                "DELETE FROM push_deliveries WHERE id IN
+                    (SELECT id FROM push_deliveries WHERE ts_ms < ?1 LIMIT ?2)",
+                params![i(before_ms), i(limit)],
+            )
+            .map_err(err)?;
+        self.conn
+            .execute(
+                "DELETE FROM push_replays WHERE done_ms IS NOT NULL AND done_ms < ?1",
+                [i(before_ms)],
+            )
+            .map_err(err)?;
+        Ok(deleted as u64)
+    }
+}
