@@ -44,6 +44,8 @@ if ((${#missing[@]})); then
   as_root rm -f /usr/sbin/policy-rc.d
 fi
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
+# The push tests' HTTPS receiver verifies deliveries with the Standard Webhooks library.
+python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install -q standardwebhooks
 if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
   echo "redis: reusing 127.0.0.1:6379 (database 15)"
   export BEAST_TEST_REDIS_URL=${BEAST_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}

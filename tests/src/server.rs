@@ -80,6 +80,7 @@ impl Beast {
             "--tcp-port-lrs",
             "--health-port-lpo",
             "--health-port-lrs",
+            "--health-port-webhook",
             "--udp-port-lpo",
             "--udp-port-lrs",
         ] {
@@ -209,7 +210,13 @@ impl Beast {
 
     /// `/metrics` from the health port, as text.
     pub fn metrics(&self) -> String {
-        let mut client = HttpClient::connect(self.addr("health_lpo"));
+        // A push node's only listener is its health port.
+        let health = if self.ready["health_lpo"].is_string() {
+            "health_lpo"
+        } else {
+            "health_webhook"
+        };
+        let mut client = HttpClient::connect(self.addr(health));
         client.send(b"GET /metrics HTTP/1.1\r\n\r\n");
         client.response().body_text()
     }

@@ -27,7 +27,7 @@ on_both_backends! {
             "GET /price?asset=BTC HTTP/1.1\r\nHost: c\r\nX-API-Key: {}\r\n\r\n",
             engine.keys[0]
         );
-        let addr = engine.server.addrs().tcp_lpo;
+        let addr = engine.server.addrs().tcp_lpo.expect("an API port");
         let mut idle = HttpClient::connect(addr);
         idle.send(request.as_bytes());
         assert_eq!(idle.response().status, 200);

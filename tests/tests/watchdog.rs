@@ -64,7 +64,7 @@ on_both_backends! {
             .iter()
             .all(|r| r.loop_turns.get() > 0)));
         HOLD.store(true, Ordering::Relaxed);
-        let mut client = HttpClient::connect(engine.server.addrs().health_lpo);
+        let mut client = HttpClient::connect(engine.server.addrs().health_lpo.expect("a health port"));
         client.send(b"GET /metrics HTTP/1.1\r\nHost: w\r\n\r\n");
         assert!(
             wait_until(Duration::from_secs(20), || stuck() > 0),

@@ -100,7 +100,7 @@ fn udp_load(
     total: usize,
     valid: impl Fn(&[u8]) -> bool + Sync,
 ) {
-    let addr = server.addrs().udp_lpo;
+    let addr = server.addrs().udp_lpo.expect("a UDP port");
     let valid = &valid;
     std::thread::scope(|scope| {
         for i in 0..UDP_CLIENTS {
@@ -213,7 +213,7 @@ fn run(io: IoChoice) {
         |reply: &[u8]| v8::parse_reply(reply).is_ok_and(|(h, _)| h.status == 0 && h.count == 1);
     let mut connections: Vec<TcpStream> = (0..CLIENTS)
         .map(|_| {
-            let stream = TcpStream::connect(server.addrs().tcp_lpo).unwrap();
+            let stream = TcpStream::connect(server.addrs().tcp_lpo.expect("an API port")).unwrap();
             stream.set_read_timeout(Some(WAIT)).unwrap();
             stream.set_nodelay(true).unwrap();
             stream
@@ -256,7 +256,7 @@ fn run(io: IoChoice) {
     );
     // Control: a path that does allocate (rendering /metrics) is seen by the counter, so the
     // zeros above are measured, not missed.
-    let mut health = TcpStream::connect(server.addrs().health_lpo).unwrap();
+    let mut health = TcpStream::connect(server.addrs().health_lpo.expect("a health port")).unwrap();
     health.set_read_timeout(Some(WAIT)).unwrap();
     health
         .write_all(b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n")

@@ -86,19 +86,21 @@ struct Route {
 
 /// What the engine's own tasks report.
 pub(super) enum Done {
-    Attempt {
-        id: u64,
-        endpoint: String,
-        message: Message,
-        result: Result<Response, AttemptError>,
-        conn: Option<Conn>,
-        latency_ms: u64,
-    },
+    Attempt(Box<Attempted>),
     Resolved {
         authority: String,
         result: Result<SocketAddr, String>,
         blocked: bool,
     },
+}
+
+pub(super) struct Attempted {
+    id: u64,
+    endpoint: String,
+    message: Message,
+    result: Result<Response, AttemptError>,
+    conn: Option<Conn>,
+    latency_ms: u64,
 }
 
 /// UDP rows rolled up per (subscription, minute, outcome) until the minute ends.
@@ -574,27 +576,30 @@ impl Engine {
             ];
             let (result, conn) = client.post(conn, &target, &headers, &message.body).await;
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let _ = done.send(Done::Attempt {
+            let _ = done.send(Done::Attempt(Box::new(Attempted {
                 id,
                 endpoint,
                 message,
                 result,
                 conn,
                 latency_ms,
-            });
+            })));
         });
     }
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Attempt {
-                id,
-                endpoint,
-                message,
-                result,
-                conn,
-                latency_ms,
-            } => self.on_attempt(id, &endpoint, message, result, conn, latency_ms),
+            Done::Attempt(attempted) => {
+                let Attempted {
+                    id,
+                    endpoint,
+                    message,
+                    result,
+                    conn,
+                    latency_ms,
+                } = *attempted;
+                self.on_attempt(id, &endpoint, message, result, conn, latency_ms);
+            }
             Done::Resolved {
                 authority,
                 result,
@@ -763,7 +768,7 @@ impl Engine {
         live.https = Https::default();
         live.next_due_ms = None;
         let row = live.sub.to_row();
-        if self.jobs.try_send(Job::Update(row)).is_err() {
+        if self.jobs.try_send(Job::Update(Box::new(row))).is_err() {
             tracing::error!(
                 subscription = id,
                 "push: cannot record the disabling (store worker full)"
@@ -1073,11 +1078,11 @@ impl Engine {
     }
 }
 
-/// The first interval delivery: spread over the first period by id, so subscriptions created
-/// together do not all fire in the same millisecond.
+/// The first interval delivery: within a second, spread by id so subscriptions loaded
+/// together (10 000 at a start) do not all fire in the same millisecond.
 fn first_due(now: u64, sub: &Subscription) -> Option<u64> {
     let every = u64::from(sub.trigger.every_s?) * 1_000;
-    Some(now + sub.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) % every)
+    Some(now + sub.id.wrapping_mul(0x9e37_79b9_7f4a_7c15) % every.min(1_000))
 }
 
 fn asset_id(

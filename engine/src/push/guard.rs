@@ -150,6 +150,10 @@ fn classify_v4(ip: Ipv4Addr) -> Option<Forbidden> {
     })
 }
 
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "16-bit groups of the address, shifted into place"
+)]
 fn classify_v6(ip: Ipv6Addr) -> Option<Forbidden> {
     let bits = ip.to_bits();
     let top16 = (bits >> 112) as u16;

@@ -237,7 +237,10 @@ mod tests {
         let mut records = 0;
         for (index, part) in parts.iter().enumerate() {
             assert!(part.len() <= UDP_MAX);
-            assert_eq!(&part[9..12], &[index as u8 + 1, 3, V8_PUSH_FLAG]);
+            assert_eq!(
+                &part[9..12],
+                &[u8::try_from(index).unwrap() + 1, 3, V8_PUSH_FLAG]
+            );
             let (header, found) = v8::parse_reply(part).unwrap();
             assert_eq!(header.status, v8::ReplyStatus::Ok as u8);
             assert_eq!(header.request_id, 5);

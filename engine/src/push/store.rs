@@ -25,7 +25,7 @@ pub enum Job {
     Reserve(Vec<(u64, u64)>),
     Log(Vec<DeliveryRow>),
     /// Write a subscription the engine changed (disabled it).
-    Update(SubscriptionRow),
+    Update(Box<SubscriptionRow>),
     /// Read the deliveries a replay sends again; answered with [`Loaded::Replay`].
     FetchReplay(Replay),
     /// Delete log rows older than this, Unix ms.
@@ -180,7 +180,7 @@ impl StoreWorker {
             Job::Reserve(floors) => store.reserve_seqs(floors.clone()).await.map(|()| {
                 let _ = out.send(Loaded::Reserved(floors.clone()));
             }),
-            Job::Update(row) => store.update_subscription(row.clone()).await.map(|_| ()),
+            Job::Update(row) => store.update_subscription((**row).clone()).await.map(|_| ()),
             Job::FetchReplay(replay) => self.fetch_replay(store, *replay, out).await,
             Job::Retention(before_ms) => self.retention(store, *before_ms).await,
         };
