@@ -97,6 +97,7 @@ impl InProcess {
                 cache_stats_every: Duration::from_secs(3),
                 stale_after_ms: 9_000,
                 core: None,
+                subscriptions: side::SubscriptionPolicy::default(),
             },
             SideInputs {
                 access: Arc::clone(&access),

@@ -108,7 +108,7 @@ beast_tests::on_both_backends! {
         let beast = Beast::start(backend, &["--http-read-timeout-seconds", "1"]);
         let mut client = HttpClient::connect(beast.addr("tcp_lpo"));
         client.send(b"POST /price HTTP/1.1\r\nHost: b\r\nContent-Length: 100\r\n\r\nabc");
-        assert_eq!(client.response().status, 405, "{backend}: answered at once");
+        // Answered once the body is whole: it never is.
         let late = client.response();
         assert_eq!(
             (late.status, late.json()["error"].as_str()),

@@ -253,6 +253,11 @@ fn side_options(config: &Config, stale_after_ms: u64) -> SideOptions {
         cache_stats_every: Duration::from_secs(3),
         stale_after_ms,
         core: None,
+        subscriptions: beast_engine::side::SubscriptionPolicy {
+            guard: Guard::new(config.push.webhook_allow_nets.0.clone()),
+            max_per_key: config.push.webhook_max_per_key.get_usize(),
+            secret_overlap_ms: config.push.webhook_secret_overlap_s.get() * 1_000,
+        },
     }
 }
 

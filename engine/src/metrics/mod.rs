@@ -132,8 +132,9 @@ impl Histogram {
 }
 
 /// HTTP statuses counted, in [`Status`] order.
-pub(crate) const STATUSES: [Status; 13] = [
+pub(crate) const STATUSES: [Status; 14] = [
     Status::Ok,
+    Status::Created,
     Status::Accepted,
     Status::BadRequest,
     Status::Unauthorized,
@@ -148,7 +149,7 @@ pub(crate) const STATUSES: [Status; 13] = [
     Status::ServiceUnavailable,
 ];
 
-pub(crate) const ERROR_CODES: [ErrorCode; 17] = [
+pub(crate) const ERROR_CODES: [ErrorCode; 18] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownAsset,
     ErrorCode::InvalidAsset,
@@ -166,6 +167,7 @@ pub(crate) const ERROR_CODES: [ErrorCode; 17] = [
     ErrorCode::InvalidApiKey,
     ErrorCode::RateLimited,
     ErrorCode::Unauthorized,
+    ErrorCode::Conflict,
 ];
 
 /// Why a request was refused before it was answered (every protocol).

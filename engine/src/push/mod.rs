@@ -6,6 +6,7 @@
 //! price thread, the side thread and the reactors never wait for it, and it reads prices from
 //! the shared table without a lock.
 
+pub mod api;
 mod endpoint;
 mod engine;
 pub mod guard;

@@ -6,9 +6,14 @@
 //! wall clock); only `Env::fresh` carries the wall clock, for prices' ages.
 //!
 //! Buffers are allocated the first time a slab slot is used and kept when the connection ends,
-//! so once warm a new connection allocates nothing. The read buffer holds one request head at
-//! most (8 KiB); bodies are read and discarded as they arrive. The write buffer starts at
-//! 16 KiB and only grows for the rare large bodies (`/assets`, `/metrics`).
+//! so once warm a new connection allocates nothing. The read buffer holds one whole request at
+//! most (an 8 KiB head and a 4 KiB body): a request is answered once all of it has arrived. The
+//! write buffer starts at 16 KiB and only grows for the rare large bodies (`/assets`,
+//! `/metrics`).
+//!
+//! A call only the side thread can answer (subscription management: it needs the store) leaves
+//! the connection [`Deferred::Waiting`]: later requests on it wait their turn, in order, until
+//! the answer comes (or [`DEFERRED_TIMEOUT_MS`] passes: 503).
 
 use std::time::Instant;
 
@@ -16,7 +21,7 @@ use crate::metrics::{CloseReason, ReactorMetrics};
 use crate::node::Node;
 use crate::price::Freshness;
 use crate::protocol::answer::ErrorCode;
-use crate::protocol::http::request::{self, HeadError, MAX_HEAD, Method, Parsed};
+use crate::protocol::http::request::{self, HeadError, MAX_BODY, MAX_HEAD, Method, Parsed};
 use crate::protocol::http::response::{self, Persist, Status};
 use crate::protocol::http::routes::{self, PortKind};
 use crate::usage::{AssetList, Meter, Protocol};
@@ -24,6 +29,28 @@ use crate::usage::{AssetList, Meter, Protocol};
 pub(crate) const WRITE_CAPACITY: usize = 16 * 1024;
 /// Stop answering pipelined requests once this much output waits: the client must read.
 const WRITE_HIGH_WATER: usize = 12 * 1024;
+/// A deferred call not answered within this gets 503 (the store's own calls time out sooner).
+pub(crate) const DEFERRED_TIMEOUT_MS: u64 = 15_000;
+
+/// A call handed to the side thread, and its answer.
+#[derive(Debug, Default)]
+pub enum Deferred {
+    #[default]
+    None,
+    /// Handed over; nothing after it on this connection is answered until it is.
+    Waiting {
+        ticket: u64,
+        since_ms: u64,
+        persist: Persist,
+        head_only: bool,
+    },
+    /// Answered; written as soon as the write buffer is free.
+    Ready {
+        answer: Box<crate::side::deferred::Answered>,
+        persist: Persist,
+        head_only: bool,
+    },
+}
 
 /// Timeouts, in ms.
 #[derive(Clone, Copy, Debug)]
@@ -49,8 +76,10 @@ pub struct Conn {
     pub peer_closed: bool,
     /// Why it will close, once `closing`.
     pub close_reason: CloseReason,
-    /// Body bytes still to read and discard.
-    discard: usize,
+    /// A call the side thread is answering.
+    pub deferred: Deferred,
+    /// Numbers this connection's deferred calls (a late answer to an earlier one is ignored).
+    next_ticket: u64,
     /// When the first byte of an incomplete request arrived (0: none pending).
     request_started_ms: u64,
     pub last_active_ms: u64,
@@ -76,7 +105,7 @@ pub(crate) struct Env<'a> {
 impl Conn {
     pub fn new(port: PortKind) -> Conn {
         Conn {
-            read: vec![0u8; MAX_HEAD].into_boxed_slice(),
+            read: vec![0u8; MAX_HEAD + MAX_BODY].into_boxed_slice(),
             read_len: 0,
             write: Vec::with_capacity(WRITE_CAPACITY),
             written: 0,
@@ -84,7 +113,8 @@ impl Conn {
             closing: false,
             peer_closed: false,
             close_reason: CloseReason::Peer,
-            discard: 0,
+            deferred: Deferred::None,
+            next_ticket: 0,
             request_started_ms: 0,
             last_active_ms: 0,
             write_started_ms: 0,
@@ -103,7 +133,7 @@ impl Conn {
         self.closing = false;
         self.peer_closed = false;
         self.close_reason = CloseReason::Peer;
-        self.discard = 0;
+        self.deferred = Deferred::None;
         self.request_started_ms = 0;
         self.last_active_ms = now_ms;
         self.write_started_ms = 0;
@@ -142,9 +172,14 @@ impl Conn {
         true
     }
 
-    /// True if the read buffer can take more bytes and the connection still wants them.
+    /// True if the read buffer can take more bytes and the connection still wants them. Not
+    /// while a deferred call is out: with no receive in flight, its answer can be followed at
+    /// once by the requests buffered behind it (answering moves the read buffer's bytes).
     pub(crate) fn wants_read(&self) -> bool {
-        !self.closing && !self.peer_closed && self.read_len < self.read.len()
+        !self.closing
+            && !self.peer_closed
+            && self.read_len < self.read.len()
+            && matches!(self.deferred, Deferred::None)
     }
 
     /// Answers every complete request buffered, in order, while output has room. Stops at an
@@ -153,22 +188,23 @@ impl Conn {
         let mut served = Served::default();
         let mut consumed = 0;
         while !self.closing && self.write.len() < WRITE_HIGH_WATER {
-            let available = self.read_len - consumed;
-            if self.discard > 0 {
-                let skip = self.discard.min(available);
-                self.discard -= skip;
-                consumed += skip;
-                if self.discard > 0 {
-                    // A body still arriving is a request not yet complete: the read timeout
-                    // runs, so a slow body cannot hold the connection for the idle timeout.
-                    if self.request_started_ms == 0 {
-                        self.request_started_ms = now_ms;
-                    }
+            match std::mem::take(&mut self.deferred) {
+                Deferred::None => {}
+                Deferred::Ready {
+                    answer,
+                    persist,
+                    head_only,
+                } => {
+                    self.write_deferred(env, &answer, persist, head_only, now_ms);
+                    served.ok += 1;
+                    continue;
+                }
+                waiting @ Deferred::Waiting { .. } => {
+                    self.deferred = waiting;
                     break;
                 }
-                self.request_started_ms = 0;
-                continue;
             }
+            let available = self.read_len - consumed;
             if available == 0 {
                 self.request_started_ms = 0;
                 break;
@@ -204,14 +240,46 @@ impl Conn {
                 }
                 Parsed::Complete(head) => head,
             };
-            consumed += head.head_len;
-            self.discard = head.content_length;
-            if self.discard == 0 {
-                self.request_started_ms = 0;
-            }
-            env.assets.room = env.meter.has_room();
+            // A body still arriving is a request not yet complete: the read timeout runs, so
+            // a slow body cannot hold the connection for the idle timeout.
+            let whole = head.head_len + head.content_length;
+            let Some(request_body) = data.get(head.head_len..whole) else {
+                if self.request_started_ms == 0 {
+                    self.request_started_ms = now_ms;
+                }
+                break;
+            };
+            consumed += whole;
+            self.request_started_ms = 0;
+            let persist = if !head.keep_alive || env.draining {
+                Persist::Close
+            } else if head.http10 {
+                Persist::KeepAlive10
+            } else {
+                Persist::KeepAlive
+            };
+            let head_only = head.method == Method::Head;
             let reply =
-                routes::respond(&head, env.node, env.fresh, self.port, env.body, env.assets);
+                match routes::deferred_call(&head, env.node, self.port, request_body, env.body) {
+                    Some(Ok(mut call)) => {
+                        self.next_ticket += 1;
+                        call.waiter.ticket = self.next_ticket;
+                        self.deferred = Deferred::Waiting {
+                            ticket: self.next_ticket,
+                            since_ms: now_ms,
+                            persist,
+                            head_only,
+                        };
+                        served.deferred = Some(call);
+                        break;
+                    }
+                    Some(Err(refused)) => refused,
+                    None => {
+                        env.assets.room = env.meter.has_room();
+                        routes::respond(&head, env.node, env.fresh, self.port, env.body, env.assets)
+                    }
+                };
+
             if !env.assets.room && reply.error == Some(ErrorCode::Overloaded) {
                 env.metrics.usage_dropped.inc();
             }
@@ -234,13 +302,6 @@ impl Conn {
                     env.metrics.usage_dropped.inc();
                 }
             }
-            let persist = if !head.keep_alive || env.draining {
-                Persist::Close
-            } else if head.http10 {
-                Persist::KeepAlive10
-            } else {
-                Persist::KeepAlive
-            };
             if self.write_started_ms == 0 {
                 self.write_started_ms = now_ms;
             }
@@ -250,7 +311,7 @@ impl Conn {
                 reply.content_type,
                 env.body,
                 persist,
-                head.method == Method::Head,
+                head_only,
                 reply.extra,
             );
             env.metrics.http_response(reply.status);
@@ -285,6 +346,94 @@ impl Conn {
             self.read_len -= consumed;
         }
         served
+    }
+
+    /// The side thread's answer to this connection's deferred call `ticket` (a stale one is
+    /// dropped): written at once when `may_write` (no send in flight), else at the next
+    /// [`Conn::process`]. True when output was added.
+    pub(crate) fn answered(
+        &mut self,
+        env: &mut Env<'_>,
+        answer: Box<crate::side::deferred::Answered>,
+        may_write: bool,
+        now_ms: u64,
+    ) -> bool {
+        let Deferred::Waiting {
+            ticket,
+            persist,
+            head_only,
+            ..
+        } = self.deferred
+        else {
+            return false;
+        };
+        if answer.waiter.ticket != ticket {
+            return false;
+        }
+        if may_write {
+            self.deferred = Deferred::None;
+            self.write_deferred(env, &answer, persist, head_only, now_ms);
+            true
+        } else {
+            self.deferred = Deferred::Ready {
+                answer,
+                persist,
+                head_only,
+            };
+            false
+        }
+    }
+
+    /// A waiting call the side thread did not answer in time: 503, and later answers dropped.
+    pub(crate) fn deferred_timeout(&mut self, env: &mut Env<'_>, now_ms: u64) {
+        let Deferred::Waiting {
+            persist, head_only, ..
+        } = self.deferred
+        else {
+            return;
+        };
+        self.deferred = Deferred::None;
+        let answer = crate::side::deferred::Answered {
+            waiter: crate::side::deferred::Waiter {
+                reactor: 0,
+                conn: (0, 0),
+                ticket: 0,
+            },
+            status: Status::ServiceUnavailable,
+            error: Some(ErrorCode::Unavailable),
+            extra: b"",
+            body: br#"{"error":"unavailable","message":"the store did not answer in time; try again"}"#
+                .to_vec(),
+        };
+        self.write_deferred(env, &answer, persist, head_only, now_ms);
+    }
+
+    fn write_deferred(
+        &mut self,
+        env: &mut Env<'_>,
+        answer: &crate::side::deferred::Answered,
+        persist: Persist,
+        head_only: bool,
+        now_ms: u64,
+    ) {
+        self.start_output(now_ms);
+        response::write(
+            &mut self.write,
+            answer.status,
+            response::JSON,
+            &answer.body,
+            persist,
+            head_only,
+            answer.extra,
+        );
+        env.metrics.http_response(answer.status);
+        if let Some(code) = answer.error {
+            env.metrics.http_error(code);
+        }
+        if persist == Persist::Close {
+            self.closing = true;
+            self.close_reason = CloseReason::Peer;
+        }
     }
 
     /// Answers with an error and closes after it is written.
@@ -324,6 +473,13 @@ impl Conn {
         if self.closing {
             return Timer::None;
         }
+        if let Deferred::Waiting { since_ms, .. } = self.deferred {
+            return if now_ms.saturating_sub(since_ms) > DEFERRED_TIMEOUT_MS {
+                Timer::DeferredTimeout
+            } else {
+                Timer::None
+            };
+        }
         if self.request_started_ms != 0
             && now_ms.saturating_sub(self.request_started_ms) > timeouts.read_ms
         {
@@ -341,12 +497,13 @@ impl Conn {
     /// An idle keep-alive connection (nothing buffered either way) can be closed at once when
     /// the server drains.
     pub(crate) fn is_idle(&self) -> bool {
-        self.read_len == 0 && !self.has_output() && self.discard == 0
+        self.read_len == 0 && !self.has_output() && matches!(self.deferred, Deferred::None)
     }
 }
 
-/// Responses written by one call to [`Conn::process`], for the connection governor.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Responses written by one call to [`Conn::process`], for the connection governor, and the
+/// call it left for the side thread.
+#[derive(Debug, Default)]
 pub struct Served {
     /// Answered.
     pub ok: u32,
@@ -355,6 +512,9 @@ pub struct Served {
     /// Stopped because output is full while whole requests still wait in the read buffer:
     /// write first, then call [`Conn::process`] again (and read nothing meanwhile).
     pub blocked: bool,
+    /// A call for the side thread (its waiter's ticket set; reactor and connection are the
+    /// caller's to fill in).
+    pub deferred: Option<Box<crate::side::deferred::Call>>,
 }
 
 /// What a connection's timers ask for.
@@ -363,6 +523,8 @@ pub enum Timer {
     None,
     /// The request did not arrive whole in time: answer 408 and close.
     RequestTimeout,
+    /// The side thread did not answer a deferred call in time: answer 503.
+    DeferredTimeout,
     Close(CloseReason),
 }
 
@@ -462,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn skips_bodies_and_closes_when_asked() {
+    fn waits_for_whole_bodies_and_closes_when_asked() {
         let node = node();
         let mut conn = Conn::new(PortKind::Api);
         let out = feed(
@@ -471,10 +633,12 @@ mod tests {
             b"POST /price HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel",
             1,
         );
-        assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+        assert_eq!(out, "", "answered once the body is whole");
         let out = feed(&mut conn, &node, b"loGET /health HTTP/1.0\r\n\r\n", 2);
+        assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+        let health = out.rfind("HTTP/1.1 ").unwrap();
         assert!(
-            out.starts_with("HTTP/1.1 503") && out.contains("Connection: close"),
+            out[health..].starts_with("HTTP/1.1 503") && out.contains("Connection: close"),
             "{out}"
         );
         assert!(conn.closing);

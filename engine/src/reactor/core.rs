@@ -291,6 +291,7 @@ impl Core {
             self.arm_send(key, driver);
             return;
         }
+
         if slot.conn.closing {
             let reason = slot.conn.close_reason;
             self.retire(key, reason, driver);
@@ -310,7 +311,35 @@ impl Core {
         let Some(slot) = self.conns.get_mut(key) else {
             return;
         };
-        let served = slot.conn.process(&mut self.answer.env(draining), now);
+        let mut served = slot.conn.process(&mut self.answer.env(draining), now);
+        if let Some(mut call) = served.deferred.take() {
+            call.waiter.reactor = self.index;
+            call.waiter.conn = (key.index, key.generation);
+            let ticket = call.waiter.ticket;
+            if !self
+                .answer
+                .node()
+                .link
+                .send(crate::side::Command::Subscription(call))
+            {
+                // The side thread's mailbox is full: the call is refused at once.
+                let busy = Box::new(crate::side::deferred::Answered {
+                    waiter: crate::side::deferred::Waiter {
+                        reactor: self.index,
+                        conn: (key.index, key.generation),
+                        ticket,
+                    },
+                    status: crate::protocol::http::response::Status::ServiceUnavailable,
+                    error: Some(crate::protocol::answer::ErrorCode::Unavailable),
+                    extra: b"",
+                    body:
+                        br#"{"error":"unavailable","message":"the side thread is busy; try again"}"#
+                            .to_vec(),
+                });
+                slot.conn
+                    .answered(&mut self.answer.env(draining), busy, !slot.ops.send(), now);
+            }
+        }
         let (has_output, closing, reason) = (
             slot.conn.has_output(),
             slot.conn.closing,
@@ -404,6 +433,7 @@ impl Core {
     /// drain deadline.
     fn sweep<D: Driver>(&mut self, driver: &mut D) {
         let now = self.mono_ms();
+        self.collect_answers(driver);
         if let Some(limit) = self.governor.tick(now) {
             self.metrics().connection_limit.set(limit as u64);
         }
@@ -439,6 +469,50 @@ impl Core {
                     self.arm_send(key, driver);
                 }
                 Timer::RequestTimeout => {}
+                Timer::DeferredTimeout if !slot.ops.send() => {
+                    slot.conn
+                        .deferred_timeout(&mut self.answer.env(self.draining.is_some()), now);
+                    self.arm_send(key, driver);
+                }
+                Timer::DeferredTimeout => {}
+            }
+        }
+    }
+
+    /// Writes the side thread's answers to this reactor's deferred calls.
+    fn collect_answers<D: Driver>(&mut self, driver: &mut D) {
+        let mut answers = Vec::new();
+        self.answer
+            .node()
+            .link
+            .outbox
+            .take(self.index, &mut answers);
+        let now = self.mono_ms();
+        let draining = self.draining.is_some();
+        for answer in answers {
+            let (index, generation) = answer.waiter.conn;
+            let key = Key { index, generation };
+            let Some(slot) = self.conns.get_mut(key) else {
+                continue; // the client left
+            };
+            if slot.phase == Phase::Retiring {
+                continue;
+            }
+            let may_write = !slot.ops.send();
+            if slot.conn.answered(
+                &mut self.answer.env(draining),
+                Box::new(answer),
+                may_write,
+                now,
+            ) {
+                self.arm_send(key, driver);
+            }
+            // Requests that waited behind the call are answered next.
+            if let Some(slot) = self.conns.get(key)
+                && !slot.ops.recv()
+                && !slot.ops.send()
+            {
+                self.service(key, driver);
             }
         }
     }

@@ -73,6 +73,13 @@ impl<T> Slab<T> {
     }
 
     /// The live value at `key`; `None` if the key is stale.
+    pub fn get(&self, key: Key) -> Option<&T> {
+        self.slots
+            .get(key.index as usize)
+            .filter(|slot| slot.live && slot.generation == key.generation)
+            .map(|slot| &slot.value)
+    }
+
     pub fn get_mut(&mut self, key: Key) -> Option<&mut T> {
         self.slots
             .get_mut(key.index as usize)

@@ -148,13 +148,18 @@ struct Keeper {
     /// Keys revoked by an admin call that the store does not have revoked yet: left out of
     /// every published set, and their revocation retried on every poll.
     revoking: std::collections::HashSet<u64>,
+    outbox: Arc<crate::side::deferred::Outbox>,
 }
 
 pub async fn run(
     options: SideOptions,
     access: Arc<Access>,
     stats: Arc<SideStats>,
-    (mut mailbox, keys_read): (mpsc::Receiver<Command>, std::sync::mpsc::Sender<()>),
+    (mut mailbox, keys_read, outbox): (
+        mpsc::Receiver<Command>,
+        std::sync::mpsc::Sender<()>,
+        Arc<crate::side::deferred::Outbox>,
+    ),
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut keeper = Keeper {
@@ -166,6 +171,7 @@ pub async fn run(
         keys_version: None,
         params_version: None,
         revoking: std::collections::HashSet::new(),
+        outbox,
     };
     if let Some(keys) = load_snapshot(&keeper.options.data_dir) {
         keeper.publish(&keys, false);
@@ -315,6 +321,17 @@ impl Keeper {
     }
 
     async fn apply(&mut self, command: Command) {
+        if let Command::Subscription(call) = command {
+            // The owner's call over HTTP: answered whatever happens, so the connection waiting
+            // for it is released.
+            let policy = self.options.subscriptions.clone();
+            let answered = match self.store().await {
+                Some(store) => crate::push::api::execute(store, &policy, *call).await,
+                None => crate::push::api::unavailable(call.waiter),
+            };
+            self.outbox.post(answered);
+            return;
+        }
         tracing::info!(command = command.name(), "admin command");
         if let Command::RevokeKey { id } = command {
             // Out of every set from now on; stored by the retry below or on a later poll. The
@@ -339,6 +356,8 @@ impl Keeper {
             return;
         };
         let result = match &command {
+            // Answered above.
+            Command::Subscription(_) => Ok(()),
             Command::ReloadParams => {
                 self.keys_version = None;
                 self.params_version = None;
@@ -399,6 +418,7 @@ impl Command {
             Command::RevokeKey { .. } => "invalidate-key",
             Command::CreateKey { .. } => "bootstrap-key",
             Command::SystemMode { .. } => "system-mode",
+            Command::Subscription(_) => "subscription",
         }
     }
 }

@@ -10,6 +10,7 @@
 //! what it publishes through atomics and `ArcSwap`s.
 
 pub mod cache;
+pub mod deferred;
 pub(crate) mod keys;
 pub mod sink;
 pub(crate) mod stats;
@@ -44,6 +45,26 @@ pub enum Command {
     },
     /// Persist the system mode (already in force).
     SystemMode { performance: bool },
+    /// A subscription management call over HTTP; answered through [`SideLink::outbox`].
+    Subscription(Box<deferred::Call>),
+}
+
+/// How subscription calls over HTTP are checked (the `WEBHOOK_*` settings).
+#[derive(Clone, Debug)]
+pub struct SubscriptionPolicy {
+    pub guard: crate::push::guard::Guard,
+    pub max_per_key: usize,
+    pub secret_overlap_ms: u64,
+}
+
+impl Default for SubscriptionPolicy {
+    fn default() -> Self {
+        SubscriptionPolicy {
+            guard: crate::push::guard::Guard::default(),
+            max_per_key: 100,
+            secret_overlap_ms: 86_400_000,
+        }
+    }
 }
 
 /// Mailbox size: admin calls are rare; a full mailbox answers 503.
@@ -54,6 +75,8 @@ const MAILBOX: usize = 64;
 pub struct SideLink {
     commands: mpsc::Sender<Command>,
     pub stats: Arc<SideStats>,
+    /// Answers to deferred HTTP calls, collected by each reactor.
+    pub outbox: Arc<deferred::Outbox>,
 }
 
 impl SideLink {
@@ -63,6 +86,7 @@ impl SideLink {
         SideLink {
             commands,
             stats: Arc::new(SideStats::default()),
+            outbox: Arc::default(),
         }
     }
 
@@ -102,6 +126,8 @@ pub struct SideOptions {
     /// A core of its own, when the reactors leave one free (`--reactors` below the CPU count,
     /// pinned): then the side thread's work never takes time from a reactor.
     pub core: Option<core_affinity::CoreId>,
+    /// Subscription calls over HTTP.
+    pub subscriptions: SubscriptionPolicy,
 }
 
 /// The running side thread.
@@ -182,6 +208,8 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
         None
     };
     let thread_stats = Arc::clone(&stats);
+    let outbox: Arc<deferred::Outbox> = Arc::default();
+    let thread_outbox = Arc::clone(&outbox);
     let thread = std::thread::Builder::new()
         .name("beast-side".into())
         .spawn(move || {
@@ -208,7 +236,7 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
                     inputs,
                     journal,
                     thread_stats,
-                    (mailbox, keys_read_tx),
+                    (mailbox, keys_read_tx, thread_outbox),
                     (stopped, &thread_grace),
                 ),
             );
@@ -227,7 +255,11 @@ pub fn start(options: SideOptions, inputs: SideInputs) -> Result<(Side, SideLink
             thread: Some(thread),
             keys_read,
         },
-        SideLink { commands, stats },
+        SideLink {
+            commands,
+            stats,
+            outbox,
+        },
     ))
 }
 
@@ -274,7 +306,11 @@ async fn run(
     inputs: SideInputs,
     journal: Option<crate::usage::journal::Journal>,
     stats: Arc<SideStats>,
-    (mailbox, keys_read): (mpsc::Receiver<Command>, std::sync::mpsc::Sender<()>),
+    (mailbox, keys_read, outbox): (
+        mpsc::Receiver<Command>,
+        std::sync::mpsc::Sender<()>,
+        Arc<deferred::Outbox>,
+    ),
     (stopped, grace): (watch::Receiver<bool>, &Grace),
 ) {
     let usage_ready = keys_read.clone();
@@ -282,7 +318,7 @@ async fn run(
         options.clone(),
         Arc::clone(&inputs.access),
         Arc::clone(&stats),
-        (mailbox, keys_read),
+        (mailbox, keys_read, outbox),
         stopped.clone(),
     ));
     let cache = tokio::task::spawn_local(cache::run(

@@ -15,6 +15,7 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Delete,
     Other,
 }
 
@@ -61,6 +62,10 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
     let head_len = match request.parse(buf) {
+        // The read buffer has room for a body too: a head past the limit is refused whole.
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => {
+            return Parsed::Error(HeadError::HeadersTooLarge);
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             // A request line longer than the limit is refused before its end arrives.
@@ -94,6 +99,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
+        "DELETE" => Method::Delete,
         _ => Method::Other,
     };
     let http10 = request.version == Some(0);
@@ -216,7 +222,8 @@ mod tests {
             head("GET / HTTP/1.1\r\nX-API-Key: abc\r\n\r\n").api_key,
             Some(&b"abc"[..])
         );
-        assert_eq!(head("DELETE / HTTP/1.1\r\n\r\n").method, Method::Other);
+        assert_eq!(head("DELETE / HTTP/1.1\r\n\r\n").method, Method::Delete);
+        assert_eq!(head("PUT / HTTP/1.1\r\n\r\n").method, Method::Other);
     }
 
     #[test]

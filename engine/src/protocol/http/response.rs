@@ -6,6 +6,7 @@ use crate::protocol::sink::Sink;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    Created,
     BadRequest,
     Unauthorized,
     NotFound,
@@ -24,6 +25,7 @@ impl Status {
     pub fn code(self) -> u16 {
         match self {
             Status::Ok => 200,
+            Status::Created => 201,
             Status::Accepted => 202,
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
@@ -42,6 +44,7 @@ impl Status {
     fn line(self) -> &'static [u8] {
         match self {
             Status::Ok => b"HTTP/1.1 200 OK\r\n",
+            Status::Created => b"HTTP/1.1 201 Created\r\n",
             Status::Accepted => b"HTTP/1.1 202 Accepted\r\n",
             Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
             Status::Unauthorized => b"HTTP/1.1 401 Unauthorized\r\n",

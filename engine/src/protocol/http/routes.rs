@@ -16,6 +16,7 @@ use crate::price::Freshness;
 use crate::protocol::answer::{Answer, ErrorCode, write_answer, write_price};
 use crate::protocol::sink::Sink;
 use crate::protocol::state::State;
+use crate::side::deferred::{Call, Waiter};
 use crate::usage::AssetList;
 
 /// Most assets one `/prices` request may list.
@@ -69,6 +70,49 @@ fn denied(body: &mut Vec<u8>, denied: Denied) -> Reply {
             reply
         }
     }
+}
+
+/// A call the side thread answers (subscription management, which needs the store), for the
+/// key presented: `None` for every other path (a prefix check, nothing allocated), `Err` with
+/// the refusal when the key is missing, unknown or over its rate. The waiter is the caller's to
+/// fill in.
+pub fn deferred_call<S: State>(
+    head: &Head<'_>,
+    state: &S,
+    port: PortKind,
+    request_body: &[u8],
+    body: &mut Vec<u8>,
+) -> Option<Result<Box<Call>, Reply>> {
+    if port != PortKind::Api {
+        return None;
+    }
+    let rest = head.path.strip_prefix(b"/subscriptions")?;
+    if !(rest.is_empty() || rest.starts_with(b"/")) {
+        return None;
+    }
+    body.clear();
+    let owner = match state.access().check(presented_key(head)) {
+        Ok(grant) if grant.key_id() != 0 => grant.key_id(),
+        // Anonymous access serves prices, never owns anything.
+        Ok(_) => return Some(Err(denied(body, Denied::Missing))),
+        Err(refused) => {
+            let mut reply = denied(body, refused);
+            reply.denied = Some(refused);
+            return Some(Err(reply));
+        }
+    };
+    Some(Ok(Box::new(Call {
+        waiter: Waiter {
+            reactor: 0,
+            conn: (0, 0),
+            ticket: 0,
+        },
+        owner,
+        method: head.method,
+        path: String::from_utf8_lossy(rest).into_owned(),
+        query: String::from_utf8_lossy(head.query).into_owned(),
+        body: request_body.to_vec(),
+    })))
 }
 
 /// Answers one request, writing the body into `body` (cleared first) and the assets answered
