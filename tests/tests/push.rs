@@ -82,11 +82,16 @@ impl Home {
         self.scratch.write("secrets", &all);
     }
 
-    /// The push node on this directory's store.
+    /// The push node on this directory's store, on the production backend (epoll: Fargate
+    /// blocks io_uring).
     fn node(&self, allow_loopback: bool) -> Beast {
+        self.node_on("epoll", allow_loopback)
+    }
+
+    fn node_on(&self, backend: &str, allow_loopback: bool) -> Beast {
         let data = self.path("data");
         let ca = self.path("cert.pem");
-        Beast::start_with("epoll", &["--demo-walk", "true"], |c| {
+        Beast::start_with(backend, &["--demo-walk", "true"], |c| {
             c.env("SERVER_TYPE", "WEBHOOK_SERVER")
                 .env("BEAST_DATA_DIR", &data)
                 .env("WEBHOOK_CA_FILE", &ca)
@@ -177,15 +182,21 @@ fn recv(socket: &UdpSocket) -> Vec<u8> {
     buf[..n].to_vec()
 }
 
-#[test]
-fn udp_subscribers_get_json_and_v8_on_an_interval_and_on_a_move() {
+beast_tests::on_both_backends! {
+    fn udp_subscribers_get_json_and_v8_on_an_interval_and_on_a_move(backend) {
+        udp_deliveries(backend);
+    }
+}
+
+fn udp_deliveries(backend: &str) {
     let home = Home::new();
     let (json, v8, moves) = (udp_receiver(), udp_receiver(), udp_receiver());
     let addr = |s: &UdpSocket| format!("udp://{}", s.local_addr().unwrap());
     home.create(&addr(&json), &["--every-s", "1"]);
     home.create(&addr(&v8), &["--every-s", "1", "--format", "v8"]);
     home.create(&addr(&moves), &["--move-bps", "1", "--min-gap-ms", "300"]);
-    let node = home.node(true);
+    let node = home.node_on(backend, true);
+    assert_eq!(node.ready["io"], backend);
     assert!(
         node.ready["tcp_lpo"].is_null(),
         "no API listener: {}",

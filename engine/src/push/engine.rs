@@ -115,6 +115,8 @@ pub(super) struct Engine {
     stats: Arc<SideStats>,
     client: Arc<Client>,
     subs: HashMap<u64, Live>,
+    /// The subscriptions with a move trigger: the only ones each turn looks at prices for.
+    movers: Vec<u64>,
     due: BinaryHeap<Reverse<(u64, u64)>>,
     retries: BinaryHeap<Reverse<(u64, u64)>>,
     endpoints: HashMap<String, Endpoint>,
@@ -158,6 +160,7 @@ impl Engine {
             stats,
             client: Arc::new(client),
             subs: HashMap::new(),
+            movers: Vec::new(),
             due: BinaryHeap::new(),
             retries: BinaryHeap::new(),
             endpoints: HashMap::new(),
@@ -279,7 +282,10 @@ impl Engine {
 
     fn check_moves(&mut self, now: u64) {
         let mut fired: Vec<(u64, u64)> = Vec::new();
-        for (id, live) in &mut self.subs {
+        for id in &self.movers {
+            let Some(live) = self.subs.get_mut(id) else {
+                continue;
+            };
             let Some(bps) = live.sub.trigger.move_bps else {
                 continue;
             };
@@ -367,8 +373,8 @@ impl Engine {
                     ),
                     Format::V8 => payload::v8(&event, &live.sub.assets, &self.table, fresh),
                 };
-                let authority = live.sub.target.authority();
-                self.send_udp(id, &authority, seq, cause, since_wall_ms, &parts);
+                let route = self.routes.get(&live.endpoint).and_then(|r| r.addr.clone());
+                self.send_udp(id, route, seq, cause, since_wall_ms, &parts);
             }
             Protocol::Https => {
                 let body = payload::json(&event, &live.sub.assets, &self.table, fresh, None)
@@ -427,13 +433,12 @@ impl Engine {
     fn send_udp(
         &mut self,
         id: u64,
-        authority: &str,
+        route: Option<Result<SocketAddr, String>>,
         seq: u64,
         cause: Cause,
         since_wall_ms: u64,
         parts: &[Vec<u8>],
     ) {
-        let route = self.routes.get(authority).and_then(|r| r.addr.clone());
         let (outcome, error) = match route {
             Some(Ok(addr)) => {
                 let socket = if addr.is_ipv4() {
@@ -881,24 +886,26 @@ impl Engine {
     /// Resolves UDP targets not resolved yet, or not for a minute (a name's addresses change;
     /// the SSRF guard judges each new answer).
     fn refresh_routes(&mut self, now: u64) {
-        let wanted: HashSet<String> = self
+        let wanted: HashSet<&str> = self
             .subs
             .values()
             .filter(|l| l.sub.target.protocol == Protocol::Udp)
-            .map(|l| l.sub.target.authority())
+            .map(|l| l.endpoint.as_str())
             .collect();
         self.routes
-            .retain(|authority, _| wanted.contains(authority));
+            .retain(|authority, _| wanted.contains(authority.as_str()));
         for live in self.subs.values() {
             if live.sub.target.protocol != Protocol::Udp {
                 continue;
             }
-            let authority = live.sub.target.authority();
-            let route = self.routes.entry(authority.clone()).or_insert(Route {
-                addr: None,
-                resolved_ms: 0,
-                resolving: false,
-            });
+            let route = match self.routes.get_mut(&live.endpoint) {
+                Some(route) => route,
+                None => self.routes.entry(live.endpoint.clone()).or_insert(Route {
+                    addr: None,
+                    resolved_ms: 0,
+                    resolving: false,
+                }),
+            };
             let stale =
                 route.addr.is_none() || now.saturating_sub(route.resolved_ms) >= RESOLVE_EVERY_MS;
             if route.resolving || !stale {
@@ -907,6 +914,7 @@ impl Engine {
             route.resolving = true;
             let guard = self.client.guard().clone();
             let target = live.sub.target.clone();
+            let authority = live.endpoint.clone();
             let done = self.done_tx.clone();
             tokio::spawn(async move {
                 let (result, blocked) = match resolve(&guard, &target).await {
@@ -1016,6 +1024,12 @@ impl Engine {
                 }
             }
         }
+        self.movers = self
+            .subs
+            .iter()
+            .filter(|(_, l)| l.sub.trigger.move_bps.is_some())
+            .map(|(id, _)| *id)
+            .collect();
         let mut users: HashMap<String, usize> = HashMap::new();
         for live in self.subs.values() {
             if live.sub.target.protocol == Protocol::Https {

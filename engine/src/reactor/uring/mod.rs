@@ -173,7 +173,11 @@ impl Uring {
         } = sockets;
         // Registered descriptors spare the kernel a file lookup and reference per operation.
         let udp_fds: Vec<RawFd> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
-        ring.submitter().register_files(&udp_fds)?;
+        // A node without UDP ports (a push node) has nothing to register; the kernel refuses
+        // an empty table.
+        if !udp_fds.is_empty() {
+            ring.submitter().register_files(&udp_fds)?;
+        }
         let udp = sockets
             .into_iter()
             .map(|socket| {
