@@ -18,6 +18,8 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// localhost (the push node's extra CA), and the secrets file the receiver reads.
 struct Home {
     scratch: Scratch,
+    /// `DATABASE_URL` for the CLI and the node (the embedded store when `None`).
+    database: Option<String>,
 }
 
 impl Home {
@@ -30,7 +32,10 @@ impl Home {
         scratch.write("cert.pem", &cert.pem());
         scratch.write("key.pem", &signing_key.serialize_pem());
         scratch.write("secrets", "");
-        Home { scratch }
+        Home {
+            scratch,
+            database: None,
+        }
     }
 
     fn path(&self, name: &str) -> String {
@@ -41,12 +46,14 @@ impl Home {
     fn subscriptions(&self, args: &[&str]) -> beast_tests::Ran {
         let mut all = vec!["subscriptions"];
         all.extend_from_slice(args);
-        beast_tests::run(
-            self.scratch
-                .beast(&all)
-                .env("WEBHOOK_ALLOW_NETS", "127.0.0.0/8")
-                .env("WEBHOOK_SECRET_OVERLAP_S", "3600"),
-        )
+        let mut command = self.scratch.beast(&all);
+        command
+            .env("WEBHOOK_ALLOW_NETS", "127.0.0.0/8")
+            .env("WEBHOOK_SECRET_OVERLAP_S", "3600");
+        if let Some(url) = &self.database {
+            command.env("DATABASE_URL", url);
+        }
+        beast_tests::run(&mut command)
     }
 
     /// Creates a subscription; returns it (with its secret).
@@ -85,10 +92,14 @@ impl Home {
     /// The push node on this directory's store, on the production backend (epoll: Fargate
     /// blocks io_uring).
     fn node(&self, allow_loopback: bool) -> Beast {
-        self.node_on("epoll", allow_loopback)
+        self.node_with("epoll", allow_loopback, &[])
     }
 
     fn node_on(&self, backend: &str, allow_loopback: bool) -> Beast {
+        self.node_with(backend, allow_loopback, &[])
+    }
+
+    fn node_with(&self, backend: &str, allow_loopback: bool, env: &[(&str, &str)]) -> Beast {
         let data = self.path("data");
         let ca = self.path("cert.pem");
         Beast::start_with(backend, &["--demo-walk", "true"], |c| {
@@ -100,6 +111,12 @@ impl Home {
                 .env("WEBHOOK_BREAKER_COOLDOWN_MS", "1000");
             if allow_loopback {
                 c.env("WEBHOOK_ALLOW_NETS", "127.0.0.0/8");
+            }
+            if let Some(url) = &self.database {
+                c.env("DATABASE_URL", url);
+            }
+            for (name, value) in env {
+                c.env(name, value);
             }
         })
     }
@@ -433,4 +450,48 @@ fn after_kill_9_subscriptions_resume_and_the_log_is_intact() {
     assert!(
         node.metric("beast_push_deliveries_total{protocol=\"https\",outcome=\"delivered\"}") >= 1.0
     );
+}
+
+#[test]
+fn in_postgres_given_up_deliveries_are_replayed() {
+    let pg = beast_tests::services::Postgres::start();
+    let mut home = Home::new();
+    home.database = Some(pg.url());
+    let key = beast_tests::run(
+        home.scratch
+            .beast(&["keys", "create", "--tier", "pro"])
+            .env("DATABASE_URL", pg.url()),
+    );
+    assert_eq!(key.code, Some(0), "{}", key.stderr);
+    let receiver = Receiver::start(&home);
+    // The first request gets 503; with no retries, the delivery is given up (its body kept).
+    let sub = home.create(&receiver.url("/flaky/1"), &["--every-s", "3600"]);
+    home.add_secret(sub["secret"].as_str().unwrap());
+    let id = sub["id"].as_u64().unwrap();
+    let _node = home.node_with("epoll", true, &[("WEBHOOK_RETRIES", "0")]);
+    let mut seen = Vec::new();
+    let first = receiver.next("/flaky/1", &mut seen);
+    assert_eq!(first["status"], 503);
+    assert!(wait_until(LIMIT, || home
+        .deliveries(id)
+        .iter()
+        .any(|r| r["outcome"] == "gave_up")));
+    assert_eq!(
+        pg.query(&format!("SELECT count(*) FROM push_deliveries WHERE subscription_id = {id} AND payload IS NOT NULL")),
+        "1"
+    );
+    let ran = home.subscriptions(&["replay", &id.to_string(), "--since", "0"]);
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
+    assert!(ran.stdout.contains("\"replayed\":1"), "{}", ran.stdout);
+    // The same message, sent again (same webhook-id, a fresh signature), now delivered.
+    let again = receiver.next("/flaky/1", &mut seen);
+    assert_eq!(
+        (again["id"].clone(), again["status"].as_u64()),
+        (first["id"].clone(), Some(200))
+    );
+    assert_eq!(again["verified"], serde_json::json!([true]));
+    assert!(wait_until(LIMIT, || home
+        .deliveries(id)
+        .iter()
+        .any(|r| r["outcome"] == "delivered")));
 }
