@@ -594,17 +594,7 @@ impl Engine {
 
     fn on_done(&mut self, done: Done) {
         match done {
-            Done::Attempt(attempted) => {
-                let Attempted {
-                    id,
-                    endpoint,
-                    message,
-                    result,
-                    conn,
-                    latency_ms,
-                } = *attempted;
-                self.on_attempt(id, &endpoint, message, result, conn, latency_ms);
-            }
+            Done::Attempt(attempted) => self.on_attempt(*attempted),
             Done::Resolved {
                 authority,
                 result,
@@ -629,15 +619,16 @@ impl Engine {
         }
     }
 
-    fn on_attempt(
-        &mut self,
-        id: u64,
-        endpoint_key: &str,
-        message: Message,
-        result: Result<Response, AttemptError>,
-        conn: Option<Conn>,
-        latency_ms: u64,
-    ) {
+    fn on_attempt(&mut self, attempted: Attempted) {
+        let Attempted {
+            id,
+            endpoint,
+            message,
+            result,
+            conn,
+            latency_ms,
+        } = attempted;
+        let endpoint_key = endpoint.as_str();
         let now = self.mono_ms();
         let policy = BreakerPolicy {
             failures: self.options.breaker_failures,

@@ -423,33 +423,18 @@ pub fn rest(venue: Venue, path: &str, query: &str, market: &Market, now_ms: u64)
 
 /// Unix ms as RFC 3339 with microseconds (`2026-11-24T05:12:33.123000Z`).
 pub fn rfc3339(ms: u64) -> String {
-    let (date, time) = civil(ms);
-    format!("{date}T{time}.{:03}000Z", ms % 1000)
+    with_sub_ms(ms, "000")
 }
 
 /// Unix ms as RFC 3339 with nanoseconds, as Coinbase writes it.
 fn rfc3339_nanos(ms: u64) -> String {
-    let (date, time) = civil(ms);
-    format!("{date}T{time}.{:03}000000Z", ms % 1000)
+    with_sub_ms(ms, "000000")
 }
 
-fn civil(ms: u64) -> (String, String) {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (
-        format!("{year:04}-{month:02}-{day:02}"),
-        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
-    )
+/// `…T12:00:00.123` + `digits` + `Z`: the venues write more digits than ms.
+fn with_sub_ms(ms: u64, digits: &str) -> String {
+    let text = beast_core::clock::rfc3339_ms(ms);
+    format!("{}{digits}Z", text.strip_suffix('Z').unwrap_or(&text))
 }
 
 #[cfg(test)]
