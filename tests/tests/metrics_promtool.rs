@@ -2,36 +2,8 @@
 //! names, units, suffixes, help and type lines), with every family present: all three sinks
 //! configured (two of them unreachable), traffic on every protocol.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use beast_tests::server::{Beast, HttpClient, padded, wait_until};
-use beast_tests::services::free_port;
-
-fn promtool(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
+use beast_tests::services::{free_port, promtool};
 
 beast_tests::on_both_backends! {
     fn metrics_pass_promtool_on_both_health_ports(backend) {

@@ -244,6 +244,8 @@ fn udp_deliveries(backend: &str) {
     assert!(
         metrics.contains("beast_push_latency_seconds_bucket{protocol=\"udp\",trigger=\"move\"")
     );
+    let (clean, said) = beast_tests::services::promtool(&metrics);
+    assert!(clean, "promtool: {said}");
     assert!(
         beast_tests::server::metric(&metrics, "beast_push_subscriptions{state=\"active\"}") == 3.0
     );

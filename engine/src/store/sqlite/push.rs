@@ -282,3 +282,54 @@ impl SqliteStore {
         Ok(deleted as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(subscription_id: u64, ts_ms: u64, outcome: &str) -> DeliveryRow {
+        DeliveryRow {
+            subscription_id,
+            protocol: "https".into(),
+            seq: ts_ms,
+            seq_last: ts_ms,
+            count: 1,
+            attempt: 1,
+            ts_ms,
+            outcome: outcome.into(),
+            status: Some(503),
+            error: String::new(),
+            latency_ms: 1,
+            payload: (outcome == "gave_up").then(|| "{}".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_log_keeps_what_retention_allows_and_replays_what_was_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        let rows: Vec<DeliveryRow> = (0..25)
+            .map(|i| row(7, 1_000 * i, if i % 5 == 0 { "gave_up" } else { "failed" }))
+            .collect();
+        store.append_deliveries(&rows).unwrap();
+        assert_eq!(store.deliveries(7, 0, 100, false).unwrap(), rows);
+        let replayable = store.deliveries(7, 10_000, 100, true).unwrap();
+        assert_eq!(
+            replayable.iter().map(|r| r.ts_ms).collect::<Vec<_>>(),
+            [10_000, 15_000, 20_000]
+        );
+        // Retention in small batches: older than 12 s goes, 12 s and later stay.
+        assert_eq!(store.delete_deliveries_before(12_000, 5).unwrap(), 5);
+        assert_eq!(store.delete_deliveries_before(12_000, 5).unwrap(), 5);
+        assert_eq!(store.delete_deliveries_before(12_000, 5).unwrap(), 2);
+        assert_eq!(store.delete_deliveries_before(12_000, 5).unwrap(), 0);
+        let left = store.deliveries(7, 0, 100, false).unwrap();
+        assert_eq!(left.len(), 13);
+        assert!(left.iter().all(|r| r.ts_ms >= 12_000));
+        // A replay request is pending until finished.
+        let id = store.request_replay(7, 0, 30_000).unwrap();
+        assert_eq!(store.pending_replays().unwrap().len(), 1);
+        store.finish_replay(id, 31_000).unwrap();
+        assert!(store.pending_replays().unwrap().is_empty());
+    }
+}
