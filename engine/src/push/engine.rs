@@ -759,12 +759,16 @@ impl Engine {
             return;
         };
         tracing::warn!(subscription = id, reason = %reason, "push: subscription disabled");
-        live.sub.state = SubState::Disabled(reason);
-        live.sub.updated_ms = beast_core::clock::wall_ms();
+        let now_ms = beast_core::clock::wall_ms();
+        live.sub.state = SubState::Disabled(reason.clone());
+        live.sub.updated_ms = now_ms;
         live.https = Https::default();
         live.next_due_ms = None;
-        let row = live.sub.to_row();
-        if self.jobs.try_send(Job::Update(Box::new(row))).is_err() {
+        if self
+            .jobs
+            .try_send(Job::Disable { id, reason, now_ms })
+            .is_err()
+        {
             tracing::error!(
                 subscription = id,
                 "push: cannot record the disabling (store worker full)"

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use super::stats::PushStats;
 use super::subscription::Subscription;
-use crate::store::{DeliveryRow, Replay, Store, SubscriptionRow};
+use crate::store::{DeliveryRow, Replay, Store};
 
 /// Delivery-log rows kept for a store that is down; past it the oldest are given up (counted,
 /// logged).
@@ -24,8 +24,12 @@ pub enum Job {
     /// Raise these subscriptions' sequence floors; answered with [`Loaded::Reserved`].
     Reserve(Vec<(u64, u64)>),
     Log(Vec<DeliveryRow>),
-    /// Write a subscription the engine changed (disabled it).
-    Update(Box<SubscriptionRow>),
+    /// Disable a subscription, with why (410, or its endpoint failing too long).
+    Disable {
+        id: u64,
+        reason: String,
+        now_ms: u64,
+    },
     /// Read the deliveries a replay sends again; answered with [`Loaded::Replay`].
     FetchReplay(Replay),
     /// Delete log rows older than this, Unix ms.
@@ -180,7 +184,10 @@ impl StoreWorker {
             Job::Reserve(floors) => store.reserve_seqs(floors.clone()).await.map(|()| {
                 let _ = out.send(Loaded::Reserved(floors.clone()));
             }),
-            Job::Update(row) => store.update_subscription((**row).clone()).await.map(|_| ()),
+            Job::Disable { id, reason, now_ms } => store
+                .disable_subscription(*id, reason.clone(), *now_ms)
+                .await
+                .map(|_| ()),
             Job::FetchReplay(replay) => self.fetch_replay(store, *replay, out).await,
             Job::Retention(before_ms) => self.retention(store, *before_ms).await,
         };

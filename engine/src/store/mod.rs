@@ -358,6 +358,22 @@ impl Store {
         }
     }
 
+    /// Disables an active subscription with the reason, touching nothing else (an owner's
+    /// change made meanwhile stays); false when it is not active any more.
+    pub async fn disable_subscription(
+        &mut self,
+        id: u64,
+        reason: String,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                on_sqlite(s, move |s| s.disable_subscription(id, &reason, now_ms)).await
+            }
+            Store::Postgres(p) => p.disable_subscription(id, &reason, now_ms).await,
+        }
+    }
+
     /// Deletes a subscription (its delivery log stays until retention); false when absent.
     pub async fn delete_subscription(&mut self, id: u64) -> Result<bool, StoreError> {
         match self {

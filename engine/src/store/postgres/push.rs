@@ -101,6 +101,26 @@ impl PgStore {
         Ok(changed > 0)
     }
 
+    pub(crate) async fn disable_subscription(
+        &mut self,
+        id: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let tx = timed(self.client.transaction()).await?;
+        let changed = timed(tx.execute(
+            "UPDATE subscriptions SET state = 'disabled', reason = $2, updated_ms = $3
+             WHERE id = $1 AND state = 'active'",
+            &[&i(id), &reason, &i(now_ms)],
+        ))
+        .await?;
+        if changed > 0 {
+            timed(tx.execute(BUMP, &[])).await?;
+        }
+        timed(tx.commit()).await?;
+        Ok(changed > 0)
+    }
+
     pub(crate) async fn delete_subscription(&mut self, id: u64) -> Result<bool, StoreError> {
         let tx = timed(self.client.transaction()).await?;
         let changed =

@@ -118,6 +118,28 @@ impl SqliteStore {
         Ok(changed > 0)
     }
 
+    pub(crate) fn disable_subscription(
+        &mut self,
+        id: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let err = failed(&self.path);
+        let tx = write(&mut self.conn).map_err(err)?;
+        let changed = tx
+            .execute(
+                "UPDATE subscriptions SET state = 'disabled', reason = ?2, updated_ms = ?3
+                 WHERE id = ?1 AND state = 'active'",
+                params![i(id), reason, i(now_ms)],
+            )
+            .map_err(err)?;
+        if changed > 0 {
+            tx.execute(BUMP, []).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(changed > 0)
+    }
+
     pub(crate) fn delete_subscription(&mut self, id: u64) -> Result<bool, StoreError> {
         let err = failed(&self.path);
         let tx = write(&mut self.conn).map_err(err)?;
