@@ -157,7 +157,8 @@ impl PushStats {
         }
     }
 
-    /// Why the push node is degraded, if it is.
+    /// Why the push node is degraded, if it is. A subscriber's endpoint failing is not the
+    /// node's fault: that shows in `beast_push_breakers`, not here.
     pub fn degraded(&self, now_ms: u64, mut each: impl FnMut(&'static str)) {
         if !self.configured.load(Ordering::Relaxed) {
             return;
@@ -170,9 +171,6 @@ impl PushStats {
         }
         if self.log_dropped.load(Ordering::Relaxed) > 0 {
             each("push_delivery_log_lost_rows");
-        }
-        if self.breakers_open.load(Ordering::Relaxed) > 0 {
-            each("push_endpoints_failing");
         }
     }
 
