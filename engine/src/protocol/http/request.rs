@@ -7,7 +7,7 @@ pub(crate) const MAX_HEAD: usize = 8 * 1024;
 pub(crate) const MAX_URI: usize = 2 * 1024;
 /// Most headers accepted: 431 beyond.
 pub(crate) const MAX_HEADERS: usize = 32;
-/// Largest request body accepted (and discarded; no route takes a body yet): 413 beyond.
+/// Largest request body accepted (subscription calls take one, other routes ignore it).
 pub const MAX_BODY: usize = 4 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
