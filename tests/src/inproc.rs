@@ -63,15 +63,7 @@ impl InProcess {
         .expect("price thread");
         let mut options = ServeOptions::from_config(&Config::default());
         options.bind = [127, 0, 0, 1].into();
-        options.ports = Ports {
-            tcp_lpo: Some(0),
-            tcp_lrs: Some(0),
-            health_lpo: Some(0),
-            health_lrs: Some(0),
-            health_webhook: None,
-            udp_lpo: Some(0),
-            udp_lrs: Some(0),
-        };
+        options.ports = Ports::any_free();
         options.reactors = 2;
         options.io = io;
         adjust(&mut options);

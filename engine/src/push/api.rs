@@ -15,30 +15,18 @@ use super::manage::{self, Limits, ManageError};
 use super::subscription::{Spec, Subscription};
 use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::request::{Method, query_param};
-use crate::protocol::http::response::{Status, status_of};
+use crate::protocol::http::response::Status;
 use crate::side::SubscriptionPolicy;
 use crate::side::deferred::{Answered, Call, Waiter};
 use crate::store::Store;
 
 /// The answer when the store cannot be reached.
 pub fn unavailable(waiter: Waiter) -> Answered {
-    error(
-        waiter,
-        ErrorCode::Unavailable,
-        "the store is unreachable; try again",
-    )
+    Answered::unavailable(waiter, "the store is unreachable; try again")
 }
 
 fn error(waiter: Waiter, code: ErrorCode, message: &str) -> Answered {
-    // Messages may quote the caller's input (a target): serde escapes it.
-    let body = serde_json::json!({ "error": code.as_str(), "message": message }).to_string();
-    Answered {
-        waiter,
-        status: status_of(code),
-        error: Some(code),
-        extra: b"",
-        body: body.into_bytes(),
-    }
+    Answered::error(waiter, code, message)
 }
 
 fn json(waiter: Waiter, status: Status, value: &serde_json::Value) -> Answered {

@@ -393,18 +393,14 @@ impl Conn {
             return;
         };
         self.deferred = Deferred::None;
-        let answer = crate::side::deferred::Answered {
-            waiter: crate::side::deferred::Waiter {
+        let answer = crate::side::deferred::Answered::unavailable(
+            crate::side::deferred::Waiter {
                 reactor: 0,
                 conn: (0, 0),
                 ticket: 0,
             },
-            status: Status::ServiceUnavailable,
-            error: Some(ErrorCode::Unavailable),
-            extra: b"",
-            body: br#"{"error":"unavailable","message":"the store did not answer in time; try again"}"#
-                .to_vec(),
-        };
+            "the store did not answer in time; try again",
+        );
         self.write_deferred(env, &answer, persist, head_only, now_ms);
     }
 

@@ -291,7 +291,6 @@ impl Core {
             self.arm_send(key, driver);
             return;
         }
-
         if slot.conn.closing {
             let reason = slot.conn.close_reason;
             self.retire(key, reason, driver);
@@ -323,19 +322,15 @@ impl Core {
                 .send(crate::side::Command::Subscription(call))
             {
                 // The side thread's mailbox is full: the call is refused at once.
-                let busy = Box::new(crate::side::deferred::Answered {
-                    waiter: crate::side::deferred::Waiter {
-                        reactor: self.index,
-                        conn: (key.index, key.generation),
-                        ticket,
-                    },
-                    status: crate::protocol::http::response::Status::ServiceUnavailable,
-                    error: Some(crate::protocol::answer::ErrorCode::Unavailable),
-                    extra: b"",
-                    body:
-                        br#"{"error":"unavailable","message":"the side thread is busy; try again"}"#
-                            .to_vec(),
-                });
+                let waiter = crate::side::deferred::Waiter {
+                    reactor: self.index,
+                    conn: (key.index, key.generation),
+                    ticket,
+                };
+                let busy = Box::new(crate::side::deferred::Answered::unavailable(
+                    waiter,
+                    "the side thread is busy; try again",
+                ));
                 slot.conn
                     .answered(&mut self.answer.env(draining), busy, !slot.ops.send(), now);
             }

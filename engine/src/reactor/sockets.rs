@@ -24,6 +24,21 @@ pub struct Ports {
     pub udp_lrs: Option<u16>,
 }
 
+impl Ports {
+    /// Every port of a price node on any free port (tests, in-process servers).
+    pub fn any_free() -> Ports {
+        Ports {
+            tcp_lpo: Some(0),
+            tcp_lrs: Some(0),
+            health_lpo: Some(0),
+            health_lrs: Some(0),
+            health_webhook: None,
+            udp_lpo: Some(0),
+            udp_lrs: Some(0),
+        }
+    }
+}
+
 /// The addresses actually bound (ports resolved when 0 was asked for).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BoundAddrs {
@@ -179,15 +194,7 @@ mod tests {
 
     #[test]
     fn every_reactor_shares_each_resolved_port() {
-        let ports = Ports {
-            tcp_lpo: Some(0),
-            tcp_lrs: Some(0),
-            health_lpo: Some(0),
-            health_lrs: Some(0),
-            health_webhook: None,
-            udp_lpo: Some(0),
-            udp_lrs: Some(0),
-        };
+        let ports = Ports::any_free();
         let (sets, addrs) = bind_all(IpAddr::from([127, 0, 0, 1]), ports, 3).unwrap();
         assert_eq!(sets.len(), 3);
         for set in &sets {

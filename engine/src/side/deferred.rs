@@ -44,6 +44,25 @@ pub struct Answered {
     pub body: Vec<u8>,
 }
 
+impl Answered {
+    /// The JSON error answer (`message` may quote the caller's input: it is escaped).
+    pub fn error(waiter: Waiter, code: ErrorCode, message: &str) -> Answered {
+        let body = serde_json::json!({ "error": code.as_str(), "message": message });
+        Answered {
+            waiter,
+            status: crate::protocol::http::response::status_of(code),
+            error: Some(code),
+            extra: b"",
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// 503 `unavailable`: the store or the side thread could not answer.
+    pub fn unavailable(waiter: Waiter, message: &str) -> Answered {
+        Answered::error(waiter, ErrorCode::Unavailable, message)
+    }
+}
+
 /// Answers waiting for their reactors.
 #[derive(Default)]
 pub struct Outbox {
