@@ -17,26 +17,12 @@ use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::request::{Method, query_param};
 use crate::protocol::http::response::Status;
 use crate::side::SubscriptionPolicy;
-use crate::side::deferred::{Answered, Call, Waiter};
+use crate::side::deferred::{Answer, Call};
 use crate::store::Store;
 
 /// The answer when the store cannot be reached.
-pub fn unavailable(waiter: Waiter) -> Answered {
-    Answered::unavailable(waiter, "the store is unreachable; try again")
-}
-
-fn error(waiter: Waiter, code: ErrorCode, message: &str) -> Answered {
-    Answered::error(waiter, code, message)
-}
-
-fn json(waiter: Waiter, status: Status, value: &serde_json::Value) -> Answered {
-    Answered {
-        waiter,
-        status,
-        error: None,
-        extra: b"",
-        body: value.to_string().into_bytes(),
-    }
+pub fn unavailable() -> Answer {
+    Answer::unavailable("the store is unreachable; try again")
 }
 
 /// The one mapping from a management failure to the API's error codes.
@@ -50,11 +36,11 @@ fn code_of(e: &ManageError) -> ErrorCode {
     }
 }
 
-fn failed(waiter: Waiter, e: &ManageError) -> Answered {
+fn failed(e: &ManageError) -> Answer {
     if !e.is_user_error() {
         tracing::error!(error = %e, "subscription call failed");
     }
-    error(waiter, code_of(e), &e.to_string())
+    Answer::error(code_of(e), &e.to_string())
 }
 
 fn with_secret(sub: &Subscription, secret: &str) -> serde_json::Value {
@@ -77,8 +63,7 @@ fn number(query: &str, name: &[u8]) -> Result<Option<u64>, ()> {
 }
 
 /// Runs one call.
-pub async fn execute(store: &mut Store, policy: &SubscriptionPolicy, call: Call) -> Answered {
-    let waiter = call.waiter;
+pub async fn execute(store: &mut Store, policy: &SubscriptionPolicy, call: &Call) -> Answer {
     let owner = Some(call.owner);
     let now = beast_core::clock::wall_ms();
     let limits = Limits {
@@ -89,91 +74,82 @@ pub async fn execute(store: &mut Store, policy: &SubscriptionPolicy, call: Call)
     let id = match segments.first().map(|s| s.parse::<u64>()) {
         None => None,
         Some(Ok(id)) => Some(id),
-        Some(Err(_)) => return error(waiter, ErrorCode::NotFound, "no such subscription"),
+        Some(Err(_)) => return Answer::error(ErrorCode::NotFound, "no such subscription"),
     };
     let action = segments.get(1).copied();
     if segments.len() > 2 {
-        return error(waiter, ErrorCode::NotFound, "no such path");
+        return Answer::error(ErrorCode::NotFound, "no such path");
     }
     let since = match number(&call.query, b"since") {
         Ok(since) => since,
-        Err(()) => return error(waiter, ErrorCode::BadRequest, "since is Unix milliseconds"),
+        Err(()) => return Answer::error(ErrorCode::BadRequest, "since is Unix milliseconds"),
     };
     let limit = match number(&call.query, b"limit") {
         Ok(limit) => limit.unwrap_or(1_000).min(10_000),
-        Err(()) => return error(waiter, ErrorCode::BadRequest, "limit is a number"),
+        Err(()) => return Answer::error(ErrorCode::BadRequest, "limit is a number"),
     };
     let result = match (call.method, id, action) {
         (Method::Post, None, None) => {
             let spec: Spec = match serde_json::from_slice(&call.body) {
                 Ok(spec) => spec,
                 Err(e) => {
-                    return error(waiter, ErrorCode::BadRequest, &format!("body: {e}"));
+                    return Answer::error(ErrorCode::BadRequest, &format!("body: {e}"));
                 }
             };
             manage::create(store, &policy.guard, &limits, call.owner, &spec, now)
                 .await
-                .map(|(sub, secret)| json(waiter, Status::Created, &with_secret(&sub, &secret)))
+                .map(|(sub, secret)| Answer::json(Status::Created, &with_secret(&sub, &secret)))
         }
         (Method::Get | Method::Head, None, None) => manage::list(store, owner).await.map(|subs| {
             let views: Vec<_> = subs.iter().map(Subscription::view).collect();
-            json(waiter, Status::Ok, &serde_json::Value::from(views))
+            Answer::json(Status::Ok, &serde_json::Value::from(views))
         }),
         (Method::Get | Method::Head, Some(id), None) => manage::get(store, owner, id)
             .await
-            .map(|sub| json(waiter, Status::Ok, &sub.view())),
+            .map(|sub| Answer::json(Status::Ok, &sub.view())),
         (Method::Delete, Some(id), None) => manage::delete(store, owner, id)
             .await
-            .map(|()| json(waiter, Status::Ok, &serde_json::json!({ "deleted": id }))),
+            .map(|()| Answer::json(Status::Ok, &serde_json::json!({ "deleted": id }))),
         (Method::Post, Some(id), Some(which @ ("pause" | "resume"))) => {
             manage::set_active(store, owner, id, which == "resume", now)
                 .await
-                .map(|sub| json(waiter, Status::Ok, &sub.view()))
+                .map(|sub| Answer::json(Status::Ok, &sub.view()))
         }
         (Method::Post, Some(id), Some("rotate-secret")) => {
             manage::rotate_secret(store, &limits, owner, id, now)
                 .await
-                .map(|(sub, secret)| json(waiter, Status::Ok, &with_secret(&sub, &secret)))
+                .map(|(sub, secret)| Answer::json(Status::Ok, &with_secret(&sub, &secret)))
         }
         (Method::Get | Method::Head, Some(id), Some("deliveries")) => {
             let since = since.unwrap_or_else(|| now.saturating_sub(3_600_000));
             manage::deliveries(store, owner, id, since, limit)
                 .await
-                .map(|rows| json(waiter, Status::Ok, &serde_json::json!(rows)))
+                .map(|rows| Answer::json(Status::Ok, &serde_json::json!(rows)))
         }
         (Method::Post, Some(id), Some("replay")) => {
             let Some(since) = since else {
-                return error(
-                    waiter,
-                    ErrorCode::BadRequest,
-                    "replay needs since (Unix ms)",
-                );
+                return Answer::error(ErrorCode::BadRequest, "replay needs since (Unix ms)");
             };
             manage::replay(store, owner, id, since, now).await.map(|n| {
-                json(
-                    waiter,
+                Answer::json(
                     Status::Accepted,
                     &serde_json::json!({ "subscription": id, "replayed": n }),
                 )
             })
         }
         (_, _, Some("pause" | "resume" | "rotate-secret" | "replay")) => {
-            return allow(waiter, b"Allow: POST\r\n");
+            return allow(b"Allow: POST\r\n");
         }
-        (_, _, Some("deliveries")) => return allow(waiter, b"Allow: GET, HEAD\r\n"),
-        (_, None, None) => return allow(waiter, b"Allow: GET, HEAD, POST\r\n"),
-        (_, Some(_), None) => return allow(waiter, b"Allow: GET, HEAD, DELETE\r\n"),
-        (_, _, Some(_)) => return error(waiter, ErrorCode::NotFound, "no such path"),
+        (_, _, Some("deliveries")) => return allow(b"Allow: GET, HEAD\r\n"),
+        (_, None, None) => return allow(b"Allow: GET, HEAD, POST\r\n"),
+        (_, Some(_), None) => return allow(b"Allow: GET, HEAD, DELETE\r\n"),
+        (_, _, Some(_)) => return Answer::error(ErrorCode::NotFound, "no such path"),
     };
-    result.unwrap_or_else(|e| failed(waiter, &e))
+    result.unwrap_or_else(|e| failed(&e))
 }
 
-fn allow(waiter: Waiter, header: &'static [u8]) -> Answered {
-    let mut answered = error(
-        waiter,
-        ErrorCode::MethodNotAllowed,
-        "method not allowed here",
-    );
-    answered.extra = header;
-    answered
+fn allow(header: &'static [u8]) -> Answer {
+    let mut answer = Answer::error(ErrorCode::MethodNotAllowed, "method not allowed here");
+    answer.extra = header;
+    answer
 }

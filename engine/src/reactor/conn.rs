@@ -24,6 +24,7 @@ use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::request::{self, HeadError, MAX_BODY, MAX_HEAD, Method, Parsed};
 use crate::protocol::http::response::{self, Persist, Status};
 use crate::protocol::http::routes::{self, PortKind};
+use crate::side::deferred::Answer;
 use crate::usage::{AssetList, Meter, Protocol};
 
 pub(crate) const WRITE_CAPACITY: usize = 16 * 1024;
@@ -46,7 +47,7 @@ pub enum Deferred {
     },
     /// Answered; written as soon as the write buffer is free.
     Ready {
-        answer: Box<crate::side::deferred::Answered>,
+        answer: Box<Answer>,
         persist: Persist,
         head_only: bool,
     },
@@ -354,12 +355,13 @@ impl Conn {
     pub(crate) fn answered(
         &mut self,
         env: &mut Env<'_>,
-        answer: Box<crate::side::deferred::Answered>,
+        ticket: u64,
+        answer: Box<Answer>,
         may_write: bool,
         now_ms: u64,
     ) -> bool {
         let Deferred::Waiting {
-            ticket,
+            ticket: waiting,
             persist,
             head_only,
             ..
@@ -367,7 +369,7 @@ impl Conn {
         else {
             return false;
         };
-        if answer.waiter.ticket != ticket {
+        if ticket != waiting {
             return false;
         }
         if may_write {
@@ -393,21 +395,14 @@ impl Conn {
             return;
         };
         self.deferred = Deferred::None;
-        let answer = crate::side::deferred::Answered::unavailable(
-            crate::side::deferred::Waiter {
-                reactor: 0,
-                conn: (0, 0),
-                ticket: 0,
-            },
-            "the store did not answer in time; try again",
-        );
+        let answer = Answer::unavailable("the store did not answer in time; try again");
         self.write_deferred(env, &answer, persist, head_only, now_ms);
     }
 
     fn write_deferred(
         &mut self,
         env: &mut Env<'_>,
-        answer: &crate::side::deferred::Answered,
+        answer: &Answer,
         persist: Persist,
         head_only: bool,
         now_ms: u64,

@@ -322,17 +322,16 @@ impl Core {
                 .send(crate::side::Command::Subscription(call))
             {
                 // The side thread's mailbox is full: the call is refused at once.
-                let waiter = crate::side::deferred::Waiter {
-                    reactor: self.index,
-                    conn: (key.index, key.generation),
-                    ticket,
-                };
-                let busy = Box::new(crate::side::deferred::Answered::unavailable(
-                    waiter,
+                let busy = Box::new(crate::side::deferred::Answer::unavailable(
                     "the side thread is busy; try again",
                 ));
-                slot.conn
-                    .answered(&mut self.answer.env(draining), busy, !slot.ops.send(), now);
+                slot.conn.answered(
+                    &mut self.answer.env(draining),
+                    ticket,
+                    busy,
+                    !slot.ops.send(),
+                    now,
+                );
             }
         }
         let (has_output, closing, reason) = (
@@ -496,7 +495,8 @@ impl Core {
             let may_write = !slot.ops.send();
             if slot.conn.answered(
                 &mut self.answer.env(draining),
-                Box::new(answer),
+                answer.waiter.ticket,
+                Box::new(answer.answer),
                 may_write,
                 now,
             ) {

@@ -33,10 +33,9 @@ pub struct Call {
     pub body: Vec<u8>,
 }
 
-/// The answer to a call.
+/// What a deferred call is answered with.
 #[derive(Debug)]
-pub struct Answered {
-    pub waiter: Waiter,
+pub struct Answer {
     pub status: Status,
     pub error: Option<ErrorCode>,
     /// Extra header lines.
@@ -44,12 +43,20 @@ pub struct Answered {
     pub body: Vec<u8>,
 }
 
-impl Answered {
+impl Answer {
+    pub fn json(status: Status, value: &serde_json::Value) -> Answer {
+        Answer {
+            status,
+            error: None,
+            extra: b"",
+            body: value.to_string().into_bytes(),
+        }
+    }
+
     /// The JSON error answer (`message` may quote the caller's input: it is escaped).
-    pub fn error(waiter: Waiter, code: ErrorCode, message: &str) -> Answered {
+    pub fn error(code: ErrorCode, message: &str) -> Answer {
         let body = serde_json::json!({ "error": code.as_str(), "message": message });
-        Answered {
-            waiter,
+        Answer {
             status: crate::protocol::http::response::status_of(code),
             error: Some(code),
             extra: b"",
@@ -58,9 +65,16 @@ impl Answered {
     }
 
     /// 503 `unavailable`: the store or the side thread could not answer.
-    pub fn unavailable(waiter: Waiter, message: &str) -> Answered {
-        Answered::error(waiter, ErrorCode::Unavailable, message)
+    pub fn unavailable(message: &str) -> Answer {
+        Answer::error(ErrorCode::Unavailable, message)
     }
+}
+
+/// An answer and the connection waiting for it.
+#[derive(Debug)]
+pub struct Answered {
+    pub waiter: Waiter,
+    pub answer: Answer,
 }
 
 /// Answers waiting for their reactors.
@@ -109,10 +123,7 @@ mod tests {
                 conn: (0, 0),
                 ticket,
             },
-            status: Status::Ok,
-            error: None,
-            extra: b"",
-            body: Vec::new(),
+            answer: Answer::json(Status::Ok, &serde_json::Value::Null),
         }
     }
 

@@ -325,11 +325,14 @@ impl Keeper {
             // The owner's call over HTTP: answered whatever happens, so the connection waiting
             // for it is released.
             let policy = self.options.subscriptions.clone();
-            let answered = match self.store().await {
-                Some(store) => crate::push::api::execute(store, &policy, *call).await,
-                None => crate::push::api::unavailable(call.waiter),
+            let answer = match self.store().await {
+                Some(store) => crate::push::api::execute(store, &policy, &call).await,
+                None => crate::push::api::unavailable(),
             };
-            self.outbox.post(answered);
+            self.outbox.post(crate::side::deferred::Answered {
+                waiter: call.waiter,
+                answer,
+            });
             return;
         }
         tracing::info!(command = command.name(), "admin command");
