@@ -107,7 +107,16 @@ pub(crate) fn select_backend(choice: IoChoice) -> Result<(Backend, Option<String
 fn probe_uring() -> Result<(), String> {
     #[cfg(feature = "uring")]
     {
-        uring::probe().map_err(|e| {
+        // On a thread of its own: tearing a ring down queues kernel work to the thread that
+        // made it, which interrupts that thread's blocking socket calls with EINTR (seen as
+        // a client's read failing in the caller of `Server::start`).
+        let probed = std::thread::Builder::new()
+            .name("uring-probe".into())
+            .spawn(uring::probe)
+            .map_err(|e| format!("cannot start the io_uring probe: {e}"))?
+            .join()
+            .map_err(|_| "the io_uring probe panicked".to_string())?;
+        probed.map_err(|e| {
             let why = match e.raw_os_error() {
                 Some(libc::EPERM) => "permission denied (EPERM): a seccomp profile (Docker's default blocks io_uring) or kernel.io_uring_disabled",
                 Some(libc::ENOSYS) => "the kernel has no io_uring (ENOSYS)",
