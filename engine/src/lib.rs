@@ -1,7 +1,9 @@
 //! The Beast price server engine.
 //!
 //! - [`price`]: the asset registry and the seqlock price table (one writer, lock-free readers).
+//! - [`history`]: candles of every price, at every interval, in fixed memory.
 //! - [`protocol`]: HTTP/1.1 and UDP (text, binary v8) request handling, backend-independent.
+//! - [`report`]: the LRS reports (snapshot, ohlc, sources) in JSON, CSV, text and HTML.
 //! - [`reactor`]: thread-per-core event loops on io_uring or epoll.
 //! - [`server`]: start-up, the price thread, shutdown.
 //! - [`config`]: every setting, from flags, environment, beast.toml and defaults.
@@ -13,6 +15,7 @@
 pub mod access;
 pub mod build_info;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod node;
 pub mod price;
@@ -20,6 +23,7 @@ pub mod pricing;
 pub mod protocol;
 pub mod push;
 pub mod reactor;
+pub mod report;
 pub mod server;
 pub mod side;
 pub mod store;

@@ -132,13 +132,14 @@ impl Histogram {
 }
 
 /// HTTP statuses counted, in [`Status`] order.
-pub(crate) const STATUSES: [Status; 14] = [
+pub(crate) const STATUSES: [Status; 15] = [
     Status::Ok,
     Status::Created,
     Status::Accepted,
     Status::BadRequest,
     Status::Unauthorized,
     Status::Conflict,
+    Status::NotAcceptable,
     Status::TooManyRequests,
     Status::NotFound,
     Status::MethodNotAllowed,
@@ -149,7 +150,7 @@ pub(crate) const STATUSES: [Status; 14] = [
     Status::ServiceUnavailable,
 ];
 
-pub(crate) const ERROR_CODES: [ErrorCode; 18] = [
+pub(crate) const ERROR_CODES: [ErrorCode; 19] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownAsset,
     ErrorCode::InvalidAsset,
@@ -168,6 +169,7 @@ pub(crate) const ERROR_CODES: [ErrorCode; 18] = [
     ErrorCode::RateLimited,
     ErrorCode::Unauthorized,
     ErrorCode::Conflict,
+    ErrorCode::NotAcceptable,
 ];
 
 /// Why a request was refused before it was answered (every protocol).

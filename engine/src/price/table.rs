@@ -11,6 +11,7 @@ use crossbeam_utils::CachePadded;
 
 use super::registry::{AssetId, AssetRegistry, RegistryError};
 use super::seqlock::SeqLock;
+use crate::history::{Candle, History, Interval, SeriesId};
 
 /// Words per slot: price (2), exchange time, receive time, metadata.
 const WORDS: usize = 5;
@@ -52,6 +53,8 @@ pub struct Aggregate {
 pub struct PriceTable {
     registry: AssetRegistry,
     slots: Box<[CachePadded<SeqLock<WORDS>>]>,
+    /// Candles of every price written here, by the same one writer.
+    history: History,
 }
 
 /// The only handle that writes to a [`PriceTable`]. Not `Clone`: one writer by construction.
@@ -66,12 +69,21 @@ impl PriceTable {
         let slots = (0..registry.capacity() * SLOTS_PER_ASSET)
             .map(|_| CachePadded::new(SeqLock::new([0; WORDS])))
             .collect();
-        let table = Arc::new(PriceTable { registry, slots });
+        let history = History::new(registry.capacity());
+        let table = Arc::new(PriceTable {
+            registry,
+            slots,
+            history,
+        });
         (Arc::clone(&table), TableWriter { table })
     }
 
     pub fn registry(&self) -> &AssetRegistry {
         &self.registry
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Asset named by request bytes, any case.
@@ -128,7 +140,16 @@ impl TableWriter {
         self.table.registry.insert(symbol)
     }
 
+    /// Publishes a venue's price and places it in the venue's candles.
     pub fn publish_quote(&mut self, asset: AssetId, quote: &Quote) {
+        self.table.history.record(
+            asset,
+            SeriesId::Venue(quote.source.venue),
+            quote.price,
+            quote.source.venue,
+            quote.exchange_ms,
+            quote.received_ms,
+        );
         if let Some(slot) = self.table.slot(asset, quote.source.venue.index()) {
             slot.write(encode(
                 quote.price,
@@ -140,7 +161,16 @@ impl TableWriter {
         }
     }
 
+    /// Publishes the price served for an asset and places it in the served candles.
     pub fn publish_aggregate(&mut self, asset: AssetId, aggregate: &Aggregate) {
+        self.table.history.record(
+            asset,
+            SeriesId::Served,
+            aggregate.price,
+            aggregate.source.venue,
+            aggregate.exchange_ms,
+            aggregate.received_ms,
+        );
         if let Some(slot) = self.table.slot(asset, AGGREGATE) {
             let extra = u64::from(aggregate.sources) << 16 | u64::from(aggregate.spread_bps) << 32;
             slot.write(encode(
@@ -151,6 +181,19 @@ impl TableWriter {
                 extra,
             ));
         }
+    }
+}
+
+impl TableWriter {
+    /// Puts back a candle kept from before a restart (before the feeds start).
+    pub fn restore_candle(
+        &mut self,
+        asset: AssetId,
+        series: SeriesId,
+        interval: Interval,
+        candle: &Candle,
+    ) {
+        self.table.history.restore(asset, series, interval, candle);
     }
 }
 

@@ -68,6 +68,7 @@ pub enum ErrorCode {
     RateLimited,
     Unauthorized,
     Conflict,
+    NotAcceptable,
 }
 
 impl ErrorCode {
@@ -91,6 +92,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::NotAcceptable => "not_acceptable",
         }
     }
 }

@@ -291,9 +291,14 @@ impl Conn {
             // unknown asset still delivered the others).
             if !env.assets.is_empty() && reply.status == Status::Ok && head.method == Method::Get {
                 let latency_ns = u64::try_from(env.arrived.elapsed().as_nanos()).unwrap_or(0);
+                let protocol = if head.path.starts_with(b"/reports/") {
+                    Protocol::HttpReport
+                } else {
+                    Protocol::Http
+                };
                 if env.meter.record(
                     reply.key_id,
-                    Protocol::Http,
+                    protocol,
                     env.fresh.now_ms,
                     latency_ns,
                     env.assets.as_slice(),

@@ -190,7 +190,7 @@ impl Core {
     /// through, whoever holds the others).
     fn adopt<D: Driver>(&mut self, port: PortKind, fd: OwnedFd, driver: &mut D) {
         let admitted = match port {
-            PortKind::Api => self.governor.admits(self.api_open),
+            PortKind::Api | PortKind::Reports => self.governor.admits(self.api_open),
             PortKind::Health => {
                 self.health_open < HEALTH_CONNECTIONS || self.evict_idle_health(driver)
             }
@@ -215,7 +215,7 @@ impl Core {
         slot.ops = Ops::None;
         slot.phase = Phase::Open;
         match port {
-            PortKind::Api => self.api_open += 1,
+            PortKind::Api | PortKind::Reports => self.api_open += 1,
             PortKind::Health => self.health_open += 1,
         }
         let metrics = self.metrics();
@@ -401,7 +401,7 @@ impl Core {
             driver.cancel(key, fd, ops.recv(), ops.send());
         }
         match port {
-            PortKind::Api => self.api_open = self.api_open.saturating_sub(1),
+            PortKind::Api | PortKind::Reports => self.api_open = self.api_open.saturating_sub(1),
             PortKind::Health => self.health_open = self.health_open.saturating_sub(1),
         }
         self.metrics().closed(reason);

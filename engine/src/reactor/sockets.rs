@@ -132,7 +132,7 @@ pub(crate) fn bind_all(
         Ok(Some(addr))
     };
     let tcp_lpo = tcp("TCP_PORT_LPO", ports.tcp_lpo, PortKind::Api, &mut sets)?;
-    let tcp_lrs = tcp("TCP_PORT_LRS", ports.tcp_lrs, PortKind::Api, &mut sets)?;
+    let tcp_lrs = tcp("TCP_PORT_LRS", ports.tcp_lrs, PortKind::Reports, &mut sets)?;
     let health_lpo = tcp(
         "HEALTH_PORT_LPO",
         ports.health_lpo,

@@ -34,6 +34,9 @@ pub enum Protocol {
     Http = 0,
     UdpText = 1,
     UdpV8 = 2,
+    /// A report (`/reports/*` on the LRS port): metered apart from prices.
+    HttpReport = 3,
+    UdpReport = 4,
 }
 
 impl Protocol {
@@ -42,6 +45,8 @@ impl Protocol {
             Protocol::Http => "http",
             Protocol::UdpText => "udp",
             Protocol::UdpV8 => "udp-v8",
+            Protocol::HttpReport => "http-report",
+            Protocol::UdpReport => "udp-report",
         }
     }
 
@@ -50,6 +55,8 @@ impl Protocol {
             0 => Some(Protocol::Http),
             1 => Some(Protocol::UdpText),
             2 => Some(Protocol::UdpV8),
+            3 => Some(Protocol::HttpReport),
+            4 => Some(Protocol::UdpReport),
             _ => None,
         }
     }

@@ -37,6 +37,8 @@ pub struct Head<'a> {
     pub api_key: Option<&'a [u8]>,
     /// `X-Admin-Key`.
     pub admin_key: Option<&'a [u8]>,
+    /// `Accept` (reports choose their format by it).
+    pub accept: Option<&'a [u8]>,
 }
 
 /// Why a head was refused. The connection is closed after the error response, because the
@@ -107,6 +109,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     let mut content_length: Option<usize> = None;
     let mut api_key = None;
     let mut admin_key = None;
+    let mut accept = None;
     for header in request.headers.iter() {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -132,6 +135,8 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
             api_key = Some(header.value);
         } else if name.eq_ignore_ascii_case("x-admin-key") {
             admin_key = Some(header.value);
+        } else if name.eq_ignore_ascii_case("accept") {
+            accept = Some(header.value);
         }
     }
     let content_length = content_length.unwrap_or(0);
@@ -148,6 +153,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         head_len,
         api_key,
         admin_key,
+        accept,
     })
 }
 

@@ -19,6 +19,7 @@ pub enum Status {
     ServiceUnavailable,
     Accepted,
     Conflict,
+    NotAcceptable,
 }
 
 impl Status {
@@ -30,6 +31,7 @@ impl Status {
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
             Status::Conflict => 409,
+            Status::NotAcceptable => 406,
             Status::TooManyRequests => 429,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
@@ -49,6 +51,7 @@ impl Status {
             Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
             Status::Unauthorized => b"HTTP/1.1 401 Unauthorized\r\n",
             Status::Conflict => b"HTTP/1.1 409 Conflict\r\n",
+            Status::NotAcceptable => b"HTTP/1.1 406 Not Acceptable\r\n",
             Status::TooManyRequests => b"HTTP/1.1 429 Too Many Requests\r\n",
             Status::NotFound => b"HTTP/1.1 404 Not Found\r\n",
             Status::MethodNotAllowed => b"HTTP/1.1 405 Method Not Allowed\r\n",
@@ -133,6 +136,7 @@ pub(crate) fn status_of(code: ErrorCode) -> Status {
         ErrorCode::HeadersTooLarge => Status::HeadersTooLarge,
         ErrorCode::RateLimited => Status::TooManyRequests,
         ErrorCode::Conflict => Status::Conflict,
+        ErrorCode::NotAcceptable => Status::NotAcceptable,
         ErrorCode::NoPrice | ErrorCode::Overloaded | ErrorCode::Unavailable => {
             Status::ServiceUnavailable
         }

@@ -24,8 +24,18 @@ pub(crate) const MAX_PRICES: usize = 64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PortKind {
+    /// TCP_PORT_LPO: the price API.
     Api,
+    /// TCP_PORT_LRS: the price API and `/reports/*`.
+    Reports,
     Health,
+}
+
+impl PortKind {
+    /// Serves the price API (and is admitted by the governor).
+    pub fn is_api(self) -> bool {
+        matches!(self, PortKind::Api | PortKind::Reports)
+    }
 }
 
 /// `Retry-After` lines for 429s: limits are per second, so waits are short.
@@ -83,7 +93,7 @@ pub fn deferred_call<S: State>(
     request_body: &[u8],
     body: &mut Vec<u8>,
 ) -> Option<Result<Box<Call>, Reply>> {
-    if port != PortKind::Api {
+    if !port.is_api() {
         return None;
     }
     let rest = head.path.strip_prefix(b"/subscriptions")?;
@@ -127,13 +137,15 @@ pub fn respond<S: State>(
 ) -> Reply {
     body.clear();
     priced.clear();
-    if port == PortKind::Api && head.path.starts_with(b"/admin/") {
+    if port.is_api() && head.path.starts_with(b"/admin/") {
         return super::admin::respond(head, state, fresh, body);
     }
+    let api = port.is_api();
     let (route, keyed): (Route<S>, bool) = match (port, head.path) {
-        (PortKind::Api, b"/price") => (price, true),
-        (PortKind::Api, b"/prices") => (prices, true),
-        (PortKind::Api, b"/assets") => (assets, true),
+        (_, b"/price") if api => (price, true),
+        (_, b"/prices") if api => (prices, true),
+        (_, b"/assets") if api => (assets, true),
+        (PortKind::Reports, path) if path.starts_with(b"/reports/") => (report, true),
         (_, b"/health") => (health, false),
         (PortKind::Health, b"/metrics") => (metrics, false),
         _ => return Reply::error(body, ErrorCode::NotFound, b"no such path"),
@@ -310,6 +322,57 @@ fn assets<S: State>(
     }
     body.put(b"]");
     Reply::ok(true)
+}
+
+/// `/reports/{name}`: the format from `format=`, else the `Accept` header.
+fn report<S: State>(
+    head: &Head<'_>,
+    state: &S,
+    fresh: Freshness,
+    body: &mut Vec<u8>,
+    priced: &mut AssetList,
+) -> Reply {
+    use crate::report::{self, Format, Params};
+    let name = head.path.strip_prefix(b"/reports/").unwrap_or_default();
+    let format = match query_param(head.query, b"format") {
+        Some(text) => Format::parse(text),
+        None => Format::accepted(head.accept),
+    };
+    let mut decoded = [0u8; 1024];
+    let (assets, decoded_ok) = match query_param(head.query, b"assets") {
+        Some(raw) => match percent_decode(raw, &mut decoded) {
+            Some(list) => (Some(list), true),
+            None => (None, false),
+        },
+        None => (None, true),
+    };
+    let params = Params {
+        asset: query_param(head.query, b"asset"),
+        assets,
+        interval: query_param(head.query, b"interval"),
+        venue: query_param(head.query, b"venue"),
+        start: query_param(head.query, b"start"),
+        end: query_param(head.query, b"end"),
+        limit: query_param(head.query, b"limit"),
+    };
+    let refused = |body: &mut Vec<u8>, refusal: report::Refusal| {
+        Reply::error(body, refusal.code, refusal.message)
+    };
+    if !decoded_ok {
+        return Reply::error(body, ErrorCode::BadRequest, b"malformed assets parameter");
+    }
+    let request = match report::request(name, &params, state.table()) {
+        Ok(request) => request,
+        Err(refusal) => return refused(body, refusal),
+    };
+    let Some(format) = format else {
+        return refused(body, report::BAD_FORMAT);
+    };
+    report::write(&request, state.table(), fresh, format, body);
+    priced.push(request.metered_asset());
+    let mut reply = Reply::ok(true);
+    reply.content_type = format.content_type();
+    reply
 }
 
 /// 200 while serving (`degraded`, with the reasons, when something around serving needs an
