@@ -71,6 +71,7 @@ pub fn run(
             .copied();
     }
     let warm = side::cache::warm_start(&side_options, &mut writer);
+    let candles = side::candles::warm_start(&side_options, &mut writer);
     let access = Arc::new(Access::new(config.engine.require_key.0, MAX_KEYS));
     // The performance profile also sets the log level (LOG_LEVEL), admin calls still logged;
     // normal mode restores BEAST_LOG.
@@ -99,6 +100,9 @@ pub fn run(
     link.stats
         .warm_start_prices
         .store(warm, std::sync::atomic::Ordering::Relaxed);
+    link.stats
+        .candles_restored
+        .store(candles, std::sync::atomic::Ordering::Relaxed);
     if !side.wait_ready(Duration::from_secs(5)) {
         tracing::warn!(
             "the side thread was not ready within 5 s (keys not read yet); starting with the keys known so far"

@@ -216,8 +216,9 @@ impl History {
         rings.last_ms.store(at, Ordering::Release);
     }
 
-    /// Puts back a candle kept from before a restart, unless its slot already holds a newer
-    /// one (the table's writer, before any tick).
+    /// Puts back a candle kept from before a restart, unless its slot already holds a later
+    /// one (the table's writer, before any feed's tick; it replaces what a warm start's prices
+    /// made of the same period).
     pub(crate) fn restore(
         &self,
         asset: AssetId,
@@ -238,7 +239,7 @@ impl History {
         let newer = slot
             .read_bounded(READ_ATTEMPTS)
             .and_then(Candle::decode)
-            .is_some_and(|held| held.open_ms >= candle.open_ms);
+            .is_some_and(|held| held.open_ms > candle.open_ms);
         if let (false, Some(words)) = (newer, candle.encode()) {
             slot.write(words);
             let last = rings.last_ms.load(Ordering::Relaxed);

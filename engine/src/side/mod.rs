@@ -4,12 +4,15 @@
 //!   ([`usage`]);
 //! - reads keys and parameters from the store and publishes them to the reactors as immutable
 //!   snapshots ([`keys`]), and carries out admin calls that change the store;
-//! - writes prices and node stats to Valkey and reads them back for a warm start ([`cache`]).
+//! - writes prices and node stats to Valkey and reads them back for a warm start ([`cache`]);
+//! - writes closed candles of the price history to the store and reads them back at start
+//!   ([`candles`]).
 //!
 //! Reactors talk to it only through a bounded mailbox (`try_send`, never blocking) and read
 //! what it publishes through atomics and `ArcSwap`s.
 
 pub mod cache;
+pub mod candles;
 pub mod deferred;
 pub(crate) mod keys;
 pub mod sink;
@@ -321,6 +324,12 @@ async fn run(
         (mailbox, keys_read, outbox),
         stopped.clone(),
     ));
+    let candles = tokio::task::spawn_local(candles::run(
+        options.clone(),
+        Arc::clone(&inputs.table),
+        Arc::clone(&stats),
+        stopped.clone(),
+    ));
     let cache = tokio::task::spawn_local(cache::run(
         options.clone(),
         Arc::clone(&inputs.table),
@@ -346,4 +355,5 @@ async fn run(
     }
     let _ = keys.await;
     let _ = cache.await;
+    let _ = candles.await;
 }

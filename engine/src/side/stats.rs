@@ -66,6 +66,10 @@ pub struct SideStats {
     pub cache_writes: AtomicU64,
     pub cache_errors: AtomicU64,
     pub warm_start_prices: AtomicU64,
+    /// Candles of the price history written to the store, read back at start, and failed writes.
+    pub candles_saved: AtomicU64,
+    pub candles_restored: AtomicU64,
+    pub candle_save_errors: AtomicU64,
     pub admin_calls: AtomicU64,
     pub admin_denied: AtomicU64,
     /// `/admin/bootstrap-key` has handed out its one key (cleared if storing it failed).
@@ -387,6 +391,24 @@ impl SideStats {
                 "gauge",
                 "Prices read back from Valkey at start.",
                 get(&self.warm_start_prices),
+            ),
+            (
+                "beast_history_candles_saved_total",
+                "counter",
+                "Candles of the price history written to the store.",
+                get(&self.candles_saved),
+            ),
+            (
+                "beast_history_candles_restored",
+                "gauge",
+                "Candles read back from the store at start.",
+                get(&self.candles_restored),
+            ),
+            (
+                "beast_history_save_errors_total",
+                "counter",
+                "Failed writes of candles to the store (retried: the rings still hold them).",
+                get(&self.candle_save_errors),
             ),
             (
                 "beast_admin_calls_total",

@@ -68,6 +68,23 @@ pub struct SubscriptionRow {
     pub seq_floor: u64,
 }
 
+/// One stored candle of the price history (prices as decimal text, as written).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CandleRow {
+    pub asset: String,
+    /// `served` or a venue's name.
+    pub series: String,
+    /// `1s` ... `1d`.
+    pub interval: String,
+    pub open_ms: u64,
+    pub open: String,
+    pub high: String,
+    pub low: String,
+    pub close: String,
+    pub ticks: u64,
+    pub venues: u8,
+}
+
 /// One row of the push delivery log: an HTTPS attempt, or the UDP datagrams of one
 /// subscription, minute and outcome rolled up (`count`, sequence numbers `seq..=seq_last`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -465,4 +482,36 @@ impl Store {
             Store::Postgres(p) => p.delete_deliveries_before(before_ms, limit).await,
         }
     }
+
+    /// Writes candles, replacing any stored with the same key (a candle written open at
+    /// shutdown and again once closed).
+    pub async fn save_candles(&mut self, rows: Vec<CandleRow>) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.save_candles(&rows)).await,
+            Store::Postgres(p) => p.save_candles(&rows).await,
+        }
+    }
+
+    /// The candles of each interval opened at or after its bound, `(interval, since_ms)`.
+    pub async fn load_candles(
+        &mut self,
+        since: Vec<(String, u64)>,
+    ) -> Result<Vec<CandleRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.load_candles(&since)).await,
+            Store::Postgres(p) => p.load_candles(&since).await,
+        }
+    }
+
+    /// Deletes candles older than the history keeps, `(interval, before_ms)`.
+    pub async fn delete_candles_before(
+        &mut self,
+        before: Vec<(String, u64)>,
+    ) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.delete_candles_before(&before)).await,
+            Store::Postgres(p) => p.delete_candles_before(&before).await,
+        }
+    }
+
 }

@@ -9,6 +9,7 @@
 //! encrypts without verifying) the connection is plain: encryption that is not verified is not
 //! offered, rather than failing against a server's self-signed certificate.
 
+mod candles;
 mod push;
 
 use std::time::Duration;
@@ -141,6 +142,21 @@ const MIGRATIONS: &[&str] = &[
         done_ms BIGINT
      );
      INSERT INTO store_versions VALUES ('subscriptions', 0);",
+    // 4: closed candles of the price history, reloaded at start.
+    "CREATE TABLE candles (
+        asset TEXT NOT NULL,
+        series TEXT NOT NULL,
+        interval TEXT NOT NULL,
+        open_ms BIGINT NOT NULL,
+        open TEXT NOT NULL,
+        high TEXT NOT NULL,
+        low TEXT NOT NULL,
+        close TEXT NOT NULL,
+        ticks BIGINT NOT NULL,
+        venues INTEGER NOT NULL,
+        PRIMARY KEY (asset, series, interval, open_ms)
+     );
+     CREATE INDEX candles_interval_open ON candles (interval, open_ms);",
 ];
 
 /// Takes libpq's `sslrootcert=` out of the URL (tokio-postgres does not know it) and maps

@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite file (`beast.db`) in the data directory, in WAL mode so the
 //! CLI can create and revoke keys while `beast serve` reads them.
 
+mod candles;
 mod push;
 
 use std::path::{Path, PathBuf};
@@ -134,6 +135,21 @@ const MIGRATIONS: &[&str] = &[
         done_ms INTEGER
      );
      INSERT INTO store_versions VALUES ('subscriptions', 0);",
+    // 4: closed candles of the price history, reloaded at start.
+    "CREATE TABLE candles (
+        asset TEXT NOT NULL,
+        series TEXT NOT NULL,
+        interval TEXT NOT NULL,
+        open_ms INTEGER NOT NULL,
+        open TEXT NOT NULL,
+        high TEXT NOT NULL,
+        low TEXT NOT NULL,
+        close TEXT NOT NULL,
+        ticks INTEGER NOT NULL,
+        venues INTEGER NOT NULL,
+        PRIMARY KEY (asset, series, interval, open_ms)
+     );
+     CREATE INDEX candles_interval_open ON candles (interval, open_ms);",
 ];
 
 /// Raw rows per `INSERT` statement (7 parameters each, far below SQLite's limit).
