@@ -100,6 +100,7 @@ fn udp_answer(c: &mut Criterion) {
         table: &node.table,
         access: &node.access,
         fresh: fresh(),
+        reports: false,
     };
     let mut group = c.benchmark_group("udp");
     let mut text = b"BTC".to_vec();

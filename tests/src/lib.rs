@@ -1,5 +1,6 @@
 //! Helpers for the end-to-end tests: find the built `beast`, run it in a clean environment.
 
+pub mod browser;
 pub mod inproc;
 pub mod server;
 pub mod services;

@@ -96,29 +96,7 @@ beast_tests::on_both_backends! {
 /// Opens the page in headless Chromium: the page's own script marks how many plots the browser
 /// laid out with lines in them.
 fn check_in_chromium(page: &Path) {
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("Chromium is installed (scripts/test.sh installs it)");
-    let profile = tempfile::tempdir().unwrap();
-    let dom = Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--timeout=20000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    let dom = String::from_utf8_lossy(&dom.stdout);
+    let dom = beast_tests::browser::dump_dom(&format!("file://{}", page.display()));
     // Latency for UDP and HTTP, throughput per level, throughput over time.
     assert!(
         dom.contains(r#"data-plots-rendered="4""#),

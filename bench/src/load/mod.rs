@@ -223,19 +223,22 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
             ),
         });
     }
-    let start = Instant::now();
-    let window = Window {
-        start,
-        measure_from: start + spec.warmup,
-        send_until: start + spec.warmup + spec.duration,
-        drain_until: start + spec.warmup + spec.duration + spec.timeout,
-    };
+    // The clock starts once every worker is running: a thread the scheduler starts late (a
+    // loaded machine, thousands of connections) still has the whole level to send in.
+    let clock = Arc::new((
+        std::sync::Barrier::new(threads + 1),
+        std::sync::OnceLock::<Window>::new(),
+    ));
     let handles: Vec<_> = prepared
         .into_iter()
         .enumerate()
         .map(|(t, sockets)| {
-            let (spec, requests, shared) =
-                (spec.clone(), Arc::clone(&requests), Arc::clone(&shared));
+            let (spec, requests, shared, clock) = (
+                spec.clone(),
+                Arc::clone(&requests),
+                Arc::clone(&shared),
+                Arc::clone(&clock),
+            );
             // From the last CPU down: the server pins its reactors from CPU 0 up.
             let core = if spec.pin {
                 let n = cores.len().max(1);
@@ -253,6 +256,10 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
+                    clock.0.wait();
+                    let Some(&window) = clock.1.get() else {
+                        return WorkerResult::new();
+                    };
                     let worker = Worker {
                         spec: &spec,
                         per_thread_rate,
@@ -272,6 +279,14 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
                 })
         })
         .collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let _ = clock.1.set(Window {
+        start,
+        measure_from: start + spec.warmup,
+        send_until: start + spec.warmup + spec.duration,
+        drain_until: start + spec.warmup + spec.duration + spec.timeout,
+    });
+    clock.0.wait();
     // Progress while the workers run.
     let mut next = start + Duration::from_secs(1);
     while handles.iter().any(|h| !h.is_finished()) {

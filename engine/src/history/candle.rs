@@ -80,7 +80,11 @@ impl Candle {
             return None;
         }
         let scale = ((meta >> 32) & 0xff) as u8;
-        let price = |mantissa| Decimal::from_parts(mantissa, scale).ok().map(|d| d.canonical());
+        let price = |mantissa| {
+            Decimal::from_parts(mantissa, scale)
+                .ok()
+                .map(|d| d.canonical())
+        };
         Some(Candle {
             open_ms,
             open: price(open)?,
@@ -109,7 +113,12 @@ mod tests {
     #[test]
     fn ticks_make_open_high_low_close() {
         let cases: [(&[(&str, Venue)], [&str; 4], u32, u32); 3] = [
-            (&[("1.5", Venue::Kraken)], ["1.5", "1.5", "1.5", "1.5"], 1, 1),
+            (
+                &[("1.5", Venue::Kraken)],
+                ["1.5", "1.5", "1.5", "1.5"],
+                1,
+                1,
+            ),
             (
                 &[
                     ("97000.10", Venue::Kraken),

@@ -100,7 +100,10 @@ mod tests {
     #[test]
     fn names_round_trip_and_bad_names_are_refused() {
         for interval in Interval::ALL {
-            assert_eq!(Interval::parse(interval.as_str().as_bytes()), Some(interval));
+            assert_eq!(
+                Interval::parse(interval.as_str().as_bytes()),
+                Some(interval)
+            );
             assert!(Interval::NAMES.contains(interval.as_str()));
         }
         for bad in [&b""[..], b"2m", b"1M", b"1w", b"60s"] {

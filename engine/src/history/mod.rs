@@ -324,7 +324,10 @@ mod tests {
             ohlc(history.latest(asset, series, Interval::M1)),
             s("102", "102", "102", "102", 1)
         );
-        assert_eq!(history.candle(asset, SeriesId::Served, Interval::M1, T0), None);
+        assert_eq!(
+            history.candle(asset, SeriesId::Served, Interval::M1, T0),
+            None
+        );
     }
 
     #[test]
@@ -343,9 +346,21 @@ mod tests {
         let asset = AssetId::from_raw(0);
         let at = T0 + 3_600_000 - CLOSE_GRACE_MS;
         let candle = history
-            .candle(asset, SeriesId::Venue(g), Interval::M1, Interval::M1.open_of(at))
+            .candle(
+                asset,
+                SeriesId::Venue(g),
+                Interval::M1,
+                Interval::M1.open_of(at),
+            )
             .unwrap();
-        assert_eq!((candle.open.to_string(), candle.close.to_string(), candle.ticks), ("10".into(), "11".into(), 2));
+        assert_eq!(
+            (
+                candle.open.to_string(),
+                candle.close.to_string(),
+                candle.ticks
+            ),
+            ("10".into(), "11".into(), 2)
+        );
     }
 
     #[test]
@@ -358,15 +373,26 @@ mod tests {
         let later = kept * 60_000;
         feed(&history, &[("2", o, later, later)]);
         let series = SeriesId::Venue(o);
-        assert_eq!(history.candle(asset, series, Interval::M1, T0), None, "overwritten");
-        assert!(history.candle(asset, series, Interval::M1, T0 + later).is_some());
+        assert_eq!(
+            history.candle(asset, series, Interval::M1, T0),
+            None,
+            "overwritten"
+        );
+        assert!(
+            history
+                .candle(asset, series, Interval::M1, T0 + later)
+                .is_some()
+        );
         // An older candle does not replace a newer one in its slot.
         let old = Candle::first(T0, d("5"), o);
         history.restore(asset, series, Interval::M1, &old);
         assert_eq!(history.candle(asset, series, Interval::M1, T0), None);
         let elsewhere = Candle::first(T0 + 60_000, d("5"), o);
         history.restore(asset, series, Interval::M1, &elsewhere);
-        assert_eq!(history.candle(asset, series, Interval::M1, T0 + 60_000), Some(elsewhere));
+        assert_eq!(
+            history.candle(asset, series, Interval::M1, T0 + 60_000),
+            Some(elsewhere)
+        );
         assert!(History::is_closed(Interval::M1, T0, T0 + 62_000));
         assert!(!History::is_closed(Interval::M1, T0, T0 + 61_999));
     }

@@ -161,8 +161,27 @@ impl TableWriter {
         }
     }
 
-    /// Publishes the price served for an asset and places it in the served candles.
+    /// Publishes the price served for an asset after one of its venues ticked, and places it
+    /// in the served candles.
     pub fn publish_aggregate(&mut self, asset: AssetId, aggregate: &Aggregate) {
+        self.record_served(asset, aggregate);
+        self.write_aggregate(asset, aggregate);
+    }
+
+    /// Publishes a served price recomputed without a tick (a source went stale): a tick of
+    /// the served candles only if the price moved.
+    pub fn restate_aggregate(&mut self, asset: AssetId, aggregate: &Aggregate) {
+        if self
+            .table
+            .aggregate(asset)
+            .is_none_or(|current| current.price != aggregate.price)
+        {
+            self.record_served(asset, aggregate);
+        }
+        self.write_aggregate(asset, aggregate);
+    }
+
+    fn record_served(&self, asset: AssetId, aggregate: &Aggregate) {
         self.table.history.record(
             asset,
             SeriesId::Served,
@@ -171,6 +190,9 @@ impl TableWriter {
             aggregate.exchange_ms,
             aggregate.received_ms,
         );
+    }
+
+    fn write_aggregate(&self, asset: AssetId, aggregate: &Aggregate) {
         if let Some(slot) = self.table.slot(asset, AGGREGATE) {
             let extra = u64::from(aggregate.sources) << 16 | u64::from(aggregate.spread_bps) << 32;
             slot.write(encode(

@@ -316,7 +316,7 @@ impl State {
                     || next.sources != current.sources
                     || next.source != current.source)
             {
-                writer.publish_aggregate(id, &next);
+                writer.restate_aggregate(id, &next);
             }
         }
     }

@@ -66,6 +66,12 @@ impl<'a> Fixed<'a> {
         self.buf.get(..self.len).unwrap_or_default()
     }
 
+    /// Keeps the first `len` bytes written.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+        self.overflowed = false;
+    }
+
     /// Forgets everything written so far.
     pub fn clear(&mut self) {
         self.len = 0;

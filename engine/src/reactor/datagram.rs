@@ -24,10 +24,12 @@ pub(crate) struct Answerer {
     arrived: Instant,
     /// Datagrams answered since the last [`Answerer::end_batch`].
     answered: u64,
+    /// For each UDP socket of the reactor: it is the LRS port.
+    udp_reports: Vec<bool>,
 }
 
 impl Answerer {
-    pub fn new(node: Arc<Node>, index: usize, meter: Meter) -> Answerer {
+    pub fn new(node: Arc<Node>, index: usize, meter: Meter, udp_reports: Vec<bool>) -> Answerer {
         Answerer {
             node,
             index,
@@ -37,6 +39,7 @@ impl Answerer {
             now_ms: beast_core::clock::wall_ms(),
             arrived: Instant::now(),
             answered: 0,
+            udp_reports,
         }
     }
 
@@ -54,10 +57,12 @@ impl Answerer {
         self.now_ms = now_ms;
     }
 
-    /// Answers one datagram from `from` (the sender's `sockaddr` bytes) into `out`; the length
-    /// of the reply to send, if any. Counts the datagram and meters the answer.
+    /// Answers one datagram that came to UDP socket `socket` from `from` (the sender's
+    /// `sockaddr` bytes) into `out`; the length of the reply to send, if any. Counts the
+    /// datagram and meters the answer.
     pub fn datagram(
         &mut self,
+        socket: usize,
         datagram: &[u8],
         from: &[u8],
         truncated: bool,
@@ -84,6 +89,7 @@ impl Answerer {
             table: &self.node.table,
             access: &self.node.access,
             fresh: self.node.freshness(self.now_ms),
+            reports: self.udp_reports.get(socket).copied().unwrap_or(false),
         };
         let outcome = udp::answer(datagram, ctx, out, &mut self.assets);
         match outcome {
@@ -102,6 +108,7 @@ impl Answerer {
                     let protocol = match form {
                         Form::Text => Protocol::UdpText,
                         Form::V8 => Protocol::UdpV8,
+                        Form::Report => Protocol::UdpReport,
                     };
                     let latency_ns = u64::try_from(self.arrived.elapsed().as_nanos()).unwrap_or(0);
                     let assets = self.assets.as_slice();

@@ -161,7 +161,8 @@ pub fn run(
         limits,
         waker,
     } = spec;
-    let core = core::Core::new(index, datagram::Answerer::new(node, index, meter), limits);
+    let answerer = datagram::Answerer::new(node, index, meter, sockets.udp_reports.clone());
+    let core = core::Core::new(index, answerer, limits);
     match backend {
         #[cfg(feature = "uring")]
         Backend::Uring => core.run(report(

@@ -59,6 +59,8 @@ pub struct Listener {
 /// One reactor's sockets.
 pub struct ReactorSockets {
     pub udp: Vec<UdpSocket>,
+    /// For each UDP socket: true on the LRS port (reports are answered there).
+    pub udp_reports: Vec<bool>,
     pub tcp: Vec<Listener>,
 }
 
@@ -79,11 +81,13 @@ pub(crate) fn bind_all(
     let mut sets: Vec<ReactorSockets> = (0..reactors)
         .map(|_| ReactorSockets {
             udp: Vec::new(),
+            udp_reports: Vec::new(),
             tcp: Vec::new(),
         })
         .collect();
     let udp = |setting: &'static str,
                port: Option<u16>,
+               reports: bool,
                sets: &mut Vec<ReactorSockets>|
      -> Result<Option<SocketAddr>, BindError> {
         let Some(port) = port else {
@@ -102,11 +106,12 @@ pub(crate) fn bind_all(
                 source,
             })?;
             set.udp.push(socket);
+            set.udp_reports.push(reports);
         }
         Ok(Some(addr))
     };
-    let udp_lpo = udp("UDP_PORT_LPO", ports.udp_lpo, &mut sets)?;
-    let udp_lrs = udp("UDP_PORT_LRS", ports.udp_lrs, &mut sets)?;
+    let udp_lpo = udp("UDP_PORT_LPO", ports.udp_lpo, false, &mut sets)?;
+    let udp_lrs = udp("UDP_PORT_LRS", ports.udp_lrs, true, &mut sets)?;
     let tcp = |setting: &'static str,
                port: Option<u16>,
                kind: PortKind,

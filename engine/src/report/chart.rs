@@ -56,7 +56,9 @@ impl Chart {
 }
 
 fn svg_open(out: &mut impl Sink, label: &str) {
-    out.put(b"<svg width=\"960\" height=\"320\" viewBox=\"0 0 960 320\" role=\"img\" aria-label=\"");
+    out.put(
+        b"<svg width=\"960\" height=\"320\" viewBox=\"0 0 960 320\" role=\"img\" aria-label=\"",
+    );
     out.put(label.as_bytes());
     out.put(b"\">");
 }
@@ -168,7 +170,12 @@ mod tests {
 
     #[test]
     fn coordinates_have_one_decimal() {
-        let cases = [(0.0, "0.0"), (12.34, "12.3"), (12.36, "12.4"), (959.99, "960.0")];
+        let cases = [
+            (0.0, "0.0"),
+            (12.34, "12.3"),
+            (12.36, "12.4"),
+            (959.99, "960.0"),
+        ];
         for (value, text) in cases {
             let mut out = Vec::new();
             put_coord(&mut out, value);

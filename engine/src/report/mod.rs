@@ -48,7 +48,11 @@ impl Format {
             return Some(Format::Json);
         };
         accept.split(|&b| b == b',').find_map(|item| {
-            let media = item.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+            let media = item
+                .split(|&b| b == b';')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             match media.to_ascii_lowercase().as_slice() {
                 b"application/json" | b"*/*" | b"application/*" => Some(Format::Json),
                 b"text/csv" => Some(Format::Csv),
@@ -71,6 +75,10 @@ impl Format {
 
 /// A report asked for, its parameters checked.
 #[derive(Clone, Copy, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "on the stack for one request; boxing would allocate on the request path"
+)]
 pub(crate) enum Request {
     Snapshot {
         assets: [AssetId; MAX_FILTER],
@@ -152,7 +160,9 @@ fn number(text: Option<&[u8]>, refusal: Refusal) -> Result<Option<u64>, Refusal>
     if text.is_empty() || text.len() > 19 || !text.iter().all(u8::is_ascii_digit) {
         return Err(refusal);
     }
-    Ok(Some(text.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'))))
+    Ok(Some(
+        text.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    ))
 }
 
 fn asset(table: &PriceTable, text: Option<&[u8]>) -> Result<AssetId, Refusal> {
@@ -161,23 +171,19 @@ fn asset(table: &PriceTable, text: Option<&[u8]>) -> Result<AssetId, Refusal> {
 }
 
 /// Checks a report's parameters against the table.
-pub(crate) fn request(name: &[u8], params: &Params<'_>, table: &PriceTable) -> Result<Request, Refusal> {
+pub(crate) fn request(
+    name: &[u8],
+    params: &Params<'_>,
+    table: &PriceTable,
+) -> Result<Request, Refusal> {
     match name {
-        b"snapshot" => {
-            let mut assets = [AssetId::from_raw(0); MAX_FILTER];
-            let mut count = 0;
-            for symbol in params
+        b"snapshot" => snapshot(
+            table,
+            params
                 .assets
                 .unwrap_or_default()
-                .split(|&b| b == b',' || b == b' ')
-                .filter(|s| !s.is_empty())
-            {
-                let slot = assets.get_mut(count).ok_or(TOO_MANY)?;
-                *slot = table.lookup(symbol).ok_or(UNKNOWN_ASSET)?;
-                count += 1;
-            }
-            Ok(Request::Snapshot { assets, count })
-        }
+                .split(|&b| b == b',' || b == b' '),
+        ),
         b"ohlc" => {
             let asset = asset(table, params.asset)?;
             let interval = match params.interval {
@@ -218,6 +224,47 @@ pub(crate) fn request(name: &[u8], params: &Params<'_>, table: &PriceTable) -> R
     }
 }
 
+fn snapshot<'a>(
+    table: &PriceTable,
+    symbols: impl Iterator<Item = &'a [u8]>,
+) -> Result<Request, Refusal> {
+    let mut assets = [AssetId::from_raw(0); MAX_FILTER];
+    let mut count = 0;
+    for symbol in symbols.filter(|s| !s.is_empty()) {
+        let slot = assets.get_mut(count).ok_or(TOO_MANY)?;
+        *slot = table.lookup(symbol).ok_or(UNKNOWN_ASSET)?;
+        count += 1;
+    }
+    Ok(Request::Snapshot { assets, count })
+}
+
+/// The report a datagram's words ask for (`snapshot BTC ETH`, `ohlc BTC 1m 10`,
+/// `sources BTC`); `None` if its first word names no report.
+pub(crate) fn request_from_words(
+    words: &[&[u8]],
+    table: &PriceTable,
+) -> Option<Result<Request, Refusal>> {
+    let (name, rest) = words.split_first()?;
+    let word = |i: usize| rest.get(i).copied();
+    Some(match *name {
+        b"snapshot" => snapshot(table, rest.iter().copied()),
+        b"ohlc" | b"sources" => request(
+            name,
+            &Params {
+                asset: word(0),
+                assets: None,
+                interval: word(1),
+                venue: None,
+                start: None,
+                end: None,
+                limit: word(2),
+            },
+            table,
+        ),
+        _ => return None,
+    })
+}
+
 /// Writes the report asked for.
 pub(crate) fn write(
     request: &Request,
@@ -239,11 +286,9 @@ pub(crate) fn write(
         Request::Ohlc(query) => {
             render::render(&ohlc::Ohlc::new(table, fresh, *query), format, out);
         }
-        Request::Sources { asset } => render::render(
-            &sources::Sources::new(table, fresh, *asset),
-            format,
-            out,
-        ),
+        Request::Sources { asset } => {
+            render::render(&sources::Sources::new(table, fresh, *asset), format, out)
+        }
     }
 }
 
@@ -256,7 +301,10 @@ mod tests {
         let cases: [(Option<&[u8]>, Option<Format>); 9] = [
             (None, Some(Format::Json)),
             (Some(b"*/*"), Some(Format::Json)),
-            (Some(b"text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"), Some(Format::Html)),
+            (
+                Some(b"text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
+                Some(Format::Html),
+            ),
             (Some(b"text/csv"), Some(Format::Csv)),
             (Some(b"Text/Plain; charset=utf-8"), Some(Format::Txt)),
             (Some(b"application/xml, text/csv"), Some(Format::Csv)),
@@ -288,13 +336,41 @@ mod tests {
         };
         let cases: [(&[u8], Params<'_>, Option<Refusal>); 8] = [
             (b"ohlc", params(None, None, None, None, None), None),
-            (b"ohlc", params(Some(b"2m"), None, None, None, None), Some(BAD_INTERVAL)),
-            (b"ohlc", params(None, Some(b"0"), None, None, None), Some(BAD_LIMIT)),
-            (b"ohlc", params(None, Some(b"1001"), None, None, None), Some(BAD_LIMIT)),
-            (b"ohlc", params(None, None, Some(b"20"), Some(b"10"), None), Some(BAD_RANGE)),
-            (b"ohlc", params(None, None, Some(b"-1"), None, None), Some(BAD_RANGE)),
-            (b"ohlc", params(None, None, None, None, Some(b"binance")), Some(BAD_VENUE)),
-            (b"volume", params(None, None, None, None, None), Some(NO_SUCH_REPORT)),
+            (
+                b"ohlc",
+                params(Some(b"2m"), None, None, None, None),
+                Some(BAD_INTERVAL),
+            ),
+            (
+                b"ohlc",
+                params(None, Some(b"0"), None, None, None),
+                Some(BAD_LIMIT),
+            ),
+            (
+                b"ohlc",
+                params(None, Some(b"1001"), None, None, None),
+                Some(BAD_LIMIT),
+            ),
+            (
+                b"ohlc",
+                params(None, None, Some(b"20"), Some(b"10"), None),
+                Some(BAD_RANGE),
+            ),
+            (
+                b"ohlc",
+                params(None, None, Some(b"-1"), None, None),
+                Some(BAD_RANGE),
+            ),
+            (
+                b"ohlc",
+                params(None, None, None, None, Some(b"binance")),
+                Some(BAD_VENUE),
+            ),
+            (
+                b"volume",
+                params(None, None, None, None, None),
+                Some(NO_SUCH_REPORT),
+            ),
         ];
         for (name, params, refusal) in cases {
             assert_eq!(request(name, &params, &table).err(), refusal);
@@ -303,6 +379,9 @@ mod tests {
             asset: Some(b"DOGE"),
             ..params(None, None, None, None, None)
         };
-        assert_eq!(request(b"sources", &unknown, &table).err(), Some(UNKNOWN_ASSET));
+        assert_eq!(
+            request(b"sources", &unknown, &table).err(),
+            Some(UNKNOWN_ASSET)
+        );
     }
 }

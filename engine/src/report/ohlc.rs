@@ -50,7 +50,9 @@ impl<'a> Ohlc<'a> {
         let interval = query.interval;
         let ms = interval.ms();
         let now_open = interval.open_of(fresh.now_ms);
-        let last = query.end.map_or(now_open, |end| interval.open_of(end).min(now_open));
+        let last = query
+            .end
+            .map_or(now_open, |end| interval.open_of(end).min(now_open));
         let limit = u64::try_from(query.limit).unwrap_or(1).max(1);
         let wanted = match query.start {
             Some(start) => start.div_ceil(ms) * ms,
@@ -91,7 +93,10 @@ impl Report for Ohlc<'_> {
 
     fn meta(&self, emit: &mut dyn FnMut(&'static str, Cell<'_>)) {
         let symbol = self.table.registry().symbol(self.query.asset);
-        emit("asset", Cell::Text(symbol.as_ref().map_or("", |s| s.as_str())));
+        emit(
+            "asset",
+            Cell::Text(symbol.as_ref().map_or("", |s| s.as_str())),
+        );
         emit("interval", Cell::Text(self.query.interval.as_str()));
         emit("series", Cell::Text(self.query.series.name()));
         emit("from", Cell::uint(self.first));

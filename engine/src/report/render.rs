@@ -46,6 +46,8 @@ pub(crate) enum Cell<'a> {
     Price(Option<Decimal>),
     Int(Option<i64>),
     Flag(bool),
+    /// No value of any kind (a text column with nothing to say).
+    Missing,
 }
 
 impl Cell<'_> {
@@ -125,7 +127,7 @@ fn json_cell(out: &mut impl Sink, cell: Cell<'_>) {
             out.put(b"\"");
         }
         Cell::Int(Some(value)) => put_i64(out, value),
-        Cell::Price(None) | Cell::Int(None) => out.put(b"null"),
+        Cell::Price(None) | Cell::Int(None) | Cell::Missing => out.put(b"null"),
         Cell::Flag(flag) => out.put(if flag { b"true" } else { b"false" }),
     }
 }
@@ -168,7 +170,7 @@ fn csv(report: &dyn Report, out: &mut impl Sink) {
                     }
                     out.put(b"\"");
                 }
-                Cell::Price(None) | Cell::Int(None) => {}
+                Cell::Price(None) | Cell::Int(None) | Cell::Missing => {}
                 other => plain_cell(out, other),
             }
         }
@@ -182,7 +184,7 @@ fn plain_cell(out: &mut impl Sink, cell: Cell<'_>) {
         Cell::Text(text) => out.put(text.as_bytes()),
         Cell::Price(Some(price)) => out.put(price.format().as_bytes()),
         Cell::Int(Some(value)) => put_i64(out, value),
-        Cell::Price(None) | Cell::Int(None) => out.put(b"-"),
+        Cell::Price(None) | Cell::Int(None) | Cell::Missing => out.put(b"-"),
         Cell::Flag(flag) => out.put(if flag { b"true" } else { b"false" }),
     }
 }
@@ -373,7 +375,10 @@ mod tests {
                 Format::Json,
                 r#"{"report":"two","asset":"BTC","rows":[{"name":"a,\"b\"","price":"1.50","n":-3},{"name":"gap","price":null,"n":null}]}"#,
             ),
-            (Format::Csv, "name,price,n\r\n\"a,\"\"b\"\"\",1.50,-3\r\ngap,,\r\n"),
+            (
+                Format::Csv,
+                "name,price,n\r\n\"a,\"\"b\"\"\",1.50,-3\r\ngap,,\r\n",
+            ),
             (
                 Format::Txt,
                 "two <rows>  asset=BTC\nname       price    n\na,\"b\"       1.50   -3\ngap            -    -\n",
@@ -384,7 +389,10 @@ mod tests {
         }
         let html = rendered(Format::Html);
         assert!(html.contains("<title>two &lt;rows&gt;</title>"), "{html}");
-        assert!(html.contains("<td>a,&quot;b&quot;</td><td class=\"r\">1.50</td>"), "{html}");
+        assert!(
+            html.contains("<td>a,&quot;b&quot;</td><td class=\"r\">1.50</td>"),
+            "{html}"
+        );
         assert!(!html.contains("http"), "no external resource: {html}");
     }
 }

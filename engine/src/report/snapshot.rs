@@ -43,7 +43,7 @@ impl Snapshot<'_> {
         emit(&[
             Cell::Text(symbol.as_str()),
             Cell::Price(served.map(|a| a.price)),
-            served.map_or(Cell::Text("-"), |a| Cell::Text(a.source.tag())),
+            served.map_or(Cell::Missing, |a| Cell::Text(a.source.tag())),
             Cell::Int(served.and_then(|a| i64::try_from(a.exchange_ms).ok())),
             Cell::Int(served.and_then(|a| i64::try_from(self.fresh.age_ms(a.exchange_ms)).ok())),
             Cell::Flag(served.is_none_or(|a| self.fresh.is_stale(a.exchange_ms))),

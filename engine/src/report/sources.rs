@@ -85,7 +85,10 @@ impl Report for Sources<'_> {
 
     fn meta(&self, emit: &mut dyn FnMut(&'static str, Cell<'_>)) {
         let symbol = self.table.registry().symbol(self.asset);
-        emit("asset", Cell::Text(symbol.as_ref().map_or("", |s| s.as_str())));
+        emit(
+            "asset",
+            Cell::Text(symbol.as_ref().map_or("", |s| s.as_str())),
+        );
         emit("median", Cell::Price(self.median));
         emit("fresh", Cell::uint(self.fresh_count as u64));
         emit("outlier_bps", Cell::Int(Some(OUTLIER_BPS)));
@@ -102,9 +105,8 @@ impl Report for Sources<'_> {
             };
             let stale = self.fresh.is_stale(quote.exchange_ms);
             let deviation = self.deviation_bps(quote.price);
-            let outlier = !stale
-                && self.fresh_count >= 3
-                && deviation.is_some_and(|d| d.abs() > OUTLIER_BPS);
+            let outlier =
+                !stale && self.fresh_count >= 3 && deviation.is_some_and(|d| d.abs() > OUTLIER_BPS);
             emit(&[
                 Cell::Text(venue.name()),
                 Cell::Text(quote.source.tag()),

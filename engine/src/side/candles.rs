@@ -32,7 +32,12 @@ const CHUNK: usize = 2_000;
 fn bounds(now_ms: u64) -> Vec<(String, u64)> {
     Interval::ALL
         .iter()
-        .map(|i| (i.as_str().to_string(), History::oldest_kept(SeriesId::Served, *i, now_ms)))
+        .map(|i| {
+            (
+                i.as_str().to_string(),
+                History::oldest_kept(SeriesId::Served, *i, now_ms),
+            )
+        })
         .collect()
 }
 
@@ -133,7 +138,11 @@ impl Watermarks {
         self.saved
             .get(&(asset.raw(), series, interval.index()))
             .copied()
-            .unwrap_or_else(|| interval.open_of(self.start_ms).saturating_sub(interval.ms()))
+            .unwrap_or_else(|| {
+                interval
+                    .open_of(self.start_ms)
+                    .saturating_sub(interval.ms())
+            })
     }
 }
 
@@ -263,19 +272,39 @@ mod tests {
         let now = t0 + 60_000 + CLOSE_GRACE;
         let (rows, moved) = pass(&table, &marks, now, false);
         let minutes: Vec<_> = rows.iter().filter(|r| r.interval == "1m").collect();
-        assert_eq!(minutes.len(), 1, "the first minute closed, the second is open");
-        assert_eq!((minutes[0].open_ms, minutes[0].close.as_str(), minutes[0].ticks), (t0, "101", 2));
+        assert_eq!(
+            minutes.len(),
+            1,
+            "the first minute closed, the second is open"
+        );
+        assert_eq!(
+            (
+                minutes[0].open_ms,
+                minutes[0].close.as_str(),
+                minutes[0].ticks
+            ),
+            (t0, "101", 2)
+        );
         assert!(rows.iter().all(|r| r.series == "kraken"));
         marks.saved.extend(moved);
         let (again, _) = pass(&table, &marks, now, false);
         assert!(again.iter().all(|r| r.interval != "1m"), "saved once");
         let (last, _) = pass(&table, &marks, now, true);
         let open: Vec<_> = last.iter().filter(|r| r.interval == "1m").collect();
-        assert_eq!((open.len(), open[0].open_ms, open[0].close.as_str()), (1, t0 + 60_000, "102"));
+        assert_eq!(
+            (open.len(), open[0].open_ms, open[0].close.as_str()),
+            (1, t0 + 60_000, "102")
+        );
         // What was saved reads back as it was.
         let (parsed_symbol, series, interval, c) = candle(minutes[0]).unwrap();
-        assert_eq!((parsed_symbol.as_str(), series, interval), ("BTC", SeriesId::Venue(Venue::Kraken), Interval::M1));
-        assert_eq!((c.open.to_string(), c.high.to_string(), c.ticks), ("100".into(), "101".into(), 2));
+        assert_eq!(
+            (parsed_symbol.as_str(), series, interval),
+            ("BTC", SeriesId::Venue(Venue::Kraken), Interval::M1)
+        );
+        assert_eq!(
+            (c.open.to_string(), c.high.to_string(), c.ticks),
+            ("100".into(), "101".into(), 2)
+        );
     }
 
     const CLOSE_GRACE: u64 = crate::history::CLOSE_GRACE_MS;

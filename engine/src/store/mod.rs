@@ -513,5 +513,4 @@ impl Store {
             Store::Postgres(p) => p.delete_candles_before(&before).await,
         }
     }
-
 }

@@ -11,7 +11,7 @@ pub(crate) mod text;
 pub mod v8;
 
 use super::answer::{Answer, ErrorCode, write_error};
-use super::sink::Fixed;
+use super::sink::{Fixed, Sink};
 use crate::access::{Access, Denied, Grant};
 use crate::price::Freshness;
 use crate::price::PriceTable;
@@ -20,12 +20,18 @@ use crate::usage::AssetList;
 /// Largest reply sent: one datagram that fits loopback and jumbo frames comfortably; larger
 /// answers are refused with an error.
 pub const MAX_REPLY: usize = 4096;
+/// Largest report reply: one datagram that crosses any path unfragmented; longer reports are
+/// cut at a line and end with [`TRUNCATED`].
+pub const MAX_REPORT_REPLY: usize = 1_200;
+pub(crate) const TRUNCATED: &[u8] = b"~ truncated\n";
 
 /// Which form a datagram used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
     Text,
     V8,
+    /// A report in text (the LRS port).
+    Report,
 }
 
 /// Why a datagram got no reply.
@@ -60,6 +66,8 @@ pub struct Context<'a> {
     pub table: &'a PriceTable,
     pub access: &'a Access,
     pub fresh: Freshness,
+    /// The datagram came to the LRS port: its first word may name a report.
+    pub reports: bool,
 }
 
 /// Answers one datagram into `out` (at least [`MAX_REPLY`] bytes), gathering the assets priced
@@ -107,6 +115,14 @@ pub fn answer(
         }
     };
     let limit = reply_limit(grant, datagram.len());
+    if ctx.reports
+        && let Some(report) = crate::report::request_from_words(
+            request.assets.get(..request.count).unwrap_or_default(),
+            ctx.table,
+        )
+    {
+        return answer_report(report, ctx, grant, limit, sink, assets);
+    }
     let written = text::write_reply(&request, ctx.table, ctx.fresh, &mut sink, assets);
     if let Some(priced) = written
         && sink.len() <= limit
@@ -137,6 +153,81 @@ pub fn answer(
         }
     } else {
         Outcome::Dropped(Drop::Amplification)
+    }
+}
+
+/// A report, in text, within `limit` (and [`MAX_REPORT_REPLY`]): cut after its last whole line
+/// that fits, with a marker. A refusal is the same JSON error as the HTTP API's.
+fn answer_report(
+    report: Result<crate::report::Request, crate::report::Refusal>,
+    ctx: Context<'_>,
+    grant: Grant,
+    limit: usize,
+    mut sink: Fixed<'_>,
+    assets: &mut AssetList,
+) -> Outcome {
+    let limit = limit.min(MAX_REPORT_REPLY);
+    let reply = |sink: &Fixed<'_>, form| Outcome::Reply {
+        len: sink.len(),
+        form,
+        priced: false,
+        key_id: grant.key_id(),
+        denied: None,
+    };
+    let request = match report {
+        Ok(request) => request,
+        Err(refusal) => {
+            write_error(&mut sink, refusal.code, refusal.message);
+            return if sink.len() <= limit {
+                reply(&sink, Form::Text)
+            } else {
+                Outcome::Dropped(Drop::Amplification)
+            };
+        }
+    };
+    crate::report::write(
+        &request,
+        ctx.table,
+        ctx.fresh,
+        crate::report::Format::Txt,
+        &mut sink,
+    );
+    if sink.overflowed() || sink.len() > limit {
+        let room = limit.saturating_sub(TRUNCATED.len());
+        // The title and the column names, then at least one row, or it is not worth sending.
+        let written = sink.written();
+        let head = memchr::memchr_iter(b'\n', written)
+            .nth(1)
+            .map_or(usize::MAX, |at| at + 1);
+        let cut = written
+            .get(..room)
+            .and_then(|fits| memchr::memrchr(b'\n', fits))
+            .map(|at| at + 1)
+            .filter(|&cut| cut > head);
+        match cut {
+            Some(cut) => {
+                sink.truncate(cut);
+                sink.put(TRUNCATED);
+            }
+            None => {
+                // Not one line fits: say so, if even that fits.
+                sink.clear();
+                write_error(&mut sink, ErrorCode::TooSmall, b"pad request or use key=");
+                return if sink.len() <= limit {
+                    reply(&sink, Form::Text)
+                } else {
+                    Outcome::Dropped(Drop::Amplification)
+                };
+            }
+        }
+    }
+    assets.push(request.metered_asset());
+    Outcome::Reply {
+        len: sink.len(),
+        form: Form::Report,
+        priced: true,
+        key_id: grant.key_id(),
+        denied: None,
     }
 }
 
@@ -267,6 +358,7 @@ mod tests {
                 now_ms: 1_010,
                 stale_after_ms: 9_000,
             },
+            reports: false,
         };
         let mut out = [0u8; MAX_REPLY];
         let outcome = answer(datagram, ctx, &mut out, &mut AssetList::default());
@@ -350,6 +442,7 @@ mod tests {
                 now_ms: 1_010,
                 stale_after_ms: 9_000,
             },
+            reports: false,
         };
         let mut out = [0u8; MAX_REPLY];
         let many = format!("key=demo-key-123{}", " BTC".repeat(32));

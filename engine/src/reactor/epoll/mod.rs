@@ -266,7 +266,7 @@ impl Epoll {
                 }
             };
             self.mmsg.answer_each(|datagram, from, truncated, reply| {
-                answer.datagram(datagram, from, truncated, reply)
+                answer.datagram(socket, datagram, from, truncated, reply)
             });
             answer.send_failed(self.mmsg.flush(fd));
             answer.end_batch();

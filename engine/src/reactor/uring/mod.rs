@@ -170,6 +170,7 @@ impl Uring {
         let ReactorSockets {
             udp: sockets,
             tcp: listeners,
+            ..
         } = sockets;
         // Registered descriptors spare the kernel a file lookup and reference per operation.
         let udp_fds: Vec<RawFd> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
@@ -376,6 +377,7 @@ impl Uring {
         };
         let name = message.name_data();
         let Some(reply_len) = answer.datagram(
+            index,
             message.payload_data(),
             name,
             message.is_payload_truncated(),

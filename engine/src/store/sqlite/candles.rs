@@ -44,7 +44,10 @@ impl SqliteStore {
         tx.commit().map_err(err)
     }
 
-    pub(crate) fn load_candles(&mut self, since: &[(String, u64)]) -> Result<Vec<CandleRow>, StoreError> {
+    pub(crate) fn load_candles(
+        &mut self,
+        since: &[(String, u64)],
+    ) -> Result<Vec<CandleRow>, StoreError> {
         let err = failed(&self.path);
         let mut select = self
             .conn
@@ -78,7 +81,10 @@ impl SqliteStore {
         Ok(rows)
     }
 
-    pub(crate) fn delete_candles_before(&mut self, before: &[(String, u64)]) -> Result<u64, StoreError> {
+    pub(crate) fn delete_candles_before(
+        &mut self,
+        before: &[(String, u64)],
+    ) -> Result<u64, StoreError> {
         let err = failed(&self.path);
         let mut deleted = 0;
         for (interval, before_ms) in before {
@@ -118,7 +124,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SqliteStore::open(dir.path()).unwrap();
         store
-            .save_candles(&[row("1m", 60_000, "1.5"), row("1m", 120_000, "1.6"), row("1h", 0, "1")])
+            .save_candles(&[
+                row("1m", 60_000, "1.5"),
+                row("1m", 120_000, "1.6"),
+                row("1h", 0, "1"),
+            ])
             .unwrap();
         // Written again once closed: replaced, not added.
         store.save_candles(&[row("1m", 120_000, "1.7")]).unwrap();
@@ -126,7 +136,12 @@ mod tests {
             .load_candles(&[("1m".into(), 100_000), ("1h".into(), 0)])
             .unwrap();
         assert_eq!(loaded, vec![row("1m", 120_000, "1.7"), row("1h", 0, "1")]);
-        assert_eq!(store.delete_candles_before(&[("1m".into(), 120_000)]).unwrap(), 1);
+        assert_eq!(
+            store
+                .delete_candles_before(&[("1m".into(), 120_000)])
+                .unwrap(),
+            1
+        );
         assert_eq!(store.load_candles(&[("1m".into(), 0)]).unwrap().len(), 1);
     }
 }
