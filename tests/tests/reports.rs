@@ -237,3 +237,60 @@ on_both_backends! {
         );
     }
 }
+
+on_both_backends! {
+    fn the_usage_report_is_the_callers_own(backend) {
+        let scratch = beast_tests::Scratch::new();
+        let mine = scratch.create_key("pro");
+        let theirs = scratch.create_key("pro");
+        let data = scratch.path().join("data");
+        let beast = Beast::start_in(
+            scratch,
+            backend,
+            &["--beast-data-dir", data.to_str().unwrap(), "--admin-key", "admin-secret-0123456789"],
+            |_| {},
+        );
+        for _ in 0..3 {
+            assert_eq!(get(&beast, "tcp_lpo", "/price?asset=BTC", &[("X-API-Key", &mine)]).status, 200);
+        }
+        assert_eq!(get(&beast, "tcp_lrs", "/reports/sources?asset=ETH", &[("X-API-Key", &mine)]).status, 200);
+        assert_eq!(get(&beast, "tcp_lpo", "/price?asset=ETH", &[("X-API-Key", &theirs)]).status, 200);
+        beast.wait_delivered("sqlite");
+
+        let own = get(&beast, "tcp_lrs", "/reports/usage", &[("X-API-Key", &mine)]);
+        assert_eq!(own.status, 200, "{}", own.body_text());
+        let own = own.json();
+        let rows: Vec<(String, String, u64)> = own["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["asset"].as_str().unwrap().into(), r["protocol"].as_str().unwrap().into(), r["requests"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(rows, vec![("BTC".into(), "http".into(), 3), ("ETH".into(), "http-report".into(), 1)]);
+        let key_id = own["key_id"].as_u64().unwrap();
+
+        // By day, as CSV.
+        let csv = get(&beast, "tcp_lrs", "/reports/usage?by=day&format=csv", &[("X-API-Key", &mine)]);
+        let read = csv_rows(&csv.body_text());
+        assert_eq!(read.len(), 2);
+        assert_eq!(read[0]["requests"], "3");
+
+        // Another key's usage: only with the admin key.
+        let other = key_id + 1;
+        let target = format!("/reports/usage?key_id={other}");
+        let refused = get(&beast, "tcp_lrs", &target, &[("X-API-Key", &mine)]);
+        assert_eq!(refused.status, 401);
+        assert_eq!(refused.json()["error"], "unauthorized");
+        let wrong = get(&beast, "tcp_lrs", &target, &[("X-API-Key", &mine), ("X-Admin-Key", "not-the-admin-key")]);
+        assert_eq!(wrong.status, 401);
+        let admin = get(&beast, "tcp_lrs", &target, &[("X-API-Key", &mine), ("X-Admin-Key", "admin-secret-0123456789")]).json();
+        assert_eq!(admin["key_id"], other);
+        assert_eq!(admin["rows"][0]["asset"], "ETH");
+        assert_eq!(admin["rows"][0]["requests"], 1);
+
+        // Without a key there is nothing of one's own to show.
+        assert_eq!(get(&beast, "tcp_lrs", "/reports/usage", &[]).status, 401);
+        let bad = get(&beast, "tcp_lrs", "/reports/usage?by=week", &[("X-API-Key", &mine)]);
+        assert_eq!((bad.status, bad.json()["message"].as_str().unwrap()), (400, "by is hour or day"));
+    }
+}

@@ -41,6 +41,20 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    fn candles_survive_a_restart_in_postgres(backend) {
+        let pg = beast_tests::services::Postgres::start();
+        let url = pg.url();
+        let args = ["--database-url", url.as_str()];
+        let mut first = Beast::start(backend, &args);
+        assert_eq!(ticks(&ohlc(&first, "asset=ETH&interval=1h&limit=2")), 1);
+        assert!(first.signal_and_wait(libc::SIGTERM).success());
+        assert_ne!(pg.query("SELECT COUNT(*) FROM candles WHERE asset = 'ETH'"), "0");
+        let second = Beast::start(backend, &args);
+        assert_eq!(ticks(&ohlc(&second, "asset=ETH&interval=1h&limit=2")), 2);
+    }
+}
+
 /// 2026-11-01T00:00:00Z and the four days after it; the third has no candle.
 const DAY: u64 = 86_400_000;
 const NOV_1: u64 = 1_793_491_200_000;

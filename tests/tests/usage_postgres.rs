@@ -183,7 +183,7 @@ beast_tests::on_both_backends! {
         assert_eq!(usage_count(&data, &env, &["--key", &key]), 1);
         assert_eq!(
             pg.query("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"),
-            "1,2,3"
+            "1,2,3,4"
         );
     }
 }

@@ -416,7 +416,7 @@ impl Conn {
         response::write(
             &mut self.write,
             answer.status,
-            response::JSON,
+            answer.content_type,
             &answer.body,
             persist,
             head_only,

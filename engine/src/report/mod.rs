@@ -2,6 +2,9 @@
 //! price and each venue's), `ohlc` (candles from [`crate::history`]) and `sources` (one asset's
 //! venues against their median), each in JSON, CSV, an aligned text table or an HTML page.
 //!
+//! `usage` needs the store, so the side thread answers it ([`usage`]); the others are read
+//! from the price table and the history the way prices are.
+//!
 //! A report is read from the price table and the history the way prices are: seqlock copies,
 //! no lock; its output is written straight into the response buffer.
 
@@ -10,6 +13,7 @@ mod ohlc;
 mod render;
 mod snapshot;
 mod sources;
+pub mod usage;
 
 use crate::history::{Interval, SeriesId};
 use crate::price::{AssetId, Freshness, PriceTable};

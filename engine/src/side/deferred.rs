@@ -1,7 +1,7 @@
 //! HTTP calls a reactor cannot answer itself (they need the store): the reactor hands the call
 //! to the side thread and keeps the connection waiting; the side thread answers into the
 //! outbox; the reactor collects its answers at its next sweep (within 100 ms) and writes them.
-//! Only subscription management takes this path; price requests never do.
+//! Subscription management and the usage report take this path; price requests never do.
 
 use std::sync::Mutex;
 use std::sync::PoisonError;
@@ -20,10 +20,20 @@ pub struct Waiter {
     pub ticket: u64,
 }
 
+/// What a deferred call asks for.
+#[derive(Debug)]
+pub enum CallKind {
+    /// `/subscriptions...`: the method, path and body below.
+    Subscriptions,
+    /// `/reports/usage`, its parameters checked by the reactor.
+    UsageReport(crate::report::usage::UsageRequest),
+}
+
 /// A call for the side thread.
 #[derive(Debug)]
 pub struct Call {
     pub waiter: Waiter,
+    pub kind: CallKind,
     /// The API key the call is made with: the owner of what it creates or reads.
     pub owner: u64,
     pub method: Method,
@@ -38,6 +48,7 @@ pub struct Call {
 pub struct Answer {
     pub status: Status,
     pub error: Option<ErrorCode>,
+    pub content_type: &'static [u8],
     /// Extra header lines.
     pub extra: &'static [u8],
     pub body: Vec<u8>,
@@ -48,6 +59,7 @@ impl Answer {
         Answer {
             status,
             error: None,
+            content_type: crate::protocol::http::response::JSON,
             extra: b"",
             body: value.to_string().into_bytes(),
         }
@@ -59,6 +71,7 @@ impl Answer {
         Answer {
             status: crate::protocol::http::response::status_of(code),
             error: Some(code),
+            content_type: crate::protocol::http::response::JSON,
             extra: b"",
             body: body.to_string().into_bytes(),
         }

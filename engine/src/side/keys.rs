@@ -6,6 +6,7 @@
 //! only) is kept in `keys.snapshot` in the data directory, so a node that starts while its
 //! store is down still knows the keys it knew.
 
+use crate::side::deferred::CallKind;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -325,9 +326,14 @@ impl Keeper {
             // The owner's call over HTTP: answered whatever happens, so the connection waiting
             // for it is released.
             let policy = self.options.subscriptions.clone();
-            let answer = match self.store().await {
-                Some(store) => crate::push::api::execute(store, &policy, &call).await,
-                None => crate::push::api::unavailable(),
+            let answer = match (self.store().await, &call.kind) {
+                (Some(store), CallKind::Subscriptions) => {
+                    crate::push::api::execute(store, &policy, &call).await
+                }
+                (Some(store), CallKind::UsageReport(request)) => {
+                    crate::report::usage::execute(store, request).await
+                }
+                (None, _) => crate::push::api::unavailable(),
             };
             self.outbox.post(crate::side::deferred::Answered {
                 waiter: call.waiter,

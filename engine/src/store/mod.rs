@@ -68,6 +68,29 @@ pub struct SubscriptionRow {
     pub seq_floor: u64,
 }
 
+/// Usage of one key in one hour or day, for one asset and protocol (the usage report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    /// Start of the hour or day, Unix ms.
+    pub period_ms: u64,
+    pub asset: String,
+    pub protocol: String,
+    pub requests: u64,
+    pub prices: u64,
+}
+
+/// What the usage report asks the store for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageReportQuery {
+    pub key_id: u64,
+    pub since_ms: u64,
+    pub until_ms: u64,
+    /// An hour or a day, in ms.
+    pub period_ms: u64,
+    /// Most rows returned.
+    pub limit: u64,
+}
+
 /// One stored candle of the price history (prices as decimal text, as written).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CandleRow {
@@ -288,6 +311,17 @@ impl Store {
         match self {
             Store::Sqlite(s) => on_sqlite(s, move |s| s.apply_usage(&batches, raw)).await,
             Store::Postgres(p) => p.apply_usage(batches, raw).await,
+        }
+    }
+
+    /// One key's usage by period, asset and protocol, from the rollups, oldest first.
+    pub async fn usage_report(
+        &mut self,
+        query: UsageReportQuery,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => on_sqlite(s, move |s| s.usage_report(&query)).await,
+            Store::Postgres(p) => p.usage_report(&query).await,
         }
     }
 

@@ -492,6 +492,36 @@ impl PgStore {
     }
 
     /// Requests answered (the rollups' `requests`), of one key and from one minute on.
+    pub(crate) async fn usage_report(
+        &mut self,
+        query: &super::UsageReportQuery,
+    ) -> Result<Vec<super::UsageRow>, StoreError> {
+        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let rows = timed(self.client.query(
+            "SELECT (minute_ms / $4) * $4, asset, protocol, SUM(requests)::int8, SUM(prices)::int8
+             FROM usage_rollups WHERE key_id = $1 AND minute_ms >= $2 AND minute_ms < $3
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT $5",
+            &[
+                &i(query.key_id),
+                &i(query.since_ms),
+                &i(query.until_ms),
+                &i(query.period_ms.max(1)),
+                &i(query.limit),
+            ],
+        ))
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| super::UsageRow {
+                period_ms: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                asset: r.get(1),
+                protocol: r.get(2),
+                requests: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                prices: u64::try_from(r.get::<_, i64>(4)).unwrap_or(0),
+            })
+            .collect())
+    }
+
     pub async fn count_usage(&mut self, query: &UsageQuery) -> Result<u64, StoreError> {
         let key = query.key_id.map(|k| k as i64);
         let row = timed(self.client.query_one(

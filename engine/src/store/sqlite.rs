@@ -473,6 +473,43 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
+    pub(crate) fn usage_report(
+        &mut self,
+        query: &super::UsageReportQuery,
+    ) -> Result<Vec<super::UsageRow>, StoreError> {
+        let err = failed(&self.path);
+        let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut select = self
+            .conn
+            .prepare_cached(
+                "SELECT (minute_ms / ?4) * ?4, asset, protocol, SUM(requests), SUM(prices)
+                 FROM usage_rollups WHERE key_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3
+                 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT ?5",
+            )
+            .map_err(err)?;
+        let rows = select
+            .query_map(
+                params![
+                    i(query.key_id),
+                    i(query.since_ms),
+                    i(query.until_ms),
+                    i(query.period_ms.max(1)),
+                    i(query.limit)
+                ],
+                |r| {
+                    Ok(super::UsageRow {
+                        period_ms: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        asset: r.get(1)?,
+                        protocol: r.get(2)?,
+                        requests: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                        prices: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+                    })
+                },
+            )
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
     /// Deletes at most `limit` usage rows older than `before_ms` (rollups by their minute, raw
     /// records by their time, boots' progress by its last move); how many it deleted. Freed
     /// pages go back to the file system a few at a time.

@@ -67,7 +67,7 @@ pub fn respond<S: State>(
 }
 
 /// Constant-time comparison of the presented admin key with the configured one.
-fn authorized<S: State>(state: &S, presented: Option<&[u8]>) -> bool {
+pub(super) fn authorized<S: State>(state: &S, presented: Option<&[u8]>) -> bool {
     let (Some(expected), Some(presented)) = (state.admin_key(), presented) else {
         return false;
     };

@@ -16,7 +16,7 @@ use crate::price::Freshness;
 use crate::protocol::answer::{Answer, ErrorCode, write_answer, write_price};
 use crate::protocol::sink::Sink;
 use crate::protocol::state::State;
-use crate::side::deferred::{Call, Waiter};
+use crate::side::deferred::{Call, CallKind, Waiter};
 use crate::usage::AssetList;
 
 /// Most assets one `/prices` request may list.
@@ -96,10 +96,12 @@ pub fn deferred_call<S: State>(
     if !port.is_api() {
         return None;
     }
-    let rest = head.path.strip_prefix(b"/subscriptions")?;
-    if !(rest.is_empty() || rest.starts_with(b"/")) {
-        return None;
-    }
+    let usage_report = port == PortKind::Reports && head.path == b"/reports/usage";
+    let rest = match head.path.strip_prefix(b"/subscriptions") {
+        Some(rest) if rest.is_empty() || rest.starts_with(b"/") => rest,
+        _ if usage_report => b"",
+        _ => return None,
+    };
     body.clear();
     let owner = match state.access().check(presented_key(head)) {
         Ok(grant) if grant.key_id() != 0 => grant.key_id(),
@@ -111,7 +113,33 @@ pub fn deferred_call<S: State>(
             return Some(Err(reply));
         }
     };
+    let kind = if usage_report {
+        if !matches!(head.method, Method::Get | Method::Head) {
+            return Some(Err(Reply::method_not_allowed(
+                body,
+                b"use GET or HEAD",
+                b"Allow: GET, HEAD\r\n",
+            )));
+        }
+        let format = match query_param(head.query, b"format") {
+            Some(text) => crate::report::Format::parse(text),
+            None => crate::report::Format::accepted(head.accept),
+        };
+        let Some(format) = format else {
+            let refusal = crate::report::BAD_FORMAT;
+            return Some(Err(Reply::error(body, refusal.code, refusal.message)));
+        };
+        let admin = super::admin::authorized(state, head.admin_key);
+        let now_ms = beast_core::clock::wall_ms();
+        match crate::report::usage::request(head.query, owner, admin, format, now_ms) {
+            Ok(request) => CallKind::UsageReport(request),
+            Err(refusal) => return Some(Err(Reply::error(body, refusal.code, refusal.message))),
+        }
+    } else {
+        CallKind::Subscriptions
+    };
     Some(Ok(Box::new(Call {
+        kind,
         waiter: Waiter {
             reactor: 0,
             conn: (0, 0),
