@@ -45,6 +45,10 @@ pub struct LoadArgs {
     /// API key sent with every request (UDP: `key=` / the v8 key field; HTTP: X-API-Key).
     #[arg(long, env = "BEAST_BENCH_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// HTTP: ask for this target on every request instead of prices (`/reports/snapshot`);
+    /// a 200 with a body is a good answer.
+    #[arg(long, value_name = "TARGET", value_parser = parse_path)]
+    pub path: Option<String>,
     /// A request unanswered after this long is a timeout.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -88,6 +92,7 @@ impl LoadArgs {
             per_request: usize::from(self.per_request),
             key: self.key.clone(),
             pad_to,
+            path: self.path.clone(),
             timeout: self.timeout,
             pin: self.pin,
         }
@@ -95,6 +100,16 @@ impl LoadArgs {
 }
 
 /// `HOST:PORT`, resolved to its first address.
+fn parse_path(text: &str) -> Result<String, String> {
+    if text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a request target (it starts with / and has no spaces)"
+        ))
+    }
+}
+
 pub fn parse_target(text: &str) -> Result<SocketAddr, String> {
     text.to_socket_addrs()
         .map_err(|e| format!("`{text}` is not HOST:PORT ({e})"))?

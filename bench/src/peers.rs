@@ -540,6 +540,7 @@ fn spec(
         per_request: 1,
         key: None,
         pad_to: UDP_PAD,
+        path: None,
         timeout: Duration::from_secs(1),
         // One load thread, on the last CPU (CPU 1 on two cores).
         pin: config.pinned,

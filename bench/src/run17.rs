@@ -143,6 +143,7 @@ pub fn run(args: &Run17Args) -> anyhow::Result<Report> {
                 per_request: 1,
                 key: args.key.clone(),
                 pad_to: crate::UDP_TEXT_PAD,
+                path: None,
                 timeout: args.timeout,
                 pin: args.pin,
             };

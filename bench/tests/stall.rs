@@ -85,6 +85,7 @@ fn run(pace: Pace) -> RunResult {
         per_request: 1,
         key: None,
         pad_to: 0,
+        path: None,
         timeout: Duration::from_secs(2),
         pin: false,
     };

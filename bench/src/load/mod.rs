@@ -60,6 +60,8 @@ pub struct LoadSpec {
     /// UDP text requests are padded to this many bytes (no key): a reply may not exceed its
     /// request.
     pub pad_to: usize,
+    /// HTTP: this target on every request instead of prices.
+    pub path: Option<String>,
     /// A request unanswered this long is counted as a timeout.
     pub timeout: Duration,
     pub pin: bool,
@@ -199,6 +201,7 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
         spec.per_request,
         spec.key.as_deref(),
         spec.pad_to,
+        spec.path.as_deref(),
     ));
     anyhow::ensure!(!requests.is_empty(), "no assets to ask for");
     let shared = Arc::new(Shared {

@@ -38,7 +38,20 @@ impl Requests {
         per_request: usize,
         key: Option<&str>,
         pad_to: usize,
+        path: Option<&str>,
     ) -> Requests {
+        if let (Form::Http, Some(path)) = (form, path) {
+            let key_header = key
+                .map(|k| format!("X-API-Key: {k}\r\n"))
+                .unwrap_or_default();
+            let frame = format!("GET {path} HTTP/1.1\r\nHost: beast-bench\r\n{key_header}\r\n");
+            // No assets: the answer is not a price, any 200 with a body is good.
+            return Requests {
+                form,
+                frames: vec![frame.into_bytes()],
+                assets: vec![Vec::new()],
+            };
+        }
         let per_request = per_request.clamp(1, 32);
         let mut frames = Vec::new();
         let mut groups = Vec::new();
@@ -224,11 +237,15 @@ mod tests {
     #[test]
     fn builds_and_checks() {
         let assets: Vec<String> = ["btc", "eth"].iter().map(|s| s.to_string()).collect();
-        let text = Requests::new(Form::UdpText, &assets, 1, None, 128);
+        let text = Requests::new(Form::UdpText, &assets, 1, None, 128, None);
         assert_eq!(text.len(), 2);
         let (frame, expected) = text.get(3);
         assert_eq!((frame.len(), expected), (128, &["ETH".to_string()][..]));
-        let http = Requests::new(Form::Http, &assets, 2, Some("k3y-abcdefgh"), 0);
+        let http = Requests::new(Form::Http, &assets, 2, Some("k3y-abcdefgh"), 0, None);
+        let report = Requests::new(Form::Http, &assets, 1, None, 0, Some("/reports/snapshot"));
+        let (frame, expected) = report.get(5);
+        assert!(frame.starts_with(b"GET /reports/snapshot HTTP/1.1\r\n"));
+        assert!(expected.is_empty());
         let (frame, expected) = http.get(0);
         assert!(
             String::from_utf8_lossy(frame).starts_with("GET /prices?assets=BTC,ETH HTTP/1.1\r\n")

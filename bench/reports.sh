@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# LRS reports per server core, and what report traffic costs the price path.
+# usage: bench/reports.sh [REPS] [DURATION]   (release build first:
+#        cargo build --release -p beast-engine -p beast-bench)
+# The node follows the simulator's six venues (150 assets, a price history building up), one
+# reactor pinned to CPU 0 with the side thread on the same core, usage metering on into the
+# embedded store; the load is pinned to CPU 1. Per run:
+#   - /reports/snapshot (every asset, JSON) and /reports/ohlc (BTC, 1 m, 100 rows, JSON),
+#     closed loop, 16 connections: requests per second of the server's one core;
+#   - /price?asset=BTC open loop at PRICE_RATE/s: p50/p99 alone, then with a second generator
+#     asking for /reports/snapshot at REPORT_RATE/s on the same port and reactor.
+# Prints one JSON line per measurement; bench/results/reports-<date>.jsonl keeps them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${1:-3}
+DURATION=${2:-5s}
+PRICE_RATE=${PRICE_RATE:-20000}
+REPORT_RATE=${REPORT_RATE:-500}
+BEAST=target/release/beast
+BENCH=target/release/beast-bench
+OUT=bench/results/reports-$(date -u +%Y-%m-%d).jsonl
+rm -f "$OUT"
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+BEAST_LOG=warn taskset -c 0 $BEAST serve --feeds sim --reactors 1 --pin true --bind 127.0.0.1 \
+  --beast-data-dir "$work/data" --tcp-port-lpo 18080 --tcp-port-lrs 19090 \
+  --health-port-lpo 18081 --health-port-lrs 19091 --udp-port-lpo 12679 --udp-port-lrs 12680 \
+  > "$work/ready" 2> "$work/stderr" &
+for _ in $(seq 200); do grep -q ready "$work/ready" 2>/dev/null && break; sleep 0.05; done
+grep -q ready "$work/ready" || { echo "beast did not start: $(cat "$work/stderr")" >&2; exit 1; }
+# Every venue priced, and some candles behind the current one.
+sleep 5
+assets=$(curl -s 127.0.0.1:19090/reports/snapshot | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
+echo "snapshot rows: $assets" >&2
+
+# run NAME ARGS...: one beast-bench run on CPU 1, its result as a JSON line.
+run() {
+  local name=$1; shift
+  taskset -c 1 $BENCH http "$@" -d "$DURATION" --warmup 1s -q --json "$work/$name.json" >/dev/null
+  python3 - "$work/$name.json" "$name" "$assets" <<'EOF' | tee -a "$OUT"
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(json.dumps({"run": sys.argv[2], "assets": int(sys.argv[3]), "rps": round(r["achieved_rps"]),
+                  "ok": r["ok"], "errors": r["errors"], "p50_us": r["latency_us"]["p50"],
+                  "p99_us": r["latency_us"]["p99"], "p99_9_us": r["latency_us"]["p99_9"]}))
+EOF
+}
+
+for rep in $(seq "$REPS"); do
+  echo "rep $rep/$REPS" >&2
+  run snapshot 127.0.0.1:19090 --path /reports/snapshot -c 16
+  run ohlc 127.0.0.1:19090 --path '/reports/ohlc?asset=BTC&interval=1m&limit=100' -c 16
+  run price-alone 127.0.0.1:19090 -a BTC -r "$PRICE_RATE" -c 16
+  taskset -c 1 $BENCH http 127.0.0.1:19090 --path /reports/snapshot -r "$REPORT_RATE" -c 4 \
+    -d "$(( ${DURATION%s} + 3 ))s" --warmup 0s -q --json "$work/background.json" >/dev/null &
+  background=$!
+  sleep 1
+  run price-with-reports 127.0.0.1:19090 -a BTC -r "$PRICE_RATE" -c 16
+  wait "$background"
+done
+
+python3 - "$OUT" <<'EOF'
+import json, sys, statistics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+def med(name, field):
+    return statistics.median(r[field] for r in rows if r["run"] == name)
+print(json.dumps({
+    "snapshot_rps_per_core": med("snapshot", "rps"),
+    "ohlc_rps_per_core": med("ohlc", "rps"),
+    "price_p99_us_alone": med("price-alone", "p99_us"),
+    "price_p99_us_with_reports": med("price-with-reports", "p99_us"),
+    "price_p50_us_alone": med("price-alone", "p50_us"),
+    "price_p50_us_with_reports": med("price-with-reports", "p50_us"),
+}))
+EOF
