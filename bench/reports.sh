@@ -2,9 +2,9 @@
 # LRS reports per server core, and what report traffic costs the price path.
 # usage: bench/reports.sh [REPS] [DURATION]   (release build first:
 #        cargo build --release -p beast-engine -p beast-bench)
-# The node follows the simulator's six venues (150 assets, a price history building up), one
-# reactor pinned to CPU 0 with the side thread on the same core, usage metering on into the
-# embedded store; the load is pinned to CPU 1. Per run:
+# The node serves 150 assets on three venues each, moved by the demo walk (a price history
+# building up), one reactor pinned to CPU 0 with the price and side threads on the same core,
+# usage metering on into the embedded store; the load is pinned to CPU 1. Per run:
 #   - /reports/snapshot (every asset, JSON) and /reports/ohlc (BTC, 1 m, 100 rows, JSON),
 #     closed loop, 16 connections: requests per second of the server's one core;
 #   - /price?asset=BTC open loop at PRICE_RATE/s: p50/p99 alone, then with a second generator
@@ -14,23 +14,38 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${1:-3}
 DURATION=${2:-5s}
-PRICE_RATE=${PRICE_RATE:-20000}
-REPORT_RATE=${REPORT_RATE:-500}
+PRICE_RATE=${PRICE_RATE:-10000}   # the Go service's rate per vCPU
+REPORT_RATE=${REPORT_RATE:-100}
+# The whole server on CPU 0 (default), or SERVER_CPUS= (empty): only the reactor pinned to
+# CPU 0, the price and side threads free to run beside the load.
+SERVER_CPUS=${SERVER_CPUS-0}
 BEAST=target/release/beast
 BENCH=target/release/beast-bench
-OUT=bench/results/reports-$(date -u +%Y-%m-%d).jsonl
+OUT=bench/results/reports-$(date -u +%Y-%m-%d)-${SERVER_CPUS:+onecore}${SERVER_CPUS:-reactor-pinned}.jsonl
 rm -f "$OUT"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-BEAST_LOG=warn taskset -c 0 $BEAST serve --feeds sim --reactors 1 --pin true --bind 127.0.0.1 \
+# 150 assets on three venues each, moved twice a second by the demo walk (900 ticks/s into
+# the table and the history): no exchange simulator sharing the server's core.
+python3 - "$work/prices.jsonl" <<'EOF'
+import json, sys
+with open(sys.argv[1], "w") as out:
+    for i in range(150):
+        asset = "BTC" if i == 0 else f"AS{i:03d}"
+        base = 97123.45 if i == 0 else 0.5 + i * 1.37
+        for n, source in enumerate(["coinbase-ws", "kraken-ws", "okx-ws"]):
+            out.write(json.dumps({"asset": asset, "price": f"{base * (1 + 0.0003 * n):.4f}", "source": source}) + "\n")
+EOF
+BEAST_LOG=warn ${SERVER_CPUS:+taskset -c $SERVER_CPUS} $BEAST serve --feeds off --prices "$work/prices.jsonl" --demo-walk "${WALK:-true}" \
+  --reactors 1 --pin true --bind 127.0.0.1 \
   --beast-data-dir "$work/data" --tcp-port-lpo 18080 --tcp-port-lrs 19090 \
   --health-port-lpo 18081 --health-port-lrs 19091 --udp-port-lpo 12679 --udp-port-lrs 12680 \
   > "$work/ready" 2> "$work/stderr" &
 for _ in $(seq 200); do grep -q ready "$work/ready" 2>/dev/null && break; sleep 0.05; done
 grep -q ready "$work/ready" || { echo "beast did not start: $(cat "$work/stderr")" >&2; exit 1; }
-# Every venue priced, and some candles behind the current one.
-sleep 5
+# Some candles behind the current one.
+sleep 3
 assets=$(curl -s 127.0.0.1:19090/reports/snapshot | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["rows"]))')
 echo "snapshot rows: $assets" >&2
 
@@ -59,6 +74,9 @@ for rep in $(seq "$REPS"); do
   run price-with-reports 127.0.0.1:19090 -a BTC -r "$PRICE_RATE" -c 16
   wait "$background"
 done
+
+# Turns longer than the stall threshold (10 ms) over the whole run, and the longest turn.
+curl -s 127.0.0.1:18081/metrics | grep -E '^beast_reactor_(stalls_total|loop_max_turn)' >&2 || true
 
 python3 - "$OUT" <<'EOF'
 import json, sys, statistics

@@ -58,6 +58,44 @@ fn a_port_in_use_is_named() {
     );
 }
 
+/// A second `beast` on a running one's ports is refused, not given half of its clients (the
+/// reactors share their ports through SO_REUSEPORT, which another process of the same user could
+/// join).
+#[test]
+fn a_second_node_on_the_same_ports_is_refused() {
+    let first = beast_tests::server::Beast::start("epoll", &[]);
+    let flags = [
+        ("--tcp-port-lpo", "TCP_PORT_LPO", "tcp_lpo"),
+        ("--udp-port-lpo", "UDP_PORT_LPO", "udp_lpo"),
+    ];
+    for (flag, name, taken) in flags {
+        let scratch = Scratch::new();
+        let port = first.addr(taken).port().to_string();
+        let mut args = vec!["serve", "--bind", "127.0.0.1", "--feeds", "off"];
+        for (other, _, _) in flags {
+            args.extend([other, if other == flag { port.as_str() } else { "0" }]);
+        }
+        for free in [
+            "--tcp-port-lrs",
+            "--health-port-lpo",
+            "--health-port-lrs",
+            "--udp-port-lrs",
+        ] {
+            args.extend([free, "0"]);
+        }
+        let ran = run(&mut scratch.beast(&args));
+        assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+        assert!(
+            ran.stderr
+                .contains(&format!("cannot listen on {name} 127.0.0.1:{port}")),
+            "{}",
+            ran.stderr
+        );
+    }
+    // The first is untouched.
+    assert_eq!(first.get("/price?asset=BTC").status, 200);
+}
+
 /// Pinned reactors take a CPU each: more of them than the process may run on is an error that
 /// names both numbers, never two reactors silently sharing a CPU.
 #[test]

@@ -173,6 +173,14 @@ impl History {
         self.unencodable.load(Ordering::Relaxed)
     }
 
+    /// A series, allocated at its first use (by the one writer).
+    fn series_or_new(&self, asset: AssetId, series: SeriesId) -> Option<&Series> {
+        let cell = self
+            .series
+            .get(asset.index() * SERIES_PER_ASSET + series.index())?;
+        Some(cell.get_or_init(|| Box::new(Series::new(series.retention()))))
+    }
+
     /// Places one tick (the table's writer calls this: one writer).
     pub(crate) fn record(
         &self,
@@ -183,13 +191,9 @@ impl History {
         exchange_ms: u64,
         received_ms: u64,
     ) {
-        let Some(cell) = self
-            .series
-            .get(asset.index() * SERIES_PER_ASSET + series.index())
-        else {
+        let Some(rings) = self.series_or_new(asset, series) else {
             return;
         };
-        let rings = cell.get_or_init(|| Box::new(Series::new(series.retention())));
         let last = rings.last_ms.load(Ordering::Relaxed);
         let at = exchange_ms
             .clamp(
@@ -226,13 +230,9 @@ impl History {
         interval: Interval,
         candle: &Candle,
     ) {
-        let Some(cell) = self
-            .series
-            .get(asset.index() * SERIES_PER_ASSET + series.index())
-        else {
+        let Some(rings) = self.series_or_new(asset, series) else {
             return;
         };
-        let rings = cell.get_or_init(|| Box::new(Series::new(series.retention())));
         let Some(slot) = rings.slot(interval, candle.open_ms) else {
             return;
         };

@@ -21,6 +21,9 @@ const SWEEP_EVERY: Duration = Duration::from_millis(100);
 /// re-armed on a socket it knows is readable at once) are followed a few times, then the next
 /// turn goes on where this one stopped, without waiting.
 const ROUNDS: usize = 8;
+/// A turn starts no further round past this: heavy answers (reports) keep turns short, and the
+/// sweep, the watchdog's view and the stall detector see the loop come round.
+const TURN_BUDGET: Duration = Duration::from_millis(1);
 /// Past the shutdown grace, how long the loop still waits for cancelled operations to
 /// complete before it exits anyway.
 const EXIT_MARGIN: Duration = Duration::from_millis(500);
@@ -139,6 +142,9 @@ impl Core {
                 handled += events.len();
                 for event in events.drain(..) {
                     self.handle(event, &mut driver);
+                }
+                if arrived.elapsed() >= TURN_BUDGET {
+                    break;
                 }
             }
             self.metrics().completions.add(handled as u64);

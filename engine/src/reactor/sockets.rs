@@ -94,6 +94,11 @@ pub(crate) fn bind_all(
             return Ok(None);
         };
         let mut addr = SocketAddr::new(ip, port);
+        held_elsewhere(addr, Type::DGRAM).map_err(|source| BindError {
+            setting,
+            addr,
+            source,
+        })?;
         for set in sets.iter_mut() {
             let socket = udp_socket(addr).map_err(|source| BindError {
                 setting,
@@ -121,6 +126,11 @@ pub(crate) fn bind_all(
             return Ok(None);
         };
         let mut addr = SocketAddr::new(ip, port);
+        held_elsewhere(addr, Type::STREAM).map_err(|source| BindError {
+            setting,
+            addr,
+            source,
+        })?;
         for set in sets.iter_mut() {
             let socket = tcp_listener(addr).map_err(|source| BindError {
                 setting,
@@ -168,6 +178,21 @@ pub(crate) fn bind_all(
             udp_lrs,
         },
     ))
+}
+
+/// Fails with `AddrInUse` if another socket holds the port. The reactors' sockets share a port
+/// through `SO_REUSEPORT`, which would as quietly let a second `beast` (same user) take half of
+/// this one's clients; a probe bound without it is refused by any holder.
+fn held_elsewhere(addr: SocketAddr, kind: Type) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), kind, None)?;
+    if kind == Type::STREAM {
+        // Connections of an earlier process in TIME_WAIT do not hold the port.
+        probe.set_reuse_address(true)?;
+    }
+    probe.bind(&addr.into())
 }
 
 fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {

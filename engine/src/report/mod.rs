@@ -8,6 +8,7 @@
 //! A report is read from the price table and the history the way prices are: seqlock copies,
 //! no lock; its output is written straight into the response buffer.
 
+mod cache;
 mod chart;
 mod ohlc;
 mod render;
@@ -65,6 +66,14 @@ impl Format {
                 _ => None,
             }
         })
+    }
+
+    /// The format a request asks for: its `format=` parameter, else its `Accept` header.
+    pub fn requested(param: Option<&[u8]>, accept: Option<&[u8]>) -> Option<Format> {
+        match param {
+            Some(text) => Format::parse(text),
+            None => Format::accepted(accept),
+        }
     }
 
     pub fn content_type(self) -> &'static [u8] {
@@ -267,6 +276,24 @@ pub(crate) fn request_from_words(
         ),
         _ => return None,
     })
+}
+
+/// Writes the report asked for into a response body: the whole-table snapshot from this
+/// reactor's copy (at most [`cache::REFRESH_MS`] old), every other report as it is now.
+pub(crate) fn write_response(
+    request: &Request,
+    table: &PriceTable,
+    fresh: Freshness,
+    format: Format,
+    out: &mut Vec<u8>,
+) {
+    if let Request::Snapshot { count: 0, .. } = request {
+        cache::snapshot(format, fresh, out, |body, fresh| {
+            write(request, table, fresh, format, body);
+        });
+    } else {
+        write(request, table, fresh, format, out);
+    }
 }
 
 /// Writes the report asked for.

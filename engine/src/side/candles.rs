@@ -1,4 +1,4 @@
-//! The price history across restarts: closed candles go to the store every
+//! The price history across restarts: closed candles (1 m and longer) go to the store every
 //! [`SAVE_EVERY`], the candles still open go at shutdown, and at start every candle the rings
 //! can hold is read back before the price thread takes the table's writer.
 //!
@@ -21,6 +21,16 @@ use crate::price::{AssetId, PriceTable, TableWriter};
 use crate::store::{CandleRow, Store};
 
 const SAVE_EVERY: Duration = Duration::from_secs(10);
+/// The intervals kept across restarts: 1 s candles (five minutes of them) are not worth a
+/// store write each second per series; a restart starts them afresh.
+const SAVED: [Interval; 6] = [
+    Interval::M1,
+    Interval::M5,
+    Interval::M15,
+    Interval::H1,
+    Interval::H4,
+    Interval::D1,
+];
 /// Expired candles are deleted this often.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3_600);
 /// How long the start-up read may take before the node starts without its history.
@@ -30,7 +40,7 @@ const CHUNK: usize = 2_000;
 
 /// The oldest open time any series keeps, per interval (the served price keeps the most).
 fn bounds(now_ms: u64) -> Vec<(String, u64)> {
-    Interval::ALL
+    SAVED
         .iter()
         .map(|i| {
             (
@@ -158,7 +168,7 @@ fn pass(
     let (mut rows, mut moved) = (Vec::new(), Vec::new());
     for (asset, symbol) in table.registry().iter() {
         for (series_index, series) in SeriesId::ALL.into_iter().enumerate() {
-            for interval in Interval::ALL {
+            for interval in SAVED {
                 let Some(newest) = history.latest(asset, series, interval) else {
                     continue;
                 };

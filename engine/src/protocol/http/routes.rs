@@ -121,10 +121,8 @@ pub fn deferred_call<S: State>(
                 b"Allow: GET, HEAD\r\n",
             )));
         }
-        let format = match query_param(head.query, b"format") {
-            Some(text) => crate::report::Format::parse(text),
-            None => crate::report::Format::accepted(head.accept),
-        };
+        let format =
+            crate::report::Format::requested(query_param(head.query, b"format"), head.accept);
         let Some(format) = format else {
             let refusal = crate::report::BAD_FORMAT;
             return Some(Err(Reply::error(body, refusal.code, refusal.message)));
@@ -362,10 +360,7 @@ fn report<S: State>(
 ) -> Reply {
     use crate::report::{self, Format, Params};
     let name = head.path.strip_prefix(b"/reports/").unwrap_or_default();
-    let format = match query_param(head.query, b"format") {
-        Some(text) => Format::parse(text),
-        None => Format::accepted(head.accept),
-    };
+    let format = Format::requested(query_param(head.query, b"format"), head.accept);
     let mut decoded = [0u8; 1024];
     let (assets, decoded_ok) = match query_param(head.query, b"assets") {
         Some(raw) => match percent_decode(raw, &mut decoded) {
@@ -396,7 +391,7 @@ fn report<S: State>(
     let Some(format) = format else {
         return refused(body, report::BAD_FORMAT);
     };
-    report::write(&request, state.table(), fresh, format, body);
+    report::write_response(&request, state.table(), fresh, format, body);
     priced.push(request.metered_asset());
     let mut reply = Reply::ok(true);
     reply.content_type = format.content_type();
