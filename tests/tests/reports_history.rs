@@ -55,6 +55,31 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    fn a_node_on_an_empty_disk_reads_the_history_back_from_valkey(backend) {
+        let redis = beast_tests::services::PrivateRedis::start();
+        let url = redis.url();
+        let first_dir = beast_tests::Scratch::new();
+        let first_data = first_dir.path().join("data");
+        let mut first = Beast::start(
+            backend,
+            &["--beast-data-dir", first_data.to_str().unwrap(), "--cache-url", &url],
+        );
+        assert_eq!(ticks(&ohlc(&first, "asset=PEPE&interval=4h&limit=2")), 1);
+        assert!(first.signal_and_wait(libc::SIGTERM).success());
+        assert!(redis.cli(&["EXISTS", "candles:PEPE:served:4h"]).contains('1'));
+        // A replacement task: a fresh disk, the same Valkey.
+        let second_dir = beast_tests::Scratch::new();
+        let second_data = second_dir.path().join("data");
+        let second = Beast::start(
+            backend,
+            &["--beast-data-dir", second_data.to_str().unwrap(), "--cache-url", &url],
+        );
+        assert_eq!(ticks(&ohlc(&second, "asset=PEPE&interval=4h&limit=2")), 2);
+        assert_eq!(ticks(&ohlc(&second, "asset=PEPE&venue=okx&interval=4h&limit=2")), 2);
+    }
+}
+
 /// 2026-11-01T00:00:00Z and the four days after it; the third has no candle.
 const DAY: u64 = 86_400_000;
 const NOV_1: u64 = 1_793_491_200_000;

@@ -22,7 +22,7 @@ use beast_core::clock::wall_ms;
 /// Cached prices expire after this: a cluster that stopped writing must not serve them forever.
 const PRICE_TTL_S: u64 = 600;
 /// Every call must finish within this (ASSETS.md: fail fast on Valkey).
-const TIMEOUT: Duration = Duration::from_millis(500);
+pub(super) const TIMEOUT: Duration = Duration::from_millis(500);
 /// Connecting may take longer than a call.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -88,7 +88,7 @@ fn failed(stats: &SideStats, error: &str) {
     }
 }
 
-async fn connect(url: &str) -> Option<redis::aio::ConnectionManager> {
+pub(super) async fn connect(url: &str) -> Option<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url).ok()?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))

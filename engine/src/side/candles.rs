@@ -2,6 +2,11 @@
 //! [`SAVE_EVERY`], the candles still open go at shutdown, and at start every candle the rings
 //! can hold is read back before the price thread takes the table's writer.
 //!
+//! With Valkey configured (`CACHE_URL`) every saved candle is also written there, one sorted
+//! set per (asset, series, interval), `candles:BTC:served:1m`, scored by open time, trimmed to
+//! what the rings keep: a node started on an empty disk (a replaced Fargate task with the
+//! embedded store) reads the cluster's history back from it; what its own store has wins.
+//!
 //! Nothing is queued for this: the rings are the buffer. Each (asset, series, interval) has a
 //! watermark, the newest candle saved; a pass walks back from the newest candle to it. A store
 //! that is down only delays the pass (the watermarks stay), and a candle the rings overwrote
@@ -84,6 +89,106 @@ fn candle(row: &CandleRow) -> Option<(Symbol, SeriesId, Interval, Candle)> {
     ))
 }
 
+fn valkey_key(row: &CandleRow) -> String {
+    format!("candles:{}:{}:{}", row.asset, row.series, row.interval)
+}
+
+/// `open_ms,open,high,low,close,ticks,venues`.
+fn valkey_member(row: &CandleRow) -> String {
+    format!(
+        "{},{},{},{},{},{},{}",
+        row.open_ms, row.open, row.high, row.low, row.close, row.ticks, row.venues
+    )
+}
+
+fn from_valkey(key: &str, member: &str) -> Option<CandleRow> {
+    let mut names = key.strip_prefix("candles:")?.split(':');
+    let (asset, series, interval) = (names.next()?, names.next()?, names.next()?);
+    let mut fields = member.split(',');
+    let mut next = || fields.next().map(str::to_string);
+    Some(CandleRow {
+        asset: asset.to_string(),
+        series: series.to_string(),
+        interval: interval.to_string(),
+        open_ms: next()?.parse().ok()?,
+        open: next()?,
+        high: next()?,
+        low: next()?,
+        close: next()?,
+        ticks: next()?.parse().ok()?,
+        venues: next()?.parse().ok()?,
+    })
+}
+
+/// Writes saved candles to Valkey: each replaces its period's member; each set is trimmed to
+/// the served series' retention and expires a retention after its last write.
+async fn save_to_valkey(
+    conn: &mut redis::aio::ConnectionManager,
+    rows: &[CandleRow],
+    now_ms: u64,
+) -> Result<(), String> {
+    let floors: HashMap<String, u64> = bounds(now_ms).into_iter().collect();
+    for chunk in rows.chunks(CHUNK) {
+        let mut pipe = redis::pipe();
+        for row in chunk {
+            let key = valkey_key(row);
+            let floor = floors.get(&row.interval).copied().unwrap_or(0);
+            let keep_s = now_ms.saturating_sub(floor) / 1_000 + 60;
+            pipe.zrembyscore(&key, row.open_ms, row.open_ms)
+                .ignore()
+                .zadd(&key, valkey_member(row), row.open_ms)
+                .ignore()
+                .zrembyscore(&key, 0, floor.saturating_sub(1))
+                .ignore()
+                .expire(&key, i64::try_from(keep_s).unwrap_or(i64::MAX))
+                .ignore();
+        }
+        tokio::time::timeout(super::cache::TIMEOUT * 4, pipe.query_async::<()>(conn))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Every candle Valkey holds that the rings can keep.
+async fn load_from_valkey(url: &str, now_ms: u64) -> Option<Vec<CandleRow>> {
+    let mut conn = super::cache::connect(url).await?;
+    let floors: HashMap<String, u64> = bounds(now_ms).into_iter().collect();
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("candles:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        keys.extend(batch);
+        cursor = next;
+        if cursor == 0 || keys.len() > 100_000 {
+            break;
+        }
+    }
+    let mut rows = Vec::new();
+    for chunk in keys.chunks(100) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            let interval = key.rsplit(':').next().unwrap_or_default();
+            let floor = floors.get(interval).copied().unwrap_or(u64::MAX);
+            pipe.zrangebyscore(key, floor, "+inf");
+        }
+        let members: Vec<Vec<String>> = pipe.query_async(&mut conn).await.ok()?;
+        for (key, members) in chunk.iter().zip(members) {
+            rows.extend(members.iter().filter_map(|m| from_valkey(key, m)));
+        }
+    }
+    Some(rows)
+}
+
 /// Reads the stored candles back into the history; how many were restored. Runs before the
 /// price thread starts (it writes through the one writer). A row that does not parse is
 /// skipped and counted in the log line.
@@ -99,6 +204,20 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter) -> u64 {
         }
     };
     let now = beast_core::clock::wall_ms();
+    // Valkey's first: what this node's own store has replaces them, period by period.
+    let mut rows = match &options.cache_url {
+        Some(url) => runtime
+            .block_on(async {
+                tokio::time::timeout(WARM_TIMEOUT, load_from_valkey(url, now)).await
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                tracing::warn!("price history not read back from Valkey");
+                Vec::new()
+            }),
+        None => Vec::new(),
+    };
     let loaded = runtime.block_on(async {
         tokio::time::timeout(WARM_TIMEOUT, async {
             let mut store = Store::open(options.database_url.as_deref(), &options.data_dir).await?;
@@ -106,17 +225,18 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter) -> u64 {
         })
         .await
     });
-    let rows = match loaded {
+    let stored = match loaded {
         Ok(Ok(rows)) => rows,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "price history not read back from the store");
-            return 0;
+            Vec::new()
         }
         Err(_) => {
             tracing::warn!("price history not read back: the store did not answer within 10 s");
-            return 0;
+            Vec::new()
         }
     };
+    rows.extend(stored);
     let (mut restored, mut skipped) = (0u64, 0u64);
     for row in &rows {
         match candle(row) {
@@ -221,6 +341,7 @@ pub(crate) async fn run(
         start_ms: beast_core::clock::wall_ms(),
     };
     let mut store: Option<Store> = None;
+    let mut valkey: Option<redis::aio::ConnectionManager> = None;
     let mut tick = tokio::time::interval(SAVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_expiry: Option<std::time::Instant> = None;
@@ -238,6 +359,20 @@ pub(crate) async fn run(
         if let Some(store) = store.as_mut() {
             let now = beast_core::clock::wall_ms();
             let (rows, moved) = pass(&table, &marks, now, stopping);
+            if let (Some(url), false) = (&options.cache_url, rows.is_empty()) {
+                if valkey.is_none() {
+                    valkey = super::cache::connect(url).await;
+                }
+                let written = match valkey.as_mut() {
+                    Some(conn) => save_to_valkey(conn, &rows, now).await,
+                    None => Err("cannot connect".to_string()),
+                };
+                if let Err(e) = written {
+                    // The store has them; Valkey gets the next pass's.
+                    tracing::debug!(error = %e, "candles not copied to Valkey");
+                    stats.candle_save_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
             if !rows.is_empty() && save(store, rows, &stats).await {
                 marks.saved.extend(moved);
             }
@@ -315,6 +450,29 @@ mod tests {
             (c.open.to_string(), c.high.to_string(), c.ticks),
             ("100".into(), "101".into(), 2)
         );
+    }
+
+    #[test]
+    fn valkey_members_read_back_as_written() {
+        let row = CandleRow {
+            asset: "BTC".into(),
+            series: "kraken".into(),
+            interval: "1m".into(),
+            open_ms: 1_700_000_040_000,
+            open: "97000.5".into(),
+            high: "97010".into(),
+            low: "96990.25".into(),
+            close: "97001".into(),
+            ticks: 42,
+            venues: 4,
+        };
+        assert_eq!(valkey_key(&row), "candles:BTC:kraken:1m");
+        assert_eq!(
+            from_valkey(&valkey_key(&row), &valkey_member(&row)),
+            Some(row)
+        );
+        assert_eq!(from_valkey("candles:BTC:served:1m", "1,2,3"), None);
+        assert_eq!(from_valkey("price:BTC", "1,1,1,1,1,1,1"), None);
     }
 
     const CLOSE_GRACE: u64 = crate::history::CLOSE_GRACE_MS;
