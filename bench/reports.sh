@@ -8,7 +8,9 @@
 #   - /reports/snapshot (every asset, JSON) and /reports/ohlc (BTC, 1 m, 100 rows, JSON),
 #     closed loop, 16 connections: requests per second of the server's one core;
 #   - /price?asset=BTC open loop at PRICE_RATE/s: p50/p99 alone, then with a second generator
-#     asking for /reports/snapshot at REPORT_RATE/s on the same port and reactor.
+#     asking for /reports/snapshot at REPORT_RATE/s on the same port and reactor. Latency is
+#     from when each request was due (coordinated omission corrected); service time from when
+#     it was sent, which leaves out the generator's own lag on its shared CPU.
 # Prints one JSON line per measurement; bench/results/reports-<date>.jsonl keeps them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +60,8 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 print(json.dumps({"run": sys.argv[2], "assets": int(sys.argv[3]), "rps": round(r["achieved_rps"]),
                   "ok": r["ok"], "errors": r["errors"], "p50_us": r["latency_us"]["p50"],
-                  "p99_us": r["latency_us"]["p99"], "p99_9_us": r["latency_us"]["p99_9"]}))
+                  "p99_us": r["latency_us"]["p99"], "p99_9_us": r["latency_us"]["p99_9"],
+                  "service_p99_us": r["service_us"]["p99"], "lag_p99_us": r["generator_lag_us"]["p99"]}))
 EOF
 }
 
@@ -90,5 +93,7 @@ print(json.dumps({
     "price_p99_us_with_reports": med("price-with-reports", "p99_us"),
     "price_p50_us_alone": med("price-alone", "p50_us"),
     "price_p50_us_with_reports": med("price-with-reports", "p50_us"),
+    "price_service_p99_us_alone": med("price-alone", "service_p99_us"),
+    "price_service_p99_us_with_reports": med("price-with-reports", "service_p99_us"),
 }))
 EOF

@@ -294,3 +294,67 @@ on_both_backends! {
         assert_eq!((bad.status, bad.json()["message"].as_str().unwrap()), (400, "by is hour or day"));
     }
 }
+
+on_both_backends! {
+    fn reports_agree_with_the_simulators_prices(backend) {
+        let beast = Beast::start(backend, &["--feeds", "sim", "--sim-rate", "100", "--sim-source", "walk"]);
+        let sources = |b: &Beast| report(b, "/reports/sources?asset=BTC").json();
+        assert!(
+            beast_tests::server::wait_until(std::time::Duration::from_secs(30), || {
+                sources(&beast)["fresh"].as_u64() >= Some(1)
+            }),
+            "BTC priced by the simulator (its one subscribed venue)"
+        );
+        // Stop every venue's prices; once the last frames in flight are in, every report
+        // agrees with the others (checked again until it does, within the bound).
+        for venue in ["coinbase", "gemini", "kraken", "gateio", "cryptocom", "okx"] {
+            beast.sim_fault(venue, "stall");
+        }
+        let price = |v: &Value| v.as_str().map(|p| p.parse::<f64>().unwrap());
+        let consistent = || -> Result<(), String> {
+            let sources = sources(&beast);
+            let snapshot = report(&beast, "/reports/snapshot?assets=BTC").json();
+            let btc = &snapshot["rows"][0];
+            let rows = sources["rows"].as_array().cloned().unwrap_or_default();
+            let mut fresh: Vec<f64> = rows
+                .iter()
+                .filter(|r| r["stale"] == false)
+                .filter_map(|r| price(&r["price"]))
+                .collect();
+            fresh.sort_by(f64::total_cmp);
+            let n = fresh.len();
+            let median = if n % 2 == 1 { fresh[n / 2] } else { (fresh[n / 2 - 1] + fresh[n / 2]) / 2.0 };
+            if price(&sources["median"]).is_none_or(|m| (m - median).abs() > 1e-9) {
+                return Err(format!("median: {sources}"));
+            }
+            for row in &rows {
+                let venue = row["venue"].as_str().unwrap();
+                // Each venue's last price is the snapshot's, and the close of its newest candle
+                // (candles print prices canonically, 97121.4; quotes as the venue wrote them).
+                if row["price"] != btc[venue] {
+                    return Err(format!("{venue}: {row} against {btc}"));
+                }
+                let candles = report(&beast, &format!("/reports/ohlc?asset=BTC&venue={venue}&interval=1m&limit=2")).json();
+                let newest = candles["rows"].as_array().unwrap().iter().rev().find(|c| c["ticks"] != 0).cloned().unwrap_or_default();
+                let (close, high, low) = (price(&newest["close"]), price(&newest["high"]), price(&newest["low"]));
+                if close != price(&row["price"]) || high < close || low > close {
+                    return Err(format!("{venue}: {candles}"));
+                }
+                let last = price(&row["price"]).unwrap();
+                let deviation = ((last - median) / median * 10_000.0).round() as i64;
+                if row["deviation_bps"].as_i64() != Some(deviation) {
+                    return Err(format!("{venue}: deviation {row}"));
+                }
+            }
+            // The served price's newest candle closes at the served price.
+            let served = report(&beast, "/reports/ohlc?asset=BTC&interval=1m&limit=2").json();
+            let newest = served["rows"].as_array().unwrap().iter().rev().find(|c| c["ticks"] != 0).cloned().unwrap_or_default();
+            if price(&newest["close"]) != price(&btc["price"]) || newest["venues"].as_u64() < Some(1) {
+                return Err(format!("served: {served} against {btc}"));
+            }
+            Ok(())
+        };
+        let agreed = beast_tests::server::wait_until(std::time::Duration::from_secs(5), || consistent().is_ok());
+        assert!(agreed, "{:?}", consistent());
+    }
+}

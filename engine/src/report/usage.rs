@@ -4,7 +4,7 @@
 
 use super::chart::Chart;
 use super::render::{Cell, Column, Report, left, right};
-use super::{Format, Refusal};
+use super::{Format, Refusal, number};
 use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::request::query_param;
 use crate::protocol::sink::Sink;
@@ -43,10 +43,6 @@ const NOT_ADMIN: Refusal = Refusal::new(
 pub struct UsageRequest {
     pub query: UsageReportQuery,
     pub format: Format,
-}
-
-fn number(text: Option<&[u8]>, refusal: Refusal) -> Result<Option<u64>, Refusal> {
-    super::number(text, refusal)
 }
 
 /// Checks the parameters: the key is the caller's unless `admin` (the admin key was presented
