@@ -341,6 +341,7 @@ on_both_backends! {
                     return Err(format!("{venue}: {candles}"));
                 }
                 let last = price(&row["price"]).unwrap();
+                #[allow(clippy::cast_possible_truncation, reason = "basis points of a price")]
                 let deviation = ((last - median) / median * 10_000.0).round() as i64;
                 if row["deviation_bps"].as_i64() != Some(deviation) {
                     return Err(format!("{venue}: deviation {row}"));
