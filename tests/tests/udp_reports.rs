@@ -27,19 +27,27 @@ on_both_backends! {
         let snapshot = String::from_utf8(lrs.ask(&padded("snapshot BTC ETH", 900))).unwrap();
         assert_eq!(snapshot.lines().count(), 4, "title, columns, BTC, ETH:\n{snapshot}");
 
-        // Longer than 1 200 bytes: cut after a whole row, marked.
+        // At most the newest eight candles; each a row of its own.
         let request = padded("ohlc BTC 1m 100", 1_400);
         let reply = String::from_utf8(lrs.ask(&request)).unwrap();
         assert!(reply.len() <= MAX_REPORT_REPLY, "{}", reply.len());
+        assert_eq!(reply.lines().count(), 2 + 8, "{reply}");
+        // Longer than the request allows: cut after a whole row, marked.
+        let request = padded("ohlc BTC 1m 8", 600);
+        let reply = String::from_utf8(lrs.ask(&request)).unwrap();
+        assert!(reply.len() <= request.len(), "{}", reply.len());
         assert!(reply.ends_with(TRUNCATED), "{reply}");
         let rows = reply.lines().count() - 3;
-        assert!(rows > 3, "{reply}");
+        assert!(rows >= 1, "{reply}");
 
         // A key whose tier lifts the rule gets the table from a short request (still cut at
         // 1 200 bytes); a demo key is no key: its short request gets nothing larger.
         let request = format!("key={stress} ohlc BTC 1m 100");
         let reply = lrs.ask(request.as_bytes());
         assert!(reply.len() > request.len() && reply.len() <= MAX_REPORT_REPLY, "{}", reply.len());
+        let request = format!("key={stress} snapshot");
+        let reply = String::from_utf8(lrs.ask(request.as_bytes())).unwrap();
+        assert!(reply.starts_with("snapshot  at="), "{reply}");
         let request = format!("key={demo} ohlc BTC 1m 100");
         for reply in lrs.ask_then_probe(request.as_bytes()) {
             assert!(reply.len() <= request.len(), "{}", String::from_utf8_lossy(&reply));

@@ -5,6 +5,12 @@
 pub trait Sink {
     fn put(&mut self, bytes: &[u8]);
 
+    /// As much of `bytes` as there is room for (a bounded sink keeps the head of a long text
+    /// and marks the rest as overflow; a growing one takes it all).
+    fn put_head(&mut self, bytes: &[u8]) {
+        self.put(bytes);
+    }
+
     fn put_u64(&mut self, mut value: u64) {
         let mut digits = [0u8; 20];
         let mut at = digits.len();
@@ -89,6 +95,16 @@ impl Sink for Fixed<'_> {
             _ => self.overflowed = true,
         }
     }
+
+    fn put_head(&mut self, bytes: &[u8]) {
+        if self.overflowed {
+            return;
+        }
+        let room = self.buf.len().saturating_sub(self.len);
+        let (head, rest) = bytes.split_at(room.min(bytes.len()));
+        self.put(head);
+        self.overflowed = !rest.is_empty();
+    }
 }
 
 #[cfg(test)]
@@ -106,6 +122,16 @@ mod tests {
         out.put(b"9");
         assert!(out.overflowed());
         assert_eq!(out.len(), 8);
+    }
+
+    #[test]
+    fn a_bounded_sink_keeps_the_head_of_a_long_text() {
+        let mut buf = [0u8; 4];
+        let mut head = Fixed::new(&mut buf);
+        head.put_head(b"123");
+        assert!(!head.overflowed());
+        head.put_head(b"4567");
+        assert_eq!((head.written(), head.overflowed()), (&b"1234"[..], true));
     }
 
     #[test]

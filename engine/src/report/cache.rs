@@ -7,6 +7,7 @@ use std::cell::RefCell;
 
 use super::Format;
 use crate::price::Freshness;
+use crate::protocol::sink::Sink;
 
 /// How old a rendered snapshot may be when it is served.
 pub(crate) const REFRESH_MS: u64 = 100;
@@ -32,17 +33,16 @@ fn slot(format: Format) -> usize {
     }
 }
 
-/// Appends the snapshot of every asset in `format` to `out`, rendering it with `render` when
+/// Writes the snapshot of every asset in `format` to `out`, rendering it with `render` when
 /// the copy this thread holds is older than [`REFRESH_MS`] (or from a clock that went back).
 pub(crate) fn snapshot(
     format: Format,
     fresh: Freshness,
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     render: impl FnOnce(&mut Vec<u8>, Freshness),
 ) {
     SNAPSHOTS.with_borrow_mut(|cache| {
         let Some(entry) = cache.get_mut(slot(format)) else {
-            render(out, fresh);
             return;
         };
         let age = fresh.now_ms.wrapping_sub(entry.at_ms);
@@ -51,7 +51,7 @@ pub(crate) fn snapshot(
             render(&mut entry.body, fresh);
             entry.at_ms = fresh.now_ms.max(1);
         }
-        out.extend_from_slice(&entry.body);
+        out.put_head(&entry.body);
     });
 }
 

@@ -251,8 +251,13 @@ fn snapshot<'a>(
     Ok(Request::Snapshot { assets, count })
 }
 
+/// Most candles a datagram's `ohlc` answers (the newest): eight rows and the head fit in
+/// [`crate::protocol::udp::MAX_REPORT_REPLY`].
+pub(crate) const UDP_OHLC_ROWS: usize = 8;
+
 /// The report a datagram's words ask for (`snapshot BTC ETH`, `ohlc BTC 1m 10`,
-/// `sources BTC`); `None` if its first word names no report.
+/// `sources BTC`); `None` if its first word names no report. `ohlc` answers at most
+/// [`UDP_OHLC_ROWS`] rows (rendering rows that cannot be sent would be work for nothing).
 pub(crate) fn request_from_words(
     words: &[&[u8]],
     table: &PriceTable,
@@ -273,19 +278,27 @@ pub(crate) fn request_from_words(
                 limit: word(2),
             },
             table,
-        ),
+        )
+        .map(|request| match request {
+            Request::Ohlc(mut query) => {
+                query.limit = query.limit.min(UDP_OHLC_ROWS);
+                Request::Ohlc(query)
+            }
+            other => other,
+        }),
         _ => return None,
     })
 }
 
-/// Writes the report asked for into a response body: the whole-table snapshot from this
-/// reactor's copy (at most [`cache::REFRESH_MS`] old), every other report as it is now.
+/// Writes the report asked for into a response (an HTTP body, a datagram): the whole-table
+/// snapshot from this reactor's copy (at most [`cache::REFRESH_MS`] old), every other report
+/// as it is now.
 pub(crate) fn write_response(
     request: &Request,
     table: &PriceTable,
     fresh: Freshness,
     format: Format,
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
 ) {
     if let Request::Snapshot { count: 0, .. } = request {
         cache::snapshot(format, fresh, out, |body, fresh| {
@@ -297,7 +310,7 @@ pub(crate) fn write_response(
 }
 
 /// Writes the report asked for.
-pub(crate) fn write(
+fn write(
     request: &Request,
     table: &PriceTable,
     fresh: Freshness,

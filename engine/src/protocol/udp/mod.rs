@@ -185,7 +185,7 @@ fn answer_report(
             };
         }
     };
-    crate::report::write(
+    crate::report::write_response(
         &request,
         ctx.table,
         ctx.fresh,
