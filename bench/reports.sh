@@ -23,7 +23,8 @@ REPORT_RATE=${REPORT_RATE:-100}
 SERVER_CPUS=${SERVER_CPUS-0}
 BEAST=target/release/beast
 BENCH=target/release/beast-bench
-OUT=bench/results/reports-$(date -u +%Y-%m-%d)-${SERVER_CPUS:+onecore}${SERVER_CPUS:-reactor-pinned}.jsonl
+if [[ -n $SERVER_CPUS ]]; then placement=onecore; else placement=reactor-pinned; fi
+OUT=bench/results/reports-$(date -u +%Y-%m-%d)-$placement.jsonl
 rm -f "$OUT"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -124,14 +124,13 @@ pub fn deferred_call<S: State>(
         let format =
             crate::report::Format::requested(query_param(head.query, b"format"), head.accept);
         let Some(format) = format else {
-            let refusal = crate::report::BAD_FORMAT;
-            return Some(Err(Reply::error(body, refusal.code, refusal.message)));
+            return Some(Err(refused(body, crate::report::BAD_FORMAT)));
         };
         let admin = super::admin::authorized(state, head.admin_key);
         let now_ms = beast_core::clock::wall_ms();
         match crate::report::usage::request(head.query, owner, admin, format, now_ms) {
             Ok(request) => CallKind::UsageReport(request),
-            Err(refusal) => return Some(Err(Reply::error(body, refusal.code, refusal.message))),
+            Err(refusal) => return Some(Err(refused(body, refusal))),
         }
     } else {
         CallKind::Subscriptions
@@ -350,6 +349,11 @@ fn assets<S: State>(
     Reply::ok(true)
 }
 
+/// A report refused: the API's JSON error with the report's reason.
+fn refused(body: &mut Vec<u8>, refusal: crate::report::Refusal) -> Reply {
+    Reply::error(body, refusal.code, refusal.message)
+}
+
 /// `/reports/{name}`: the format from `format=`, else the `Accept` header.
 fn report<S: State>(
     head: &Head<'_>,
@@ -362,12 +366,14 @@ fn report<S: State>(
     let name = head.path.strip_prefix(b"/reports/").unwrap_or_default();
     let format = Format::requested(query_param(head.query, b"format"), head.accept);
     let mut decoded = [0u8; 1024];
-    let (assets, decoded_ok) = match query_param(head.query, b"assets") {
+    let assets = match query_param(head.query, b"assets") {
         Some(raw) => match percent_decode(raw, &mut decoded) {
-            Some(list) => (Some(list), true),
-            None => (None, false),
+            Some(list) => Some(list),
+            None => {
+                return Reply::error(body, ErrorCode::BadRequest, b"malformed assets parameter");
+            }
         },
-        None => (None, true),
+        None => None,
     };
     let params = Params {
         asset: query_param(head.query, b"asset"),
@@ -378,12 +384,6 @@ fn report<S: State>(
         end: query_param(head.query, b"end"),
         limit: query_param(head.query, b"limit"),
     };
-    let refused = |body: &mut Vec<u8>, refusal: report::Refusal| {
-        Reply::error(body, refusal.code, refusal.message)
-    };
-    if !decoded_ok {
-        return Reply::error(body, ErrorCode::BadRequest, b"malformed assets parameter");
-    }
     let request = match report::request(name, &params, state.table()) {
         Ok(request) => request,
         Err(refusal) => return refused(body, refusal),
