@@ -156,6 +156,7 @@ impl State for Node {
         crate::metrics::render(out, &self.reactors, &self.facts(now_ms), self.io_backend);
         crate::metrics::render_feeds(out, &self.feeds, now_ms);
         crate::metrics::render_process(out);
+        crate::metrics::render_history(out, self.table.history());
         self.side.render(out);
     }
 }

@@ -54,7 +54,10 @@ pub fn run(
     };
     let prewarm = prewarm_lists(&config);
     let mut options = ServeOptions::from_config(&config);
-    let (table, mut writer) = PriceTable::new(config.runtime.beast_max_assets.get_usize());
+    let (table, mut writer) = PriceTable::with_history_budget(
+        config.runtime.beast_max_assets.get_usize(),
+        config.runtime.beast_history_max_mib.get_usize() as u64 * (1 << 20),
+    );
     let (feeds, simulator) = feed_specs(&config, &prewarm, options.stale_after_ms)?;
     options.feeds = feeds.iter().map(|spec| Arc::clone(&spec.status)).collect();
 

@@ -5,8 +5,8 @@
 //! candle of every interval; readers (reactors answering reports, the side thread persisting
 //! closed candles) copy candles out of seqlock slots without locking or allocating. A series'
 //! rings are allocated at its first tick, so memory follows the (asset, venue) pairs quoted and
-//! is bounded by [`Interval::kept`]: 377 KiB for a served series, 113 KiB for a venue's, at
-//! most 1.05 MiB per asset (150 assets on 6 venues: 158 MiB; 3 venues: 71 MiB).
+//! is bounded by [`Interval::kept`]: 369 KiB for a served series, 113 KiB for a venue's, at
+//! most 1.02 MiB per asset (150 assets on 6 venues: 153 MiB; on 3 venues: 104 MiB).
 //!
 //! Time: a tick is placed at its exchange time, clamped to within [`CLOSE_GRACE_MS`] of its
 //! arrival and never before the series' previous tick. So every interval sees one monotonic
@@ -98,6 +98,12 @@ impl Series {
         }
     }
 
+    /// What a series of `retention` takes.
+    fn bytes(retention: Retention) -> u64 {
+        let slots: usize = Interval::ALL.iter().map(|i| i.kept(retention)).sum();
+        (slots * size_of::<SeqLock<WORDS>>() + size_of::<Series>()) as u64
+    }
+
     fn slot(&self, interval: Interval, open_ms: u64) -> Option<&SeqLock<WORDS>> {
         let ring = self.rings.get(interval.index())?;
         let len = u64::try_from(ring.len()).ok().filter(|&n| n > 0)?;
@@ -114,18 +120,39 @@ impl Series {
 /// Every asset's series, indexed like the price table's assets.
 pub struct History {
     series: Box<[OnceLock<Box<Series>>]>,
+    /// Most bytes the series may take (`BEAST_HISTORY_MAX_MIB`); past it a new series is not
+    /// kept, and counted.
+    budget_bytes: u64,
+    allocated_bytes: AtomicU64,
+    refused_series: AtomicU64,
     /// Ticks whose prices could not share a candle's scale (never expected; counted).
     unencodable: AtomicU64,
 }
 
+/// The default budget: room for 500 assets quoted on every venue.
+pub const DEFAULT_BUDGET_BYTES: u64 = 512 << 20;
+
 impl History {
-    pub fn new(assets: usize) -> History {
+    pub fn new(assets: usize, budget_bytes: u64) -> History {
         History {
             series: (0..assets * SERIES_PER_ASSET)
                 .map(|_| OnceLock::new())
                 .collect(),
+            budget_bytes,
+            allocated_bytes: AtomicU64::new(0),
+            refused_series: AtomicU64::new(0),
             unencodable: AtomicU64::new(0),
         }
+    }
+
+    /// Bytes the series allocated so far take.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Series not kept because the budget was spent.
+    pub fn refused_series(&self) -> u64 {
+        self.refused_series.load(Ordering::Relaxed)
     }
 
     fn series(&self, asset: AssetId, series: SeriesId) -> Option<&Series> {
@@ -173,11 +200,27 @@ impl History {
         self.unencodable.load(Ordering::Relaxed)
     }
 
-    /// A series, allocated at its first use (by the one writer).
+    /// A series, allocated at its first use (by the one writer) if the budget has room.
     fn series_or_new(&self, asset: AssetId, series: SeriesId) -> Option<&Series> {
         let cell = self
             .series
             .get(asset.index() * SERIES_PER_ASSET + series.index())?;
+        if let Some(held) = cell.get() {
+            return Some(held);
+        }
+        let bytes = Series::bytes(series.retention());
+        let allocated = self.allocated_bytes.load(Ordering::Relaxed);
+        if allocated + bytes > self.budget_bytes {
+            if self.refused_series.fetch_add(1, Ordering::Relaxed) == 0 {
+                tracing::warn!(
+                    budget_mib = self.budget_bytes >> 20,
+                    "price history full (BEAST_HISTORY_MAX_MIB): new series get no candles"
+                );
+            }
+            return None;
+        }
+        self.allocated_bytes
+            .store(allocated + bytes, Ordering::Relaxed);
         Some(cell.get_or_init(|| Box::new(Series::new(series.retention()))))
     }
 
@@ -291,7 +334,7 @@ mod tests {
 
     #[test]
     fn ticks_land_in_the_candle_of_their_time_at_every_interval() {
-        let history = History::new(1);
+        let history = History::new(1, DEFAULT_BUDGET_BYTES);
         let k = Venue::Kraken;
         feed(
             &history,
@@ -331,8 +374,46 @@ mod tests {
     }
 
     #[test]
+    fn series_past_the_budget_are_counted_not_kept() {
+        let venue = Series::bytes(Retention::Venue);
+        let history = History::new(4, venue * 2);
+        for asset in 0..3 {
+            history.record(
+                AssetId::from_raw(asset),
+                SeriesId::Venue(Venue::Okx),
+                d("1"),
+                Venue::Okx,
+                T0,
+                T0,
+            );
+        }
+        assert_eq!(
+            (history.allocated_bytes(), history.refused_series()),
+            (venue * 2, 1)
+        );
+        assert!(
+            history
+                .latest(
+                    AssetId::from_raw(1),
+                    SeriesId::Venue(Venue::Okx),
+                    Interval::M1
+                )
+                .is_some()
+        );
+        assert!(
+            history
+                .latest(
+                    AssetId::from_raw(2),
+                    SeriesId::Venue(Venue::Okx),
+                    Interval::M1
+                )
+                .is_none()
+        );
+    }
+
+    #[test]
     fn skewed_and_late_ticks_are_clamped_onto_one_clock() {
-        let history = History::new(1);
+        let history = History::new(1, DEFAULT_BUDGET_BYTES);
         let g = Venue::Gemini;
         feed(
             &history,
@@ -365,7 +446,7 @@ mod tests {
 
     #[test]
     fn rings_forget_what_they_cannot_keep_and_restore_keeps_the_newer() {
-        let history = History::new(1);
+        let history = History::new(1, DEFAULT_BUDGET_BYTES);
         let asset = AssetId::from_raw(0);
         let o = Venue::Okx;
         let kept = Interval::M1.kept(Retention::Venue) as u64;

@@ -7,7 +7,7 @@ mod render;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use render::{render, render_feeds, render_process};
+pub use render::{render, render_feeds, render_history, render_process};
 
 use crate::protocol::answer::ErrorCode;
 use crate::protocol::http::response::Status;

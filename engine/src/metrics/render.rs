@@ -314,6 +314,28 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 
 /// Appends the process's CPU time and resident memory (the standard `process_*` names), read
 /// from procfs, so a load generator can put server CPU beside its own figures.
+/// The price history's memory against its budget, and what did not fit.
+pub fn render_history(out: &mut String, history: &crate::history::History) {
+    gauge(
+        out,
+        "beast_history_bytes",
+        "Memory the price history's candles take.",
+        history.allocated_bytes(),
+    );
+    counter(
+        out,
+        "beast_history_series_refused_total",
+        "Series (an asset's served price or one venue's) not kept: BEAST_HISTORY_MAX_MIB was spent.",
+        history.refused_series(),
+    );
+    counter(
+        out,
+        "beast_history_unencodable_ticks_total",
+        "Ticks whose price could not share its candle's scale (not placed).",
+        history.unencodable(),
+    );
+}
+
 pub fn render_process(out: &mut String) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     if let Some(cpu_s) = cpu_seconds(&stat) {

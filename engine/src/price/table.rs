@@ -63,13 +63,21 @@ pub struct TableWriter {
 }
 
 impl PriceTable {
-    /// A table for up to `capacity` assets, and its one writer.
+    /// A table for up to `capacity` assets, and its one writer (the history's default budget).
     pub fn new(capacity: usize) -> (Arc<PriceTable>, TableWriter) {
+        PriceTable::with_history_budget(capacity, crate::history::DEFAULT_BUDGET_BYTES)
+    }
+
+    /// As [`PriceTable::new`], the candles kept within `history_bytes`.
+    pub fn with_history_budget(
+        capacity: usize,
+        history_bytes: u64,
+    ) -> (Arc<PriceTable>, TableWriter) {
         let registry = AssetRegistry::new(capacity);
         let slots = (0..registry.capacity() * SLOTS_PER_ASSET)
             .map(|_| CachePadded::new(SeqLock::new([0; WORDS])))
             .collect();
-        let history = History::new(registry.capacity());
+        let history = History::new(registry.capacity(), history_bytes);
         let table = Arc::new(PriceTable {
             registry,
             slots,
