@@ -200,7 +200,7 @@ fn answer_report(
             .nth(1)
             .map_or(usize::MAX, |at| at + 1);
         let cut = written
-            .get(..room)
+            .get(..room.min(written.len()))
             .and_then(|fits| memchr::memrchr(b'\n', fits))
             .map(|at| at + 1)
             .filter(|&cut| cut > head);
@@ -210,7 +210,7 @@ fn answer_report(
                 sink.put(TRUNCATED);
             }
             None => {
-                // Not one line fits: say so, if even that fits.
+                // Not one row fits: say so, if even that fits.
                 sink.clear();
                 write_error(&mut sink, ErrorCode::TooSmall, b"pad request or use key=");
                 return if sink.len() <= limit {
