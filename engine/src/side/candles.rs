@@ -341,6 +341,7 @@ pub(crate) async fn run(
         start_ms: beast_core::clock::wall_ms(),
     };
     let mut store: Option<Store> = None;
+    let mut store_down = false;
     let mut valkey: Option<redis::aio::ConnectionManager> = None;
     let mut tick = tokio::time::interval(SAVE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -351,10 +352,19 @@ pub(crate) async fn run(
             _ = stopped.wait_for(|s| *s) => true,
         };
         if store.as_ref().is_none_or(Store::is_closed) {
-            store = Store::open(options.database_url.as_deref(), &options.data_dir)
-                .await
-                .map_err(|e| tracing::warn!(error = %e, "candles: store not reachable"))
-                .ok();
+            store = match Store::open(options.database_url.as_deref(), &options.data_dir).await {
+                Ok(opened) => {
+                    store_down = false;
+                    Some(opened)
+                }
+                Err(e) => {
+                    // Once per outage: the next passes retry quietly.
+                    if !std::mem::replace(&mut store_down, true) {
+                        tracing::warn!(error = %e, "candles: store not reachable; the rings keep them");
+                    }
+                    None
+                }
+            };
         }
         if let Some(store) = store.as_mut() {
             let now = beast_core::clock::wall_ms();
@@ -368,7 +378,7 @@ pub(crate) async fn run(
                     None => Err("cannot connect".to_string()),
                 };
                 if let Err(e) = written {
-                    // The store has them; Valkey gets the next pass's.
+                    // Counted, not retried: the store keeps these, Valkey gets the next pass's.
                     tracing::debug!(error = %e, "candles not copied to Valkey");
                     stats.candle_save_errors.fetch_add(1, Ordering::Relaxed);
                 }

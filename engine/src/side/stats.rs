@@ -407,7 +407,7 @@ impl SideStats {
             (
                 "beast_history_save_errors_total",
                 "counter",
-                "Failed writes of candles to the store (retried: the rings still hold them).",
+                "Failed writes of candles to the store (retried: the rings still hold them) or to Valkey (not retried).",
                 get(&self.candle_save_errors),
             ),
             (
