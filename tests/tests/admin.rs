@@ -43,6 +43,36 @@ beast_tests::on_both_backends! {
 }
 
 beast_tests::on_both_backends! {
+    fn a_flood_of_refused_admin_calls_is_counted_in_full_and_logged_briefly(backend) {
+        let mut beast = Beast::start_with(backend, &[], |c| {
+            c.env("ADMIN_KEY", ADMIN);
+        });
+        let started = std::time::Instant::now();
+        let long = format!("/admin/{}", "x".repeat(1_500));
+        let mut client = beast_tests::server::HttpClient::connect(beast.addr("tcp_lpo"));
+        const FLOOD: usize = 2_000;
+        for _ in 0..FLOOD / 100 {
+            // A hundred pipelined at a time.
+            let one = format!("GET {long} HTTP/1.1\r\nHost: t\r\nX-Admin-Key: wrong-admin-key-00000\r\n\r\n");
+            client.send(one.repeat(100).as_bytes());
+            for _ in 0..100 {
+                assert_eq!(client.response().status, 401);
+            }
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(beast.metric("beast_admin_denied_total"), FLOOD as f64);
+        assert_eq!(beast.get("/price?asset=BTC").status, 200);
+        assert!(beast.signal_and_wait(libc::SIGTERM).success());
+        let log = beast.stderr_text();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("admin calls refused")).collect();
+        // The first refusal is logged at once, then at most one line per 10 s.
+        let allowed = 1 + (elapsed.as_secs() / 10) as usize;
+        assert!(!lines.is_empty() && lines.len() <= allowed, "{} lines in {elapsed:?}:\n{}", lines.len(), lines.join("\n"));
+        assert!(lines.iter().all(|l| l.len() < 400), "the call's name is cut: {}", lines[0]);
+    }
+}
+
+beast_tests::on_both_backends! {
     fn bootstrap_then_invalidate_then_status(backend) {
         let beast = Beast::start_with(backend, &[], |c| {
             c.env("ADMIN_KEY", ADMIN);

@@ -34,17 +34,17 @@ pub fn respond<S: State>(
     body: &mut Vec<u8>,
 ) -> Reply {
     let stats = &state.side();
-    let call = String::from_utf8_lossy(head.path.strip_prefix(b"/admin/").unwrap_or_default())
-        .into_owned();
+    let path = head.path.strip_prefix(b"/admin/").unwrap_or_default();
     if !authorized(state, head.admin_key) {
         add(&stats.admin_denied, 1);
-        tracing::warn!(call, "admin call refused: wrong or missing X-Admin-Key");
+        log_refusal(stats, path, fresh.now_ms);
         return Reply::error(
             body,
             ErrorCode::Unauthorized,
             b"admin calls need the X-Admin-Key header",
         );
     }
+    let call = String::from_utf8_lossy(path).into_owned();
     let post = head.method == Method::Post;
     let reply = match (call.as_str(), post) {
         ("reload-params", true) => reload_params(state, body),
@@ -64,6 +64,34 @@ pub fn respond<S: State>(
     add(&stats.admin_calls, 1);
     tracing::info!(call, status = reply.status.code(), "admin call");
     reply
+}
+
+/// Refused admin calls are logged at most once per [`REFUSAL_LOG_EVERY_MS`], with how many
+/// were refused since the last line and the latest call's name cut to 64 bytes: a flood of
+/// wrong keys is counted in full (`beast_admin_denied_total`) but cannot flood the log.
+const REFUSAL_LOG_EVERY_MS: u64 = 10_000;
+
+fn log_refusal(stats: &crate::side::SideStats, path: &[u8], now_ms: u64) {
+    stats.admin_denied_unlogged.fetch_add(1, Ordering::Relaxed);
+    let last = stats.admin_denied_logged_ms.load(Ordering::Relaxed);
+    if last != 0 && now_ms.saturating_sub(last) < REFUSAL_LOG_EVERY_MS {
+        return;
+    }
+    // One reactor wins the line; the others' refusals go into the next one's count.
+    if stats
+        .admin_denied_logged_ms
+        .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let refused = stats.admin_denied_unlogged.swap(0, Ordering::Relaxed);
+    let call = String::from_utf8_lossy(path.get(..64).unwrap_or(path));
+    tracing::warn!(
+        %call,
+        refused,
+        "admin calls refused: wrong or missing X-Admin-Key (at most one line per 10 s)"
+    );
 }
 
 /// Constant-time comparison of the presented admin key with the configured one.
