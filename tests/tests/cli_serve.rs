@@ -56,6 +56,13 @@ fn a_port_in_use_is_named() {
         "{}",
         ran.stderr
     );
+    // The cause once, not once per layer of the error.
+    assert_eq!(
+        ran.stderr.matches("Address already in use").count(),
+        1,
+        "{}",
+        ran.stderr
+    );
 }
 
 /// A second `beast` on a running one's ports is refused, not given half of its clients (the

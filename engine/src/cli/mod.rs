@@ -99,10 +99,28 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: many errors already quote their
+/// source in their own message (`cannot listen on …: Address already in use`), and printing
+/// the chain after it would say the same thing twice.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
@@ -148,4 +166,27 @@ fn load_config(
     file: Option<&std::path::Path>,
 ) -> Result<beast_engine::config::Loaded, ConfigError> {
     beast_engine::config::Config::load(args, matches, file)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let quoted = anyhow::Error::new(beast_engine::reactor::BindError {
+            setting: "TCP_PORT_LPO",
+            addr: "127.0.0.1:80".parse().unwrap(),
+            source: io,
+        })
+        .context("cannot start the engine");
+        assert_eq!(
+            super::one_line(&quoted),
+            "cannot start the engine: cannot listen on TCP_PORT_LPO 127.0.0.1:80: Address already in use"
+        );
+        let plain = anyhow::anyhow!("disk full").context("cannot write the journal");
+        assert_eq!(
+            super::one_line(&plain),
+            "cannot write the journal: disk full"
+        );
+    }
 }
