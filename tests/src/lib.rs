@@ -132,6 +132,20 @@ pub struct Ran {
     pub stderr: String,
 }
 
+/// Runs `command` with `input` on its standard input; what it printed and how it exited.
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 pub fn run(command: &mut Command) -> Ran {
     let Output {
         status,

@@ -400,21 +400,11 @@ impl Drop for Moto {
 /// `promtool check metrics` on `text` (Debian's prometheus package; scripts/test.sh installs
 /// it): whether it passed, and what it said.
 pub fn promtool(text: &str) -> (bool, String) {
-    use std::io::Write as _;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    // promtool is Debian's prometheus package; scripts/test.sh installs it.
+    let out = crate::run_with_input(
+        Command::new("promtool").args(["check", "metrics"]),
+        text.as_bytes(),
+    );
     (
         out.status.success(),
         format!(

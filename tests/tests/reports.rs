@@ -3,8 +3,7 @@
 //! back with a CSV reader, the HTML page is laid out by Chromium, bad parameters are refused
 //! with the API's JSON errors, and reports are metered as report usage.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use beast_tests::on_both_backends;
 use beast_tests::server::{Beast, Response};
@@ -28,23 +27,18 @@ fn report(beast: &Beast, target: &str) -> Response {
 
 /// The rows of a CSV document, read by Python's `csv` module (a reader that follows RFC 4180).
 fn csv_rows(text: &str) -> Vec<Value> {
-    let mut child = Command::new("python3")
-        .args([
+    let out = beast_tests::run_with_input(
+        Command::new("python3").args([
             "-c",
             "import csv, json, sys; print(json.dumps(list(csv.DictReader(sys.stdin))))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+        ]),
+        text.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     rows.as_array().unwrap().clone()
 }

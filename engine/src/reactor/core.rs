@@ -195,11 +195,10 @@ impl Core {
     /// the longest-idle health connection makes room (a load balancer's check must get
     /// through, whoever holds the others).
     fn adopt<D: Driver>(&mut self, port: PortKind, fd: OwnedFd, driver: &mut D) {
-        let admitted = match port {
-            PortKind::Api | PortKind::Reports => self.governor.admits(self.api_open),
-            PortKind::Health => {
-                self.health_open < HEALTH_CONNECTIONS || self.evict_idle_health(driver)
-            }
+        let admitted = if port.is_api() {
+            self.governor.admits(self.api_open)
+        } else {
+            self.health_open < HEALTH_CONNECTIONS || self.evict_idle_health(driver)
         };
         if !admitted || self.conns.is_full() {
             self.metrics().rejected_overloaded.inc();
@@ -220,14 +219,21 @@ impl Core {
         slot.fd = Some(fd);
         slot.ops = Ops::None;
         slot.phase = Phase::Open;
-        match port {
-            PortKind::Api | PortKind::Reports => self.api_open += 1,
-            PortKind::Health => self.health_open += 1,
-        }
+        *self.open_on(port) += 1;
         let metrics = self.metrics();
         metrics.accepted.inc();
         metrics.open_connections.set(self.conns.len() as u64);
         self.arm_recv(key, driver);
+    }
+
+    /// The count of open connections `port` is under: the API ports' (the governor's) or the
+    /// health ports'.
+    fn open_on(&mut self, port: PortKind) -> &mut usize {
+        if port.is_api() {
+            &mut self.api_open
+        } else {
+            &mut self.health_open
+        }
     }
 
     /// Closes the health connection idle the longest; true if there was one.
@@ -406,10 +412,8 @@ impl Core {
         {
             driver.cancel(key, fd, ops.recv(), ops.send());
         }
-        match port {
-            PortKind::Api | PortKind::Reports => self.api_open = self.api_open.saturating_sub(1),
-            PortKind::Health => self.health_open = self.health_open.saturating_sub(1),
-        }
+        let open = self.open_on(port);
+        *open = open.saturating_sub(1);
         self.metrics().closed(reason);
         self.try_free(key, driver);
     }

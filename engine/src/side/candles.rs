@@ -26,16 +26,9 @@ use crate::price::{AssetId, PriceTable, TableWriter};
 use crate::store::{CandleRow, Store};
 
 const SAVE_EVERY: Duration = Duration::from_secs(10);
-/// The intervals kept across restarts: 1 s candles (five minutes of them) are not worth a
-/// store write each second per series; a restart starts them afresh.
-const SAVED: [Interval; 6] = [
-    Interval::M1,
-    Interval::M5,
-    Interval::M15,
-    Interval::H1,
-    Interval::H4,
-    Interval::D1,
-];
+/// The intervals kept across restarts: every one but the first, 1 s (five minutes of them are
+/// not worth a store write each second per series; a restart starts them afresh).
+const SAVED: &[Interval] = Interval::ALL.split_at(1).1;
 /// Expired candles are deleted this often.
 const EXPIRE_EVERY: Duration = Duration::from_secs(3_600);
 /// How long the start-up read may take before the node starts without its history.
@@ -288,7 +281,7 @@ fn pass(
     let (mut rows, mut moved) = (Vec::new(), Vec::new());
     for (asset, symbol) in table.registry().iter() {
         for (series_index, series) in SeriesId::ALL.into_iter().enumerate() {
-            for interval in SAVED {
+            for &interval in SAVED {
                 let Some(newest) = history.latest(asset, series, interval) else {
                     continue;
                 };
@@ -420,6 +413,11 @@ mod tests {
                 },
             );
         }
+        assert_eq!(
+            SAVED.first(),
+            Some(&Interval::M1),
+            "1 s candles are not saved"
+        );
         let mut marks = Watermarks {
             saved: HashMap::new(),
             start_ms: t0,
