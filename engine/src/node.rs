@@ -106,6 +106,7 @@ impl Node {
             assets: registry.len(),
             priced,
             stale,
+            refused: registry.refused(),
             draining: self.is_draining(),
         }
     }

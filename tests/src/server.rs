@@ -243,15 +243,28 @@ impl Beast {
 
     /// Applies a fault to the in-process simulator (`beast serve --feeds sim`).
     pub fn sim_fault(&self, venue: &str, fault: &str) {
-        let plain = self.ready["sim"]["plain"]
-            .as_str()
-            .expect("serve runs the simulator");
-        let mut client = HttpClient::connect(plain.parse().expect("sim address"));
+        let mut client = self.sim_client();
         client.send(
             format!("POST /control/{venue}/{fault} HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
                 .as_bytes(),
         );
         assert_eq!(client.response().status, 200, "fault {fault} on {venue}");
+    }
+
+    /// The ticks of `asset` the in-process simulator has streamed (`GET /control/sent`).
+    pub fn sim_sent(&self, asset: &str) -> Value {
+        let mut client = self.sim_client();
+        client.send(format!("GET /control/sent?asset={asset} HTTP/1.1\r\n\r\n").as_bytes());
+        let answer = client.response();
+        assert_eq!(answer.status, 200, "{}", answer.body_text());
+        answer.json()
+    }
+
+    fn sim_client(&self) -> HttpClient {
+        let plain = self.ready["sim"]["plain"]
+            .as_str()
+            .expect("serve runs the simulator");
+        HttpClient::connect(plain.parse().expect("sim address"))
     }
 
     /// `/health` as JSON.

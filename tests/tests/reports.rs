@@ -205,10 +205,14 @@ on_both_backends! {
 
 on_both_backends! {
     fn reports_are_metered_as_report_usage(backend) {
-        let mut beast = Beast::start(backend, &[]);
+        let scratch = beast_tests::Scratch::new();
+        let key = scratch.create_key("pro");
+        let mut beast = Beast::start_in(scratch, backend, &[], |_| {});
         for target in ["/reports/ohlc?asset=BTC", "/reports/sources?asset=ETH", "/reports/snapshot"] {
             assert_eq!(report(&beast, target).status, 200);
         }
+        // The usage report is answered by the side thread, and metered like the others.
+        assert_eq!(get(&beast, "tcp_lrs", "/reports/usage", &[("X-API-Key", &key)]).status, 200);
         assert_eq!(get(&beast, "tcp_lpo", "/price?asset=BTC", &[]).status, 200);
         assert!(beast.signal_and_wait(libc::SIGTERM).success());
         let db = rusqlite::Connection::open(beast.scratch.path().join("data/beast.db")).unwrap();
@@ -224,7 +228,7 @@ on_both_backends! {
             rows,
             vec![
                 ("http".into(), "BTC".into(), 1),
-                ("http-report".into(), "*".into(), 1),
+                ("http-report".into(), "*".into(), 2),
                 ("http-report".into(), "BTC".into(), 1),
                 ("http-report".into(), "ETH".into(), 1),
             ]

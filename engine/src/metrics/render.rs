@@ -50,6 +50,13 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
         "Assets whose price is older than the stale limit.",
         node.stale as u64,
     );
+    family(
+        out,
+        "beast_assets_refused_total",
+        "counter",
+        "Prices dropped because the price table had no room for their asset.",
+    );
+    let _ = writeln!(out, "beast_assets_refused_total {}", node.refused);
 
     family(
         out,
@@ -405,7 +412,7 @@ pub fn render_feeds(
             );
         }
     }
-    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 11] = [
+    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 13] = [
         (
             "beast_feed_messages_total",
             "counter",
@@ -465,6 +472,18 @@ pub fn render_feeds(
             "counter",
             "Prices the REST fallback delivered.",
             |f| FeedStatus::get(&f.rest_prices),
+        ),
+        (
+            "beast_feed_rest_prices_applied_total",
+            "counter",
+            "REST prices the price thread served (the stream was stale).",
+            |f| FeedStatus::get(&f.rest_applied),
+        ),
+        (
+            "beast_feed_rest_prices_superseded_total",
+            "counter",
+            "REST prices ignored because the stream was fresh again.",
+            |f| FeedStatus::get(&f.rest_superseded),
         ),
         (
             "beast_feed_rest_fallback_active",

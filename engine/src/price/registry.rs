@@ -40,6 +40,8 @@ pub struct AssetRegistry {
     /// Open-addressing index, at least twice the capacity: 0 = empty, otherwise id + 1.
     index: Box<[AtomicU32]>,
     len: AtomicU32,
+    /// Inserts refused because the registry was full (each a price that was not kept).
+    refused: AtomicU64,
 }
 
 impl AssetRegistry {
@@ -55,7 +57,13 @@ impl AssetRegistry {
                 .collect(),
             index: (0..index_len).map(|_| AtomicU32::new(0)).collect(),
             len: AtomicU32::new(0),
+            refused: AtomicU64::new(0),
         }
+    }
+
+    /// Inserts refused because the registry was full.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -116,9 +124,12 @@ impl AssetRegistry {
         }
         let len = self.len.load(Ordering::Relaxed);
         let words = symbol.to_words();
-        let entry = self.symbols.get(len as usize).ok_or(RegistryError::Full {
-            capacity: self.capacity(),
-        })?;
+        let Some(entry) = self.symbols.get(len as usize) else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(RegistryError::Full {
+                capacity: self.capacity(),
+            });
+        };
         entry[0].store(words[0], Ordering::Relaxed);
         entry[1].store(words[1], Ordering::Relaxed);
         let mask = self.index.len() - 1;

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use beast_core::{Channel, Decimal, Source, Symbol, Venue};
-use beast_feeds::client::{FeedEvent, FeedSpec, Feeds};
+use beast_feeds::client::{FeedEvent, FeedSpec, FeedStatus, Feeds};
 
 use crate::price::aggregate::aggregate;
 use crate::price::{AssetId, Quote, TableWriter};
@@ -41,23 +41,10 @@ pub struct PriceThreadOptions {
     pub feeds: Vec<FeedSpec>,
 }
 
-/// Counters of the price thread, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct PricingStats {
-    /// Updates applied to the table, by channel.
-    pub stream_updates: AtomicU64,
-    pub rest_updates: AtomicU64,
-    /// REST prices ignored because the stream was fresh again.
-    pub rest_superseded: AtomicU64,
-    /// Prices for assets that did not fit the table.
-    pub table_full: AtomicU64,
-}
-
 /// The running price thread.
 pub struct PriceThread {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
-    pub stats: Arc<PricingStats>,
 }
 
 impl PriceThread {
@@ -67,8 +54,7 @@ impl PriceThread {
         mut writer: TableWriter,
         options: PriceThreadOptions,
     ) -> std::io::Result<PriceThread> {
-        let stats = Arc::new(PricingStats::default());
-        let mut state = State::new(&options, Arc::clone(&stats));
+        let mut state = State::new(&options);
         for (_, symbols) in &options.prewarm {
             for symbol in symbols {
                 if let Err(e) = writer.add_asset(symbol) {
@@ -91,11 +77,7 @@ impl PriceThread {
         }
         let stop = Arc::new(AtomicBool::new(false));
         if options.feeds.is_empty() && !options.demo_walk {
-            return Ok(PriceThread {
-                stop,
-                handle: None,
-                stats,
-            });
+            return Ok(PriceThread { stop, handle: None });
         }
         let thread_stop = Arc::clone(&stop);
         let handle = std::thread::Builder::new()
@@ -117,7 +99,6 @@ impl PriceThread {
         Ok(PriceThread {
             stop,
             handle: Some(handle),
-            stats,
         })
     }
 
@@ -142,11 +123,12 @@ struct State {
     /// Seeded quotes the demo walk moves.
     walked: Vec<(AssetId, FeedEvent)>,
     rng: u64,
-    stats: Arc<PricingStats>,
+    /// Each feed's status, where REST prices applied or ignored are counted.
+    statuses: Vec<Arc<FeedStatus>>,
 }
 
 impl State {
-    fn new(options: &PriceThreadOptions, stats: Arc<PricingStats>) -> State {
+    fn new(options: &PriceThreadOptions) -> State {
         State {
             subscriptions: options.prewarm.clone(),
             stale_after_ms: options.stale_after_ms,
@@ -156,7 +138,11 @@ impl State {
             last_rest_poll: [None; Venue::COUNT],
             walked: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15 ^ wall_ms(),
-            stats,
+            statuses: options
+                .feeds
+                .iter()
+                .map(|feed| Arc::clone(&feed.status))
+                .collect(),
         }
     }
 
@@ -198,16 +184,20 @@ impl State {
     }
 
     /// Publishes one venue price and the asset's new aggregate; returns the asset's id.
+    fn count(&self, venue: Venue, counter: impl Fn(&FeedStatus) -> &AtomicU64) {
+        if let Some(status) = self.statuses.iter().find(|s| s.venue == venue) {
+            FeedStatus::add(counter(status), 1);
+        }
+    }
+
     fn apply(&mut self, writer: &mut TableWriter, event: &FeedEvent) -> Option<AssetId> {
         if event.price.is_zero() {
             return None;
         }
         let asset = match writer.add_asset(&event.asset) {
             Ok(asset) => asset,
-            Err(_) => {
-                self.stats.table_full.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+            // Counted by the registry (`beast_assets_refused_total`).
+            Err(_) => return None,
         };
         let stale_after_ms = self.stale_after_ms;
         let slot = self.stream_times(asset);
@@ -217,7 +207,6 @@ impl State {
                 if let Some(t) = slot.and_then(|s| s.get_mut(venue_index)) {
                     *t = event.received_ms;
                 }
-                self.stats.stream_updates.fetch_add(1, Ordering::Relaxed);
             }
             Channel::Rest => {
                 // The stream took over again: its price is newer than any poll.
@@ -225,10 +214,10 @@ impl State {
                     .and_then(|s| s.get(venue_index))
                     .is_some_and(|t| event.received_ms.saturating_sub(*t) <= stale_after_ms);
                 if stream_fresh {
-                    self.stats.rest_superseded.fetch_add(1, Ordering::Relaxed);
+                    self.count(event.venue, |s| &s.rest_superseded);
                     return Some(asset);
                 }
-                self.stats.rest_updates.fetch_add(1, Ordering::Relaxed);
+                self.count(event.venue, |s| &s.rest_applied);
             }
         }
         let quote = Quote {
@@ -390,7 +379,9 @@ mod tests {
             rest_every: Duration::from_secs(1),
             feeds: Vec::new(),
         };
-        let mut state = State::new(&options, Arc::new(PricingStats::default()));
+        let mut state = State::new(&options);
+        let kraken = Arc::new(FeedStatus::new(Venue::Kraken));
+        state.statuses.push(Arc::clone(&kraken));
         let cro = state
             .apply(
                 &mut writer,
@@ -423,6 +414,12 @@ mod tests {
         );
         let agg = table.aggregate(cro).unwrap();
         assert_eq!((agg.price.to_string(), agg.sources), ("0.1595".into(), 2));
-        assert_eq!(state.stats.rest_superseded.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            (
+                kraken.rest_superseded.load(Ordering::Relaxed),
+                kraken.rest_applied.load(Ordering::Relaxed)
+            ),
+            (1, 1)
+        );
     }
 }

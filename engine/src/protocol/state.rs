@@ -18,6 +18,8 @@ pub struct NodeFacts {
     pub assets: usize,
     pub priced: usize,
     pub stale: usize,
+    /// Prices refused because the table had no room for their asset.
+    pub refused: u64,
     pub draining: bool,
 }
 

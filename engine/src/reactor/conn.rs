@@ -44,13 +44,22 @@ pub enum Deferred {
         since_ms: u64,
         persist: Persist,
         head_only: bool,
+        metered: Option<Metered>,
     },
     /// Answered; written as soon as the write buffer is free.
     Ready {
         answer: Box<Answer>,
         persist: Persist,
         head_only: bool,
+        metered: Option<Metered>,
     },
+}
+
+/// A deferred call that is usage when answered (the usage report), like a report served at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Metered {
+    key_id: u64,
+    since: std::time::Instant,
 }
 
 /// Timeouts, in ms.
@@ -195,8 +204,9 @@ impl Conn {
                     answer,
                     persist,
                     head_only,
+                    metered,
                 } => {
-                    self.write_deferred(env, &answer, persist, head_only, now_ms);
+                    self.write_deferred(env, &answer, persist, head_only, metered, now_ms);
                     served.ok += 1;
                     continue;
                 }
@@ -262,6 +272,11 @@ impl Conn {
             let head_only = head.method == Method::Head;
             let reply =
                 match routes::deferred_call(&head, env.node, self.port, request_body, env.body) {
+                    // Like a report served at once, it is refused when it could not be metered.
+                    Some(Ok(call)) if call.is_usage() && !env.meter.has_room() => {
+                        env.metrics.usage_dropped.inc();
+                        routes::metering_behind(env.body)
+                    }
                     Some(Ok(mut call)) => {
                         self.next_ticket += 1;
                         call.waiter.ticket = self.next_ticket;
@@ -270,6 +285,10 @@ impl Conn {
                             since_ms: now_ms,
                             persist,
                             head_only,
+                            metered: call.is_usage().then_some(Metered {
+                                key_id: call.owner,
+                                since: env.arrived,
+                            }),
                         };
                         served.deferred = Some(call);
                         break;
@@ -291,14 +310,9 @@ impl Conn {
             // unknown asset still delivered the others).
             if !env.assets.is_empty() && reply.status == Status::Ok && head.method == Method::Get {
                 let latency_ns = u64::try_from(env.arrived.elapsed().as_nanos()).unwrap_or(0);
-                let protocol = if head.path.starts_with(b"/reports/") {
-                    Protocol::HttpReport
-                } else {
-                    Protocol::Http
-                };
                 if env.meter.record(
                     reply.key_id,
-                    protocol,
+                    reply.protocol,
                     env.fresh.now_ms,
                     latency_ns,
                     env.assets.as_slice(),
@@ -369,6 +383,7 @@ impl Conn {
             ticket: waiting,
             persist,
             head_only,
+            metered,
             ..
         } = self.deferred
         else {
@@ -379,13 +394,14 @@ impl Conn {
         }
         if may_write {
             self.deferred = Deferred::None;
-            self.write_deferred(env, &answer, persist, head_only, now_ms);
+            self.write_deferred(env, &answer, persist, head_only, metered, now_ms);
             true
         } else {
             self.deferred = Deferred::Ready {
                 answer,
                 persist,
                 head_only,
+                metered,
             };
             false
         }
@@ -401,7 +417,7 @@ impl Conn {
         };
         self.deferred = Deferred::None;
         let answer = Answer::unavailable("the store did not answer in time; try again");
-        self.write_deferred(env, &answer, persist, head_only, now_ms);
+        self.write_deferred(env, &answer, persist, head_only, None, now_ms);
     }
 
     fn write_deferred(
@@ -410,8 +426,24 @@ impl Conn {
         answer: &Answer,
         persist: Persist,
         head_only: bool,
+        metered: Option<Metered>,
         now_ms: u64,
     ) {
+        if let Some(metered) = metered.filter(|_| answer.status == Status::Ok) {
+            let latency_ns = u64::try_from(metered.since.elapsed().as_nanos()).unwrap_or(0);
+            let all = [crate::usage::ALL_ASSETS];
+            if env.meter.record(
+                metered.key_id,
+                Protocol::HttpReport,
+                env.fresh.now_ms,
+                latency_ns,
+                &all,
+            ) {
+                env.metrics.usage_recorded.inc();
+            } else {
+                env.metrics.usage_dropped.inc();
+            }
+        }
         self.start_output(now_ms);
         response::write(
             &mut self.write,

@@ -43,6 +43,13 @@ pub struct Call {
     pub body: Vec<u8>,
 }
 
+impl Call {
+    /// Answering it is usage, metered like a report (the usage report).
+    pub fn is_usage(&self) -> bool {
+        matches!(self.kind, CallKind::UsageReport(_))
+    }
+}
+
 /// What a deferred call is answered with.
 #[derive(Debug)]
 pub struct Answer {

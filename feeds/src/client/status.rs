@@ -78,6 +78,10 @@ pub struct FeedStatus {
     pub rest_requests: AtomicU64,
     pub rest_errors: AtomicU64,
     pub rest_prices: AtomicU64,
+    /// REST prices the price thread served, and those it ignored because the stream was fresh
+    /// again (both counted by the price thread).
+    pub rest_applied: AtomicU64,
+    pub rest_superseded: AtomicU64,
     /// The REST fallback is polling for at least one stale asset.
     pub rest_active: AtomicBool,
 }
@@ -100,6 +104,8 @@ impl FeedStatus {
             rest_requests: AtomicU64::new(0),
             rest_errors: AtomicU64::new(0),
             rest_prices: AtomicU64::new(0),
+            rest_applied: AtomicU64::new(0),
+            rest_superseded: AtomicU64::new(0),
             rest_active: AtomicBool::new(false),
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use beast_core::Venue;
+use beast_core::{Symbol, Venue};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use super::{MAX_CONNECTIONS, Shared, session, wire};
@@ -206,7 +206,14 @@ fn serve<S: Transport>(mut stream: S, shared: &Arc<Shared>) -> io::Result<()> {
             r#"{"error":"simulated outage"}"#,
         );
     }
-    match wire::rest(venue, &rest, &head.query, &shared.market, super::now_ms()) {
+    match wire::rest(
+        venue,
+        &rest,
+        &head.query,
+        &shared.market,
+        &shared.sent,
+        super::now_ms(),
+    ) {
         Some(body) => respond(&mut stream, "200 OK", &body),
         None => respond(
             &mut stream,
@@ -224,6 +231,21 @@ fn control(
 ) -> io::Result<()> {
     if rest == "/status" {
         return respond(stream, "200 OK", &shared.status_json());
+    }
+    if rest == "/sent" {
+        let asset = head
+            .query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("asset="))
+            .and_then(|a| Symbol::parse(a.as_bytes()).ok());
+        return match asset {
+            Some(asset) => respond(stream, "200 OK", &shared.sent.json(&asset)),
+            None => respond(
+                stream,
+                "400 Bad Request",
+                r#"{"error":"GET /control/sent?asset=<symbol>"}"#,
+            ),
+        };
     }
     let mut parts = rest.trim_start_matches('/').split('/');
     let (venue, fault) = (

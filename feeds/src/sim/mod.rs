@@ -10,10 +10,12 @@
 //! [`Simulator::control`]): `drop` closes every connection, `stall` stops sending (prices,
 //! heartbeats, replies) until `resume`, `garbage` sends three malformed frames, `error` sends the
 //! venue's error frame, `slow` divides the message rate by ten until `normal`, `refuse-rest`
-//! answers REST with 503 until `allow-rest`. `GET /control/status` reports per-venue counters.
+//! answers REST with 503 until `allow-rest`. `GET /control/status` reports per-venue counters;
+//! `GET /control/sent?asset=BTC` the newest ticks streamed of one asset (see [`sent`]).
 
 mod http;
 pub mod market;
+mod sent;
 mod session;
 pub mod wire;
 
@@ -105,6 +107,7 @@ impl VenueControl {
 /// What every connection thread shares.
 pub(crate) struct Shared {
     pub market: market::Market,
+    pub sent: sent::SentLog,
     pub controls: [VenueControl; Venue::COUNT],
     pub config: SimConfig,
     pub stop: AtomicBool,
@@ -197,6 +200,7 @@ impl Simulator {
 
         let shared = Arc::new(Shared {
             market: market::Market::new(config.source),
+            sent: sent::SentLog::default(),
             controls: Default::default(),
             config,
             stop: AtomicBool::new(false),

@@ -12,7 +12,7 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
 use super::http::Transport;
-use super::{Shared, wire};
+use super::{Shared, sent, wire};
 
 /// How long a read waits before the session looks at its timers.
 const TICK: Duration = Duration::from_millis(5);
@@ -179,15 +179,20 @@ impl<'a> Session<'a> {
             .iter()
             .position(|(a, _)| a == asset)
             .map(|i| self.first_frame_ids.swap_remove(i).1);
+        let at_ms = super::now_ms();
         let frame = wire::ticker(
             self.venue,
             asset,
             &price,
-            super::now_ms(),
+            at_ms,
             self.sequence,
             id.as_deref(),
         );
-        self.send(ws, frame)
+        self.send(ws, frame)?;
+        self.shared
+            .sent
+            .record(self.venue, sent::Channel::Stream, *asset, &price, at_ms);
+        Ok(())
     }
 
     fn on_message<S: Transport>(&mut self, ws: &mut WebSocket<S>, text: &str) -> io::Result<()> {

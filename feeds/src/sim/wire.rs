@@ -4,6 +4,7 @@
 use beast_core::{Symbol, Venue};
 
 use super::market::Market;
+use super::sent::{Channel, SentLog};
 use crate::json::{self, Value};
 
 /// A message from a client, as the simulator understands it.
@@ -306,8 +307,16 @@ pub fn garbage(venue: Venue, n: u64) -> String {
     }
 }
 
-/// A REST ticker response for `path` (below the venue's prefix) and `query`.
-pub fn rest(venue: Venue, path: &str, query: &str, market: &Market, now_ms: u64) -> Option<String> {
+/// A REST ticker response for `path` (below the venue's prefix) and `query`; each price it
+/// quotes is entered in `sent`.
+pub(crate) fn rest(
+    venue: Venue,
+    path: &str,
+    query: &str,
+    market: &Market,
+    sent: &SentLog,
+    now_ms: u64,
+) -> Option<String> {
     let param = |name: &str| -> Vec<String> {
         query
             .split('&')
@@ -324,7 +333,11 @@ pub fn rest(venue: Venue, path: &str, query: &str, market: &Market, now_ms: u64)
             .filter_map(|b| Symbol::parse(b.as_bytes()).ok())
             .collect()
     };
-    let price = |asset: &Symbol| market.current(venue, asset);
+    let price = |asset: &Symbol| {
+        let price = market.current(venue, asset);
+        sent.record(venue, Channel::Rest, *asset, &price, now_ms);
+        price
+    };
     match (venue, path) {
         (Venue::Coinbase, "/market/products") => {
             let products: Vec<String> = symbols(param("product_ids"), '-')
@@ -547,7 +560,7 @@ mod tests {
                 .trim_start_matches("http://sim")
                 .split_once('?')
                 .unwrap_or((url.trim_start_matches("http://sim"), ""));
-            let body = rest(venue, path, query, &market, 5)
+            let body = rest(venue, path, query, &market, &SentLog::default(), 5)
                 .unwrap_or_else(|| panic!("{venue}: no route for {url}"));
             let mut got = Vec::new();
             assert_eq!(

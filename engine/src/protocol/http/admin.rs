@@ -26,6 +26,7 @@ use crate::protocol::answer::ErrorCode;
 use crate::protocol::state::State;
 use crate::side::Command;
 use crate::side::stats::add;
+use crate::usage::Protocol;
 
 pub fn respond<S: State>(
     head: &Head<'_>,
@@ -114,6 +115,7 @@ fn json(body: &mut Vec<u8>, status: Status, value: &serde_json::Value) -> Reply 
         priced: false,
         key_id: 0,
         denied: None,
+        protocol: Protocol::Http,
     }
 }
 

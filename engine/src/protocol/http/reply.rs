@@ -4,6 +4,7 @@
 use super::response::{JSON, Status, status_of};
 use crate::access::Denied;
 use crate::protocol::answer::{ErrorCode, write_error};
+use crate::usage::Protocol;
 
 /// The head of a response whose body is in the caller's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub struct Reply {
     pub key_id: u64,
     /// Refused for its key: counted with the other refusals.
     pub denied: Option<Denied>,
+    /// What the request is metered as.
+    pub protocol: Protocol,
 }
 
 impl Reply {
@@ -31,6 +34,7 @@ impl Reply {
             priced,
             key_id: 0,
             denied: None,
+            protocol: Protocol::Http,
         }
     }
 
@@ -56,6 +60,7 @@ impl Reply {
             priced: false,
             key_id: 0,
             denied: None,
+            protocol: Protocol::Http,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::protocol::answer::{Answer, ErrorCode, write_answer, write_price};
 use crate::protocol::sink::Sink;
 use crate::protocol::state::State;
 use crate::side::deferred::{Call, CallKind, Waiter};
-use crate::usage::AssetList;
+use crate::usage::{AssetList, Protocol};
 
 /// Most assets one `/prices` request may list.
 pub(crate) const MAX_PRICES: usize = 64;
@@ -179,13 +179,7 @@ pub fn respond<S: State>(
         return Reply::method_not_allowed(body, b"use GET or HEAD", b"Allow: GET, HEAD\r\n");
     }
     if keyed && !priced.room {
-        let mut reply = Reply::error(
-            body,
-            ErrorCode::Overloaded,
-            b"usage metering is behind; retry shortly",
-        );
-        reply.extra = RETRY_AFTER.first().copied().unwrap_or_default();
-        return reply;
+        return metering_behind(body);
     }
     let mut key_id = 0;
     if keyed {
@@ -200,6 +194,17 @@ pub fn respond<S: State>(
     }
     let mut reply = route(head, state, fresh, body, priced);
     reply.key_id = key_id;
+    reply
+}
+
+/// 503 for a request that could not be metered: nothing is served unmetered.
+pub(crate) fn metering_behind(body: &mut Vec<u8>) -> Reply {
+    let mut reply = Reply::error(
+        body,
+        ErrorCode::Overloaded,
+        b"usage metering is behind; retry shortly",
+    );
+    reply.extra = RETRY_AFTER.first().copied().unwrap_or_default();
     reply
 }
 
@@ -242,6 +247,7 @@ fn price<S: State>(
         priced: false,
         key_id: 0,
         denied: None,
+        protocol: Protocol::Http,
     }
 }
 
@@ -395,6 +401,7 @@ fn report<S: State>(
     priced.push(request.metered_asset());
     let mut reply = Reply::ok(true);
     reply.content_type = format.content_type();
+    reply.protocol = Protocol::HttpReport;
     reply
 }
 
@@ -468,6 +475,7 @@ fn health<S: State>(
         priced: false,
         key_id: 0,
         denied: None,
+        protocol: Protocol::Http,
     }
 }
 
@@ -529,5 +537,6 @@ fn metrics<S: State>(
         priced: false,
         key_id: 0,
         denied: None,
+        protocol: Protocol::Http,
     }
 }
