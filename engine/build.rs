@@ -11,7 +11,14 @@ fn main() {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+        // A build without the repository (a container build) is told its commit.
+        .or_else(|| {
+            std::env::var("BEAST_GIT_COMMIT")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rerun-if-env-changed=BEAST_GIT_COMMIT");
     println!("cargo:rustc-env=BEAST_GIT_COMMIT={commit}");
     println!(
         "cargo:rustc-env=BEAST_TARGET={}",

@@ -4,6 +4,7 @@
 
 mod config_cmd;
 mod feeds_cmd;
+mod health_cmd;
 mod keys_cmd;
 mod serve;
 mod sim_cmd;
@@ -55,6 +56,8 @@ pub enum Command {
     /// Push subscriptions: create, list, show, pause, resume, delete, rotate-secret, deliveries, replay.
     #[command(subcommand)]
     Subscriptions(subscriptions_cmd::SubscriptionsCommand),
+    /// Ask the node on this host for /health (a container's HEALTHCHECK): exit 0 while it serves.
+    Health(Box<health_cmd::HealthArgs>),
     /// Print the version, git commit, target and I/O backends.
     Version(version::VersionArgs),
 }
@@ -127,6 +130,7 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
     let sub = |name: &str| matches.subcommand_matches(name);
     match cli.command {
         Command::Serve(args) => serve::run(&args, sub("serve"), cli.config.as_deref()),
+        Command::Health(args) => health_cmd::run(&args, sub("health"), cli.config.as_deref()),
         Command::Config(command) => {
             let config_matches = sub("config").and_then(|m| m.subcommand().map(|(_, m)| m));
             config_cmd::run(command, config_matches, cli.config.as_deref())
