@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The Beast price node: one image for every role (SERVER_TYPE=APP_REPORT_SERVER or
-# WEBHOOK_SERVER). Build:  docker build -t beast .   (podman build works the same)
+# WEBHOOK_SERVER). Build:  docker build -t beast .
+# (podman: podman build --format docker -t beast .  The OCI format has no HEALTHCHECK.)
 # The base images are arguments so a build without a registry can bring its own (the
 # container test makes both from Debian's package mirror); the defaults are the real ones.
 ARG RUST_IMAGE=docker.io/library/rust:1.95.0-slim-bookworm

