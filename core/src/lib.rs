@@ -6,7 +6,9 @@ pub mod clock;
 mod decimal;
 mod source;
 mod symbol;
+mod throttle;
 
 pub use decimal::{Decimal, DecimalError, DecimalText, MAX_SCALE, MAX_TEXT_LEN};
 pub use source::{Channel, Source, Venue};
 pub use symbol::{MAX_SYMBOL_LEN, Symbol, SymbolError};
+pub use throttle::Throttle;

@@ -109,6 +109,28 @@ impl Source {
             .unwrap_or("unknown")
     }
 
+    /// The tag of a price the exchange simulator made (`sim-coinbase-ws`): never a real
+    /// venue's name, and not read back by [`Source::from_tag`], so a simulated price cannot
+    /// come back as a real one (from a shared cache, say).
+    pub fn tag_for(self, simulated: bool) -> &'static str {
+        const SIM_TAGS: [[&str; 2]; Venue::COUNT] = [
+            ["sim-coinbase-ws", "sim-coinbase-rest"],
+            ["sim-gemini-ws", "sim-gemini-rest"],
+            ["sim-kraken-ws", "sim-kraken-rest"],
+            ["sim-gateio-ws", "sim-gateio-rest"],
+            ["sim-cryptocom-ws", "sim-cryptocom-rest"],
+            ["sim-okx-ws", "sim-okx-rest"],
+        ];
+        if !simulated {
+            return self.tag();
+        }
+        SIM_TAGS
+            .get(self.venue.index())
+            .and_then(|pair| pair.get(self.channel as usize))
+            .copied()
+            .unwrap_or("sim-unknown")
+    }
+
     /// Parses a tag (`okx-ws`, `kraken-rest`); a bare venue name means its stream.
     pub fn from_tag(tag: &str) -> Option<Source> {
         let (venue, channel) = match tag.rsplit_once('-') {
@@ -151,6 +173,11 @@ mod tests {
             for source in [Source::stream(venue), Source::rest(venue)] {
                 assert_eq!(Source::from_tag(source.tag()), Some(source));
                 assert_eq!(Source::from_byte(source.to_byte()), Some(source));
+                // A simulated price's tag names the venue after `sim-` and never reads back.
+                let simulated = source.tag_for(true);
+                assert_eq!(simulated.strip_prefix("sim-"), Some(source.tag()));
+                assert_eq!(Source::from_tag(simulated), None);
+                assert_eq!(source.tag_for(false), source.tag());
             }
         }
         let cases: &[(&str, Option<Source>)] = &[

@@ -53,6 +53,7 @@ fn fresh() -> Freshness {
     Freshness {
         now_ms: NOW_MS,
         stale_after_ms: 9_000,
+        simulated: false,
     }
 }
 

@@ -87,6 +87,7 @@ impl Node {
         Freshness {
             now_ms,
             stale_after_ms: self.stale_after_ms,
+            simulated: self.table.simulated(),
         }
     }
 
@@ -107,6 +108,7 @@ impl Node {
             priced,
             stale,
             refused: registry.refused(),
+            simulated: self.table.simulated(),
             draining: self.is_draining(),
         }
     }

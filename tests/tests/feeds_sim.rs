@@ -1,7 +1,8 @@
 //! `beast serve --feeds sim`, end to end: every prewarmed subscription priced and served over
 //! HTTP and UDP; a dropped venue reconnects; a stalled venue goes stale, the REST fallback keeps
 //! its prices fresh and the stream takes over again when it resumes; garbage and error frames
-//! are counted; over wss:// (the default) and ws://.
+//! are counted; over wss:// (the default) and ws://. Its prices are labelled simulated
+//! everywhere (`sim-coinbase-ws`, `"simulated":true`).
 
 use std::time::Duration;
 
@@ -60,17 +61,17 @@ beast_tests::on_both_backends! {
             .filter_map(|s| s["source"].as_str())
             .collect();
         sources.sort_unstable();
-        assert_eq!(sources, ["cryptocom-ws", "kraken-ws"]);
+        assert_eq!(sources, ["sim-cryptocom-ws", "sim-kraken-ws"]);
 
         // Served over HTTP and UDP, one asset from each venue.
         let udp = beast.udp_client("udp_lpo");
         for (asset, source) in [
-            ("BTC", "coinbase-ws"),
-            ("CHILLGUY", "gemini-ws"),
-            ("KSM", "kraken-ws"),
-            ("S", "gateio-ws"),
-            ("1INCH", "cryptocom-ws"),
-            ("W", "okx-ws"),
+            ("BTC", "sim-coinbase-ws"),
+            ("CHILLGUY", "sim-gemini-ws"),
+            ("KSM", "sim-kraken-ws"),
+            ("S", "sim-gateio-ws"),
+            ("1INCH", "sim-cryptocom-ws"),
+            ("W", "sim-okx-ws"),
         ] {
             let http = beast.get(&format!("/price?asset={asset}"));
             assert_eq!(http.status, 200, "{asset}");
@@ -80,10 +81,22 @@ beast_tests::on_both_backends! {
                 (Some(asset), Some(source))
             );
             assert!(json.get("stale").is_none(), "{json}");
+            // Simulated prices never pass for real ones.
+            assert_eq!(json["simulated"], true, "{json}");
             let reply: Value = serde_json::from_slice(&udp.ask(&padded(asset, 200))).unwrap();
-            assert_eq!(reply["asset"], asset);
+            assert_eq!((&reply["asset"], &reply["simulated"]), (&asset.into(), &true.into()));
+        }
+        {
+            use beast_engine::protocol::udp::v8;
+            let mut request = [0u8; 64];
+            let len = v8::encode_request(&mut request, 9, None, &[b"BTC"], v8::reply_len(1)).unwrap();
+            let reply = udp.ask(&request[..len]);
+            let record = v8::parse_reply(&reply).unwrap().1.next().unwrap().unwrap();
+            assert_ne!(record.flags & v8::RECORD_SIMULATED, 0, "the v8 record's simulated flag: {record:?}");
         }
         let health = beast.health();
+        assert_eq!(health["simulated"], true, "{health}");
+        assert!(beast.metrics().contains("simulated=\"true\""));
         for feed in health["feeds"].as_array().unwrap() {
             assert_eq!(feed["state"], "streaming", "{feed}");
             assert_eq!(feed["parse_errors"], 0, "{feed}");
@@ -114,7 +127,7 @@ beast_tests::on_both_backends! {
         let tia = beast.get("/price?asset=TIA");
         assert_eq!(
             (tia.status, tia.json()["source"].as_str()),
-            (200, Some("okx-ws"))
+            (200, Some("sim-okx-ws"))
         );
         assert!(beast.metric("beast_feed_reconnects_total{venue=\"okx\"}") >= 1.0);
     }
@@ -129,14 +142,14 @@ beast_tests::on_both_backends! {
                 .as_str()
                 .map(str::to_string)
         };
-        assert!(wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-ws")));
+        assert!(wait_until(SETTLE, || source("KSM").as_deref() == Some("sim-kraken-ws")));
         beast.sim_fault("kraken", "stall");
         assert!(
             wait_until(SETTLE, || beast.feed("kraken")["rest_fallback"] == true),
             "REST fallback in use"
         );
         assert!(
-            wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-rest")),
+            wait_until(SETTLE, || source("KSM").as_deref() == Some("sim-kraken-rest")),
             "served from REST"
         );
         let ksm = beast.get("/price?asset=KSM").json();
@@ -158,7 +171,7 @@ beast_tests::on_both_backends! {
 
         beast.sim_fault("kraken", "resume");
         assert!(
-            wait_until(SETTLE, || source("KSM").as_deref() == Some("kraken-ws")),
+            wait_until(SETTLE, || source("KSM").as_deref() == Some("sim-kraken-ws")),
             "the stream takes over again"
         );
         assert!(

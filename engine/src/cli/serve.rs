@@ -13,6 +13,7 @@ use beast_core::{Symbol, Venue};
 use beast_engine::access::Access;
 use beast_engine::config::setting::{FeedMode, LogFormat, ServerType, SimSource};
 use beast_engine::config::{Config, ConfigArgs, Loaded};
+use beast_engine::logging::Flush;
 use beast_engine::price::PriceTable;
 use beast_engine::pricing::{self, PriceThread, PriceThreadOptions};
 use beast_engine::push::guard::Guard;
@@ -44,7 +45,8 @@ pub fn run(
     file: Option<&Path>,
 ) -> Result<ExitCode, Failure> {
     let Loaded { config, .. } = super::load_config(&args.settings, matches, file)?;
-    let log_switch = init_logging(&config.runtime.beast_log.0, config.runtime.beast_log_format);
+    let (log_switch, _log_flush) =
+        init_logging(&config.runtime.beast_log.0, config.runtime.beast_log_format).unzip();
 
     let seeds = match &config.engine.prices {
         Some(path) => {
@@ -52,12 +54,17 @@ pub fn run(
         }
         None => Vec::new(),
     };
+    data_dir_usable(&config.stores.beast_data_dir.0)?;
     let prewarm = prewarm_lists(&config);
     let mut options = ServeOptions::from_config(&config);
     let (table, mut writer) = PriceTable::with_history_budget(
         config.runtime.beast_max_assets.get_usize(),
         config.runtime.beast_history_max_mib.get_usize() as u64 * (1 << 20),
     );
+    // Made-up prices are never shown as a real venue's.
+    if config.feeds.feeds == FeedMode::Sim || config.engine.demo_walk.0 {
+        writer.mark_simulated();
+    }
     let (feeds, simulator) = feed_specs(&config, &prewarm, options.stale_after_ms)?;
     options.feeds = feeds.iter().map(|spec| Arc::clone(&spec.status)).collect();
 
@@ -124,20 +131,6 @@ pub fn run(
         ),
         ServerType::AppReport => None,
     };
-    let prices = PriceThread::start(
-        writer,
-        PriceThreadOptions {
-            prewarm,
-            seeds,
-            demo_walk: config.engine.demo_walk.0,
-            stale_after_ms: options.stale_after_ms,
-            primary: config.feeds.primary_source.map(|v| v.0),
-            rest_every: Duration::from_millis(config.feeds.rest_poll_ms.get()),
-            feeds,
-        },
-    )
-    .context("cannot start the price thread")?;
-
     // Signals are registered before the reactors start, so none is missed.
     let (stop_tx, stop_rx) = mpsc::channel::<Stop>();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -159,6 +152,7 @@ pub fn run(
     options.on_reactor_exit = Some(Arc::new(move |index| {
         let _ = died.send(Stop::ReactorDied(index));
     }));
+    let options_stale_after_ms = options.stale_after_ms;
     let server = Server::start(
         options,
         table,
@@ -169,6 +163,21 @@ pub fn run(
         },
     )
     .context("cannot start the engine")?;
+    // The feeds start once the ports are held: a node that cannot listen says so first, not
+    // after a page of feed warnings.
+    let prices = PriceThread::start(
+        writer,
+        PriceThreadOptions {
+            prewarm,
+            seeds,
+            demo_walk: config.engine.demo_walk.0,
+            stale_after_ms: options_stale_after_ms,
+            primary: config.feeds.primary_source.map(|v| v.0),
+            rest_every: Duration::from_millis(config.feeds.rest_poll_ms.get()),
+            feeds,
+        },
+    )
+    .context("cannot start the price thread")?;
     let addrs = server.addrs();
     let shown = |addr: Option<std::net::SocketAddr>| addr.map(|a| a.to_string());
     let role = beast_engine::config::setting::Setting::show(&config.server.server_type);
@@ -289,6 +298,22 @@ fn push_options(config: &Config, stale_after_ms: u64) -> PushOptions {
     }
 }
 
+/// The data directory is made and written to before anything else starts, so a node that
+/// cannot keep its journal, store or history says so first, naming the directory.
+fn data_dir_usable(dir: &Path) -> Result<(), Failure> {
+    let probe = dir.join(".beast-write-probe");
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe))
+        .with_context(|| {
+            format!(
+                "the data directory {} is not writable (BEAST_DATA_DIR)",
+                dir.display()
+            )
+        })?;
+    Ok(())
+}
+
 /// Each venue's prewarmed (subscribed) assets.
 fn prewarm_lists(config: &Config) -> Vec<(Venue, Vec<Symbol>)> {
     let params = &config.params;
@@ -363,8 +388,9 @@ fn feed_specs(
 /// configured one.
 type LogSwitch = Box<dyn Fn(Option<&str>) + Send + Sync>;
 
-fn init_logging(filter: &str, format: LogFormat) -> Option<LogSwitch> {
+fn init_logging(filter: &str, format: LogFormat) -> Option<(LogSwitch, Flush)> {
     use tracing_subscriber::EnvFilter;
+    let (writer, flush) = beast_engine::logging::queued_stderr().ok()?;
     let configured = filter.to_string();
     let parse = |text: &str| EnvFilter::try_new(text).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour codes only for a terminal: log files and pipelines get plain text.
@@ -373,7 +399,7 @@ fn init_logging(filter: &str, format: LogFormat) -> Option<LogSwitch> {
         ($builder:expr) => {{
             let builder = $builder
                 .with_env_filter(parse(filter))
-                .with_writer(std::io::stderr)
+                .with_writer(writer)
                 .with_target(false)
                 .with_ansi(ansi)
                 .with_filter_reloading();
@@ -382,7 +408,7 @@ fn init_logging(filter: &str, format: LogFormat) -> Option<LogSwitch> {
             let switch: LogSwitch = Box::new(move |level: Option<&str>| {
                 let _ = handle.reload(parse(level.unwrap_or(&configured)));
             });
-            Some(switch)
+            Some((switch, flush))
         }};
     }
     match format {

@@ -7,7 +7,7 @@ settings_group! {
     /// Exchange feeds and the exchange simulator.
     pub struct FeedConfig, args FeedArgs, heading "Feeds" {
         /// Price source: the live exchanges, the built-in simulator, or none (--prices only).
-        feeds: FeedMode = FeedMode::Sim, env = "BEAST_FEEDS";
+        feeds: FeedMode = FeedMode::Live, env = "BEAST_FEEDS";
         /// A venue whose fresh price is served instead of the median of fresh sources.
         primary_source: Option<VenueName> = None, env = "BEAST_PRIMARY_SOURCE";
         /// How often the REST fallback polls a venue for its stale assets.

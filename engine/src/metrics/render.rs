@@ -16,9 +16,10 @@ pub fn render(out: &mut String, reactors: &[ReactorMetrics], node: &NodeFacts, i
     family(out, "beast_build_info", "gauge", "Build and runtime facts.");
     let _ = writeln!(
         out,
-        "beast_build_info{{version=\"{}\",commit=\"{}\",io=\"{io_backend}\"}} 1",
+        "beast_build_info{{version=\"{}\",commit=\"{}\",io=\"{io_backend}\",simulated=\"{}\"}} 1",
         crate::build_info::VERSION,
-        crate::build_info::GIT_COMMIT
+        crate::build_info::GIT_COMMIT,
+        node.simulated
     );
     gauge(
         out,
@@ -344,6 +345,17 @@ pub fn render_history(out: &mut String, history: &crate::history::History) {
 }
 
 pub fn render_process(out: &mut String) {
+    family(
+        out,
+        "beast_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because the log writer fell behind (no thread ever waits to log).",
+    );
+    let _ = writeln!(
+        out,
+        "beast_log_lines_dropped_total {}",
+        crate::logging::dropped()
+    );
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     if let Some(cpu_s) = cpu_seconds(&stat) {
         family(
@@ -412,7 +424,7 @@ pub fn render_feeds(
             );
         }
     }
-    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 13] = [
+    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 14] = [
         (
             "beast_feed_messages_total",
             "counter",
@@ -448,6 +460,12 @@ pub fn render_feeds(
             "counter",
             "Connections after the first.",
             |f| FeedStatus::get(&f.reconnects),
+        ),
+        (
+            "beast_feed_failing_connects",
+            "gauge",
+            "Connection attempts failed in a row (0 while connected).",
+            |f| FeedStatus::get(&f.failing_connects),
         ),
         (
             "beast_feed_ring_drops_total",

@@ -1,12 +1,14 @@
 //! How old a price is, and whether it is still fresh: what every answer says of it.
 
-/// Clock and freshness, fixed for one batch of requests.
+/// How prices are shown in one batch of answers: their clock, freshness and provenance.
 #[derive(Clone, Copy, Debug)]
 pub struct Freshness {
     /// Wall clock, Unix ms.
     pub now_ms: u64,
     /// Prices older than this are served with `"stale":true`.
     pub stale_after_ms: u64,
+    /// Prices are made up: sources read `sim-…` and answers carry `"simulated":true`.
+    pub simulated: bool,
 }
 
 impl Freshness {

@@ -55,6 +55,9 @@ pub struct PriceTable {
     slots: Box<[CachePadded<SeqLock<WORDS>>]>,
     /// Candles of every price written here, by the same one writer.
     history: History,
+    /// Its prices are made up (the exchange simulator, the demo walk): set once, before
+    /// serving, and shown on every answer.
+    simulated: std::sync::atomic::AtomicBool,
 }
 
 /// The only handle that writes to a [`PriceTable`]. Not `Clone`: one writer by construction.
@@ -82,12 +85,18 @@ impl PriceTable {
             registry,
             slots,
             history,
+            simulated: std::sync::atomic::AtomicBool::new(false),
         });
         (Arc::clone(&table), TableWriter { table })
     }
 
     pub fn registry(&self) -> &AssetRegistry {
         &self.registry
+    }
+
+    /// Whether its prices are simulated.
+    pub fn simulated(&self) -> bool {
+        self.simulated.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn history(&self) -> &History {
@@ -144,6 +153,13 @@ impl TableWriter {
     }
 
     /// Adds an asset (or finds it): assets can be added while readers run.
+    /// Marks every price of the table as simulated (before serving).
+    pub fn mark_simulated(&mut self) {
+        self.table
+            .simulated
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn add_asset(&mut self, symbol: &Symbol) -> Result<AssetId, RegistryError> {
         self.table.registry.insert(symbol)
     }

@@ -125,6 +125,8 @@ struct State {
     rng: u64,
     /// Each feed's status, where REST prices applied or ignored are counted.
     statuses: Vec<Arc<FeedStatus>>,
+    /// Every venue was unreachable at the last sweep (said once when it starts and ends).
+    offline: bool,
 }
 
 impl State {
@@ -143,6 +145,7 @@ impl State {
                 .iter()
                 .map(|feed| Arc::clone(&feed.status))
                 .collect(),
+            offline: false,
         }
     }
 
@@ -258,6 +261,17 @@ impl State {
     /// republishes aggregates whose inputs went stale.
     fn sweep(&mut self, writer: &mut TableWriter, feeds: Option<&Feeds>) {
         let now = wall_ms();
+        let offline = FeedStatus::none_reachable(&self.statuses);
+        if offline != std::mem::replace(&mut self.offline, offline) {
+            if offline {
+                tracing::error!(
+                    venues = self.statuses.len(),
+                    "no exchange is reachable: every venue's connection fails (no network, or blocked?); no fresh price will be served until one connects (--feeds sim runs on simulated prices)"
+                );
+            } else {
+                tracing::info!("an exchange is reachable again");
+            }
+        }
         let registry = writer.table().registry();
         if let Some(feeds) = feeds {
             for (venue, symbols) in &self.subscriptions {

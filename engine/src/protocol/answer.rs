@@ -128,13 +128,16 @@ pub(crate) fn write_price(
     out.put(b"\",\"price\":\"");
     out.put(price.price.format().as_bytes());
     out.put(b"\",\"source\":\"");
-    out.put(price.source.tag().as_bytes());
+    out.put(price.source.tag_for(fresh.simulated).as_bytes());
     out.put(b"\",\"ts\":");
     out.put_u64(price.exchange_ms);
     out.put(b",\"age_ms\":");
     out.put_u64(fresh.age_ms(price.exchange_ms));
     if fresh.is_stale(price.exchange_ms) {
         out.put(b",\"stale\":true");
+    }
+    if fresh.simulated {
+        out.put(b",\"simulated\":true");
     }
     out.put(b"}");
 }
@@ -180,7 +183,7 @@ mod tests {
         table
     }
 
-    fn json(answer: &Answer, now_ms: u64) -> String {
+    fn json(answer: &Answer, now_ms: u64, simulated: bool) -> String {
         let mut out = Vec::new();
         write_answer(
             &mut out,
@@ -188,6 +191,7 @@ mod tests {
             Freshness {
                 now_ms,
                 stale_after_ms: 9_000,
+                simulated,
             },
         );
         String::from_utf8(out).unwrap()
@@ -196,47 +200,60 @@ mod tests {
     #[test]
     fn answers_in_json() {
         let table = table_with_btc();
-        // (request, now, expected JSON)
-        let cases: &[(&[u8], u64, &str)] = &[
+        // (request, now, simulated, expected JSON)
+        let cases: &[(&[u8], u64, bool, &str)] = &[
             (
                 b"btc",
                 1_012,
+                false,
                 r#"{"asset":"BTC","price":"97123.450","source":"coinbase-ws","ts":1000,"age_ms":12}"#,
+            ),
+            (
+                b"btc",
+                1_012,
+                true,
+                r#"{"asset":"BTC","price":"97123.450","source":"sim-coinbase-ws","ts":1000,"age_ms":12,"simulated":true}"#,
             ),
             (
                 b"BTC",
                 10_001,
+                false,
                 r#"{"asset":"BTC","price":"97123.450","source":"coinbase-ws","ts":1000,"age_ms":9001,"stale":true}"#,
             ),
             (
                 b"BTC",
                 999,
+                false,
                 r#"{"asset":"BTC","price":"97123.450","source":"coinbase-ws","ts":1000,"age_ms":0}"#,
             ),
             (
                 b"eth",
                 0,
+                false,
                 r#"{"error":"no_price","message":"no price yet for ETH"}"#,
             ),
             (
                 b"nope",
                 0,
+                false,
                 r#"{"error":"unknown_asset","message":"unknown asset NOPE"}"#,
             ),
             (
                 b"BTC-USD",
                 0,
+                false,
                 r#"{"error":"invalid_asset","message":"asset symbols are 1-16 letters or digits"}"#,
             ),
             (
                 b"",
                 0,
+                false,
                 r#"{"error":"invalid_asset","message":"asset symbols are 1-16 letters or digits"}"#,
             ),
         ];
-        for (request, now, expected) in cases {
+        for (request, now, simulated, expected) in cases {
             let answer = Answer::lookup(&table, request);
-            let got = json(&answer, *now);
+            let got = json(&answer, *now, *simulated);
             assert_eq!(got, *expected);
             serde_json::from_str::<serde_json::Value>(&got).unwrap();
         }

@@ -20,6 +20,8 @@ pub struct NodeFacts {
     pub stale: usize,
     /// Prices refused because the table had no room for their asset.
     pub refused: u64,
+    /// The prices are made up (the exchange simulator, the demo walk).
+    pub simulated: bool,
     pub draining: bool,
 }
 

@@ -333,6 +333,7 @@ impl Engine {
         let fresh = Freshness {
             now_ms: now_wall,
             stale_after_ms: self.options.stale_after_ms,
+            simulated: self.table.simulated(),
         };
         let Some(live) = self.subs.get_mut(&id) else {
             return;

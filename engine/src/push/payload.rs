@@ -201,6 +201,7 @@ mod tests {
     const FRESH: Freshness = Freshness {
         now_ms: 2_000,
         stale_after_ms: 60_000,
+        simulated: false,
     };
 
     #[test]

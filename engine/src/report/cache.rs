@@ -63,6 +63,7 @@ mod tests {
         Freshness {
             now_ms,
             stale_after_ms: 9_000,
+            simulated: false,
         }
     }
 

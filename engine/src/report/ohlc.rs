@@ -101,6 +101,7 @@ impl Report for Ohlc<'_> {
         emit("series", Cell::Text(self.query.series.name()));
         emit("from", Cell::uint(self.first));
         emit("rows_count", Cell::uint(self.rows));
+        super::render::provenance(self.fresh, emit);
     }
 
     fn columns(&self) -> &'static [Column] {

@@ -6,6 +6,7 @@ use beast_core::Decimal;
 
 use super::Format;
 use super::chart::Chart;
+use crate::price::Freshness;
 use crate::protocol::sink::Sink;
 
 /// How a column's values are laid out in text.
@@ -69,6 +70,13 @@ pub(crate) trait Report {
     fn rows(&self, emit: &mut dyn FnMut(&[Cell<'_>]));
     /// The chart the HTML page shows above the table.
     fn chart(&self) -> Chart;
+}
+
+/// `simulated: true` among a report's facts when its prices are made up.
+pub(crate) fn provenance(fresh: Freshness, emit: &mut dyn FnMut(&'static str, Cell<'_>)) {
+    if fresh.simulated {
+        emit("simulated", Cell::Flag(true));
+    }
 }
 
 pub(crate) fn render(report: &dyn Report, format: Format, out: &mut impl Sink) {

@@ -43,7 +43,9 @@ impl Snapshot<'_> {
         emit(&[
             Cell::Text(symbol.as_str()),
             Cell::Price(served.map(|a| a.price)),
-            served.map_or(Cell::Missing, |a| Cell::Text(a.source.tag())),
+            served.map_or(Cell::Missing, |a| {
+                Cell::Text(a.source.tag_for(self.fresh.simulated))
+            }),
             Cell::Int(served.and_then(|a| i64::try_from(a.exchange_ms).ok())),
             Cell::Int(served.and_then(|a| i64::try_from(self.fresh.age_ms(a.exchange_ms)).ok())),
             Cell::Flag(served.is_none_or(|a| self.fresh.is_stale(a.exchange_ms))),
@@ -71,6 +73,7 @@ impl Report for Snapshot<'_> {
     fn meta(&self, emit: &mut dyn FnMut(&'static str, Cell<'_>)) {
         emit("at", Cell::uint(self.fresh.now_ms));
         emit("stale_after_ms", Cell::uint(self.fresh.stale_after_ms));
+        super::render::provenance(self.fresh, emit);
     }
 
     fn columns(&self) -> &'static [Column] {

@@ -92,6 +92,7 @@ impl Report for Sources<'_> {
         emit("median", Cell::Price(self.median));
         emit("fresh", Cell::uint(self.fresh_count as u64));
         emit("outlier_bps", Cell::Int(Some(OUTLIER_BPS)));
+        super::render::provenance(self.fresh, emit);
     }
 
     fn columns(&self) -> &'static [Column] {
@@ -109,7 +110,7 @@ impl Report for Sources<'_> {
                 !stale && self.fresh_count >= 3 && deviation.is_some_and(|d| d.abs() > OUTLIER_BPS);
             emit(&[
                 Cell::Text(venue.name()),
-                Cell::Text(quote.source.tag()),
+                Cell::Text(quote.source.tag_for(self.fresh.simulated)),
                 Cell::Price(Some(quote.price)),
                 Cell::uint(quote.exchange_ms),
                 Cell::uint(self.fresh.age_ms(quote.exchange_ms)),

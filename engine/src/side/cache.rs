@@ -121,7 +121,7 @@ async fn write_all_prices(
         let value = serde_json::json!({
             "asset": symbol.as_str(),
             "price": price.price.format().as_str(),
-            "source": price.source.tag(),
+            "source": price.source.tag_for(table.simulated()),
             "ts": price.exchange_ms,
             "node": options.node,
         });

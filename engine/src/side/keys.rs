@@ -150,6 +150,8 @@ struct Keeper {
     /// every published set, and their revocation retried on every poll.
     revoking: std::collections::HashSet<u64>,
     outbox: Arc<crate::side::deferred::Outbox>,
+    /// The store's being down at start has been logged.
+    reported_down: bool,
 }
 
 pub async fn run(
@@ -173,6 +175,7 @@ pub async fn run(
         params_version: None,
         revoking: std::collections::HashSet::new(),
         outbox,
+        reported_down: false,
     };
     if let Some(keys) = load_snapshot(&keeper.options.data_dir) {
         keeper.publish(&keys, false);
@@ -210,10 +213,18 @@ impl Keeper {
     }
 
     fn failed(&mut self, error: &str) {
-        if self.stats.store_up.swap(false, Ordering::Relaxed) {
+        let was_up = self.stats.store_up.swap(false, Ordering::Relaxed);
+        if was_up {
             tracing::warn!(
                 error,
                 "key store unreachable; the keys in force stay in force"
+            );
+        } else if !std::mem::replace(&mut self.reported_down, true) {
+            // Down from the start: said once, with what the node serves with instead.
+            tracing::error!(
+                error,
+                keys = self.access.keys().len(),
+                "key store unreachable at start; serving with the keys of keys.snapshot (if any) until it answers"
             );
         }
         add(&self.stats.store_errors, 1);

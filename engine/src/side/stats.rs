@@ -72,9 +72,6 @@ pub struct SideStats {
     pub candle_save_errors: AtomicU64,
     pub admin_calls: AtomicU64,
     pub admin_denied: AtomicU64,
-    /// When a refused admin call was last logged (wall ms), and the refusals since.
-    pub admin_denied_logged_ms: AtomicU64,
-    pub admin_denied_unlogged: AtomicU64,
     /// `/admin/bootstrap-key` has handed out its one key (cleared if storing it failed).
     pub bootstrapped: AtomicBool,
     /// The push engine's figures (a `WEBHOOK_SERVER` node).

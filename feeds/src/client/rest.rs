@@ -74,10 +74,15 @@ impl Poller {
             let url = self.exchange.rest_url(&self.base, &assets);
             FeedStatus::add(&self.status.rest_requests, 1);
             match self.fetch(&url) {
-                Ok(body) => self.deliver(&body, &assets),
+                Ok(body) => {
+                    self.status.rest_log.reset();
+                    self.deliver(&body, &assets);
+                }
                 Err(e) => {
                     FeedStatus::add(&self.status.rest_errors, 1);
-                    tracing::warn!(venue = self.exchange.venue().name(), url = %url, error = %e, "REST fallback failed");
+                    if let Some(more) = self.status.rest_log.admit(beast_core::clock::wall_ms()) {
+                        tracing::warn!(venue = self.exchange.venue().name(), url = %url, error = %e, failed_since_last_line = more, "REST fallback failed (logged once a minute while it fails)");
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use beast_core::Venue;
+use beast_core::{Throttle, Venue};
 
 /// A connection's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +55,9 @@ impl FeedState {
 }
 
 /// One venue's feed.
+/// A venue that keeps failing is logged once a minute (with the count), not per attempt.
+pub const LOG_EVERY_MS: u64 = 60_000;
+
 #[derive(Debug)]
 pub struct FeedStatus {
     pub venue: Venue,
@@ -67,6 +70,11 @@ pub struct FeedStatus {
     pub exchange_errors: AtomicU64,
     pub connects: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Connection attempts failed in a row (0 once one succeeds).
+    pub failing_connects: AtomicU64,
+    /// Failed connects and REST polls are logged at most once per [`LOG_EVERY_MS`] each.
+    pub connect_log: Throttle,
+    pub rest_log: Throttle,
     /// Prices lost because the ring to the price thread was full.
     pub ring_drops: AtomicU64,
     /// Unix ms of the last frame of any kind (0: none yet).
@@ -97,6 +105,9 @@ impl FeedStatus {
             exchange_errors: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            failing_connects: AtomicU64::new(0),
+            connect_log: Throttle::new(LOG_EVERY_MS),
+            rest_log: Throttle::new(LOG_EVERY_MS),
             ring_drops: AtomicU64::new(0),
             last_message_ms: AtomicU64::new(0),
             last_price_ms: AtomicU64::new(0),
@@ -120,6 +131,17 @@ impl FeedStatus {
 
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The venue cannot be reached: its last connection attempt failed and none has
+    /// succeeded since.
+    pub fn unreachable(&self) -> bool {
+        FeedStatus::get(&self.failing_connects) > 0
+    }
+
+    /// Every feed is unreachable (and there is at least one): the node is offline.
+    pub fn none_reachable(feeds: &[std::sync::Arc<FeedStatus>]) -> bool {
+        !feeds.is_empty() && feeds.iter().all(|f| f.unreachable())
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -73,9 +73,16 @@ impl Stream {
             self.status.set_state(FeedState::Connecting);
             match self.connect() {
                 Err(e) => {
-                    tracing::warn!(venue = venue.name(), url = %self.url, error = %e, "feed connect failed")
+                    FeedStatus::add(&self.status.failing_connects, 1);
+                    if let Some(more) = self.status.connect_log.admit(wall_ms()) {
+                        tracing::warn!(venue = venue.name(), url = %self.url, error = %e, failed_since_last_line = more, "feed connect failed (logged once a minute while it fails)");
+                    }
                 }
                 Ok(mut socket) => {
+                    self.status
+                        .failing_connects
+                        .store(0, std::sync::atomic::Ordering::Relaxed);
+                    self.status.connect_log.reset();
                     let previous = FeedStatus::get(&self.status.connects);
                     FeedStatus::add(&self.status.connects, 1);
                     if previous > 0 {

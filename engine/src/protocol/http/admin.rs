@@ -38,7 +38,7 @@ pub fn respond<S: State>(
     let path = head.path.strip_prefix(b"/admin/").unwrap_or_default();
     if !authorized(state, head.admin_key) {
         add(&stats.admin_denied, 1);
-        log_refusal(stats, path, fresh.now_ms);
+        log_refusal(path, fresh.now_ms);
         return Reply::error(
             body,
             ErrorCode::Unauthorized,
@@ -67,30 +67,20 @@ pub fn respond<S: State>(
     reply
 }
 
-/// Refused admin calls are logged at most once per [`REFUSAL_LOG_EVERY_MS`], with how many
-/// were refused since the last line and the latest call's name cut to 64 bytes: a flood of
-/// wrong keys is counted in full (`beast_admin_denied_total`) but cannot flood the log.
-const REFUSAL_LOG_EVERY_MS: u64 = 10_000;
+/// Refused admin calls are logged at most once per 10 s (one line for the process, whichever
+/// reactor refuses), with how many were refused since the last line and the latest call's
+/// name cut to 64 bytes: a flood of wrong keys is counted in full (`beast_admin_denied_total`)
+/// but cannot flood the log.
+static REFUSALS: beast_core::Throttle = beast_core::Throttle::new(10_000);
 
-fn log_refusal(stats: &crate::side::SideStats, path: &[u8], now_ms: u64) {
-    stats.admin_denied_unlogged.fetch_add(1, Ordering::Relaxed);
-    let last = stats.admin_denied_logged_ms.load(Ordering::Relaxed);
-    if last != 0 && now_ms.saturating_sub(last) < REFUSAL_LOG_EVERY_MS {
+fn log_refusal(path: &[u8], now_ms: u64) {
+    let Some(earlier) = REFUSALS.admit(now_ms) else {
         return;
-    }
-    // One reactor wins the line; the others' refusals go into the next one's count.
-    if stats
-        .admin_denied_logged_ms
-        .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
-        .is_err()
-    {
-        return;
-    }
-    let refused = stats.admin_denied_unlogged.swap(0, Ordering::Relaxed);
+    };
     let call = String::from_utf8_lossy(path.get(..64).unwrap_or(path));
     tracing::warn!(
         %call,
-        refused,
+        refused = earlier + 1,
         "admin calls refused: wrong or missing X-Admin-Key (at most one line per 10 s)"
     );
 }

@@ -336,7 +336,7 @@ fn assets<S: State>(
             }
             first = false;
             body.put(b"{\"source\":\"");
-            body.put(quote.source.tag().as_bytes());
+            body.put(quote.source.tag_for(fresh.simulated).as_bytes());
             body.put(b"\",\"price\":\"");
             body.put(quote.price.format().as_bytes());
             body.put(b"\",\"ts\":");
@@ -415,7 +415,9 @@ fn health<S: State>(
     _priced: &mut AssetList,
 ) -> Reply {
     let facts = state.facts(fresh.now_ms);
-    let mut degraded = false;
+    // Offline with live feeds: said plainly, whether or not older prices are still served.
+    let offline = beast_feeds::client::FeedStatus::none_reachable(state.feeds());
+    let mut degraded = offline;
     state.side().degraded(fresh.now_ms, |_| degraded = true);
     let status = if facts.draining {
         "draining"
@@ -446,9 +448,15 @@ fn health<S: State>(
     body.put_u64(facts.priced as u64);
     body.put(b",\"stale\":");
     body.put_u64(facts.stale as u64);
+    if facts.simulated {
+        body.put(b",\"simulated\":true");
+    }
     if degraded {
         body.put(b",\"degraded\":[");
-        let mut first = true;
+        let mut first = !offline;
+        if offline {
+            body.put(b"\"no_venue_reachable\"");
+        }
         state.side().degraded(fresh.now_ms, |reason| {
             if !first {
                 body.put(b",");

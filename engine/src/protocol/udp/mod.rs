@@ -357,6 +357,7 @@ mod tests {
             fresh: Freshness {
                 now_ms: 1_010,
                 stale_after_ms: 9_000,
+                simulated: false,
             },
             reports: false,
         };
@@ -441,6 +442,7 @@ mod tests {
             fresh: Freshness {
                 now_ms: 1_010,
                 stale_after_ms: 9_000,
+                simulated: false,
             },
             reports: false,
         };

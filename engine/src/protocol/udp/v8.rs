@@ -46,6 +46,8 @@ pub enum RecordStatus {
 /// Record flags.
 pub const RECORD_STALE: u8 = 1;
 pub(crate) const RECORD_REST: u8 = 2;
+/// The price is made up (the exchange simulator, the demo walk).
+pub const RECORD_SIMULATED: u8 = 4;
 /// `venue` value of a record without a price.
 pub(crate) const NO_VENUE: u8 = 0xff;
 
@@ -236,6 +238,9 @@ impl Record {
         }
         if price.source.channel == beast_core::Channel::Rest {
             flags |= RECORD_REST;
+        }
+        if fresh.simulated {
+            flags |= RECORD_SIMULATED;
         }
         Record {
             status: RecordStatus::Ok,
