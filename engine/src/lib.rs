@@ -16,6 +16,7 @@ pub mod access;
 pub mod build_info;
 pub mod config;
 pub mod history;
+pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod node;

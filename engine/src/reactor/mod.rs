@@ -104,7 +104,7 @@ pub(crate) fn select_backend(choice: IoChoice) -> Result<(Backend, Option<String
 }
 
 /// Why io_uring cannot serve here, in words an operator can act on.
-fn probe_uring() -> Result<(), String> {
+pub fn probe_uring() -> Result<(), String> {
     #[cfg(feature = "uring")]
     {
         // On a thread of its own: tearing a ring down queues kernel work to the thread that

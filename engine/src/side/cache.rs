@@ -88,6 +88,26 @@ fn failed(stats: &SideStats, error: &str) {
     }
 }
 
+/// Connects and asks PING (`beast doctor`).
+pub async fn ping(url: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut connection =
+        tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+            .await
+            .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+    let pong: String =
+        tokio::time::timeout(TIMEOUT, redis::cmd("PING").query_async(&mut connection))
+            .await
+            .map_err(|_| format!("no PONG within {TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
+    if pong == "PONG" {
+        Ok(())
+    } else {
+        Err(format!("answered {pong:?} to PING"))
+    }
+}
+
 pub(super) async fn connect(url: &str) -> Option<redis::aio::ConnectionManager> {
     let client = redis::Client::open(url).ok()?;
     let config = redis::aio::ConnectionManagerConfig::new()
