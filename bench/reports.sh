@@ -7,10 +7,14 @@
 # usage metering on into the embedded store; the load is pinned to CPU 1. Per run:
 #   - /reports/snapshot (every asset, JSON) and /reports/ohlc (BTC, 1 m, 100 rows, JSON),
 #     closed loop, 16 connections: requests per second of the server's one core;
-#   - /price?asset=BTC open loop at PRICE_RATE/s: p50/p99 alone, then with a second generator
-#     asking for /reports/snapshot at REPORT_RATE/s on the same port and reactor. Latency is
-#     from when each request was due (coordinated omission corrected); service time from when
-#     it was sent, which leaves out the generator's own lag on its shared CPU.
+#   - /price?asset=BTC open loop at PRICE_RATE/s, each rep in four arms, interleaved: alone;
+#     beside a second generator at REPORT_RATE/s asking for /price?asset=AS001 (the control: the
+#     same load on the generator's CPU, next to nothing on the server's); beside the same
+#     generator asking for /reports/snapshot (what reports cost the price path is this arm
+#     against the control); beside a flood of refused /admin calls at ADMIN_RATE/s (no key:
+#     401, counted, logged at most once per 10 s). Latency is from when each request was due
+#     (coordinated omission corrected); service time from when it was sent, which leaves out
+#     the generator's own lag on its shared CPU.
 # Prints one JSON line per measurement; bench/results/reports-<date>.jsonl keeps them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +22,7 @@ REPS=${1:-3}
 DURATION=${2:-5s}
 PRICE_RATE=${PRICE_RATE:-10000}   # the Go service's rate per vCPU
 REPORT_RATE=${REPORT_RATE:-100}
+ADMIN_RATE=${ADMIN_RATE:-1000}
 # The whole server on CPU 0 (default), or SERVER_CPUS= (empty): only the reactor pinned to
 # CPU 0, the price and side threads free to run beside the load.
 SERVER_CPUS=${SERVER_CPUS-0}
@@ -41,7 +46,7 @@ with open(sys.argv[1], "w") as out:
             out.write(json.dumps({"asset": asset, "price": f"{base * (1 + 0.0003 * n):.4f}", "source": source}) + "\n")
 EOF
 BEAST_LOG=warn ${SERVER_CPUS:+taskset -c $SERVER_CPUS} $BEAST serve --feeds off --prices "$work/prices.jsonl" --demo-walk "${WALK:-true}" \
-  --reactors 1 --pin true --bind 127.0.0.1 \
+  --reactors 1 --pin true --bind 127.0.0.1 --admin-key bench-admin-key-0123456789abcdef \
   --beast-data-dir "$work/data" --tcp-port-lpo 18080 --tcp-port-lrs 19090 \
   --health-port-lpo 18081 --health-port-lrs 19091 --udp-port-lpo 12679 --udp-port-lrs 12680 \
   > "$work/ready" 2> "$work/stderr" &
@@ -71,13 +76,23 @@ for rep in $(seq "$REPS"); do
   run snapshot 127.0.0.1:19090 --path /reports/snapshot -c 16
   run ohlc 127.0.0.1:19090 --path '/reports/ohlc?asset=BTC&interval=1m&limit=100' -c 16
   run price-alone 127.0.0.1:19090 -a BTC -r "$PRICE_RATE" -c 16
-  taskset -c 1 $BENCH http 127.0.0.1:19090 --path /reports/snapshot -r "$REPORT_RATE" -c 4 \
-    -d "$(( ${DURATION%s} + 3 ))s" --warmup 0s -q --json "$work/background.json" >/dev/null &
-  background=$!
-  sleep 1
-  run price-with-reports 127.0.0.1:19090 -a BTC -r "$PRICE_RATE" -c 16
-  wait "$background"
+  for arm in cheap reports admin; do
+    case $arm in
+      cheap) path='/price?asset=AS001'; rate=$REPORT_RATE ;;
+      reports) path=/reports/snapshot; rate=$REPORT_RATE ;;
+      admin) path=/admin/feed-status; rate=$ADMIN_RATE ;;
+    esac
+    taskset -c 1 $BENCH http 127.0.0.1:19090 --path "$path" -r "$rate" -c 4 \
+      -d "$(( ${DURATION%s} + 3 ))s" --warmup 0s -q --json "$work/background.json" >/dev/null &
+    background=$!
+    sleep 1
+    run "price-with-$arm" 127.0.0.1:19090 -a BTC -r "$PRICE_RATE" -c 16
+    wait "$background"
+  done
 done
+# The admin flood's refusals: all counted, a handful of log lines.
+echo "admin refusals counted: $(curl -s 127.0.0.1:18081/metrics | awk '/^beast_admin_denied_total/ {print $2}')," \
+  "log lines about them: $(grep -c 'admin calls refused' "$work/stderr" || true)" >&2
 
 # Turns longer than the stall threshold (10 ms) over the whole run, and the longest turn.
 curl -s 127.0.0.1:18081/metrics | grep -E '^beast_reactor_(stalls_total|loop_max_turn)' >&2 || true
@@ -85,16 +100,22 @@ curl -s 127.0.0.1:18081/metrics | grep -E '^beast_reactor_(stalls_total|loop_max
 python3 - "$OUT" <<'EOF'
 import json, sys, statistics
 rows = [json.loads(l) for l in open(sys.argv[1])]
+def series(name, field):
+    return [r[field] for r in rows if r["run"] == name]
 def med(name, field):
-    return statistics.median(r[field] for r in rows if r["run"] == name)
-print(json.dumps({
+    return statistics.median(series(name, field))
+def paired(arm, field):
+    # Each rep's arm against the same rep's control: the VM's drift between reps cancels.
+    return round(statistics.median(a / c for a, c in zip(series(arm, field), series("price-with-cheap", field))), 3)
+summary = {
     "snapshot_rps_per_core": med("snapshot", "rps"),
     "ohlc_rps_per_core": med("ohlc", "rps"),
-    "price_p99_us_alone": med("price-alone", "p99_us"),
-    "price_p99_us_with_reports": med("price-with-reports", "p99_us"),
-    "price_p50_us_alone": med("price-alone", "p50_us"),
-    "price_p50_us_with_reports": med("price-with-reports", "p50_us"),
-    "price_service_p99_us_alone": med("price-alone", "service_p99_us"),
-    "price_service_p99_us_with_reports": med("price-with-reports", "service_p99_us"),
-}))
+}
+for arm in ["alone", "with-cheap", "with-reports", "with-admin"]:
+    for field in ["p50_us", "p99_us", "service_p99_us", "lag_p99_us"]:
+        summary[f"price_{arm}_{field}"] = med(f"price-{arm}", field)
+for arm in ["with-reports", "with-admin"]:
+    for field in ["p99_us", "service_p99_us"]:
+        summary[f"ratio_{arm}_to_control_{field}"] = paired(f"price-{arm}", field)
+print(json.dumps(summary))
 EOF
