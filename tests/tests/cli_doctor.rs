@@ -42,8 +42,16 @@ fn a_usable_host_and_configuration_pass_and_the_status_is_the_worst_check() {
         assert_eq!(severity(&checks, name), "ok", "{name}: {checks:?}");
     }
     // Every kernel setting of tuning/sysctl.conf is looked at.
-    let tuning = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tuning/sysctl.conf")).unwrap();
-    for key in tuning.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split('=').next()) {
+    let tuning = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tuning/sysctl.conf"
+    ))
+    .unwrap();
+    for key in tuning
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split('=').next())
+    {
         severity(&checks, &format!("sysctl {}", key.trim()));
     }
     for name in ["io_uring", "memlock", "nofile", "clock source"] {
@@ -76,7 +84,14 @@ fn what_the_node_cannot_run_with_fails() {
     assert_eq!(severity(&checks, "data directory"), "fail");
     assert_eq!(severity(&checks, "store (PostgreSQL)"), "fail");
     assert_eq!(severity(&checks, "cache (Valkey)"), "warn");
-    assert_eq!(severity(&checks, "cpus"), "fail", "more pinned reactors than CPUs");
+    assert_eq!(
+        severity(&checks, "cpus"),
+        "fail",
+        "more pinned reactors than CPUs"
+    );
     // No secret in what it prints.
-    assert!(!format!("{checks:?}").contains("secret-password"), "{checks:?}");
+    assert!(
+        !format!("{checks:?}").contains("secret-password"),
+        "{checks:?}"
+    );
 }
