@@ -29,8 +29,8 @@ SERVER_CPUS=${SERVER_CPUS-0}
 BEAST=target/release/beast
 BENCH=target/release/beast-bench
 if [[ -n $SERVER_CPUS ]]; then placement=onecore; else placement=reactor-pinned; fi
-OUT=bench/results/reports-$(date -u +%Y-%m-%d)-$placement.jsonl
-rm -f "$OUT"
+# A new file per run: results already cited in RESULTS.md are never overwritten.
+OUT=bench/results/reports-$(date -u +%Y-%m-%dT%H%M)-$placement.jsonl
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 

@@ -244,11 +244,7 @@ fn clock_source() -> Check {
 }
 
 fn data_dir(dir: &Path) -> Check {
-    let probe = dir.join(".beast-doctor-probe");
-    let writable = std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&probe, b"probe"))
-        .and_then(|()| std::fs::remove_file(&probe));
-    if let Err(e) = writable {
+    if let Err(e) = super::writable_dir(dir) {
         return check(
             "data directory",
             Severity::Fail,

@@ -111,6 +111,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Makes `dir` if needed and proves a file can be written in it (and removed again).
+fn writable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(".beast-write-probe");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&probe, b"probe")?;
+    std::fs::remove_file(&probe)
+}
+
 /// The error and its causes on one line, each cause once: many errors already quote their
 /// source in their own message (`cannot listen on …: Address already in use`), and printing
 /// the chain after it would say the same thing twice.

@@ -301,10 +301,7 @@ fn push_options(config: &Config, stale_after_ms: u64) -> PushOptions {
 /// The data directory is made and written to before anything else starts, so a node that
 /// cannot keep its journal, store or history says so first, naming the directory.
 fn data_dir_usable(dir: &Path) -> Result<(), Failure> {
-    let probe = dir.join(".beast-write-probe");
-    std::fs::create_dir_all(dir)
-        .and_then(|()| std::fs::write(&probe, b"probe"))
-        .and_then(|()| std::fs::remove_file(&probe))
+    super::writable_dir(dir)
         .with_context(|| {
             format!(
                 "the data directory {} is not writable (BEAST_DATA_DIR)",
