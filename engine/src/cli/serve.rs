@@ -301,13 +301,12 @@ fn push_options(config: &Config, stale_after_ms: u64) -> PushOptions {
 /// The data directory is made and written to before anything else starts, so a node that
 /// cannot keep its journal, store or history says so first, naming the directory.
 fn data_dir_usable(dir: &Path) -> Result<(), Failure> {
-    super::writable_dir(dir)
-        .with_context(|| {
-            format!(
-                "the data directory {} is not writable (BEAST_DATA_DIR)",
-                dir.display()
-            )
-        })?;
+    super::writable_dir(dir).with_context(|| {
+        format!(
+            "the data directory {} is not writable (BEAST_DATA_DIR)",
+            dir.display()
+        )
+    })?;
     Ok(())
 }
 
