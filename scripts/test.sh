@@ -74,5 +74,5 @@ step "tests"
 cargo nextest run --workspace --locked -E 'not binary(container)'
 # The image is built and run last, alone: its release build takes both cores for minutes.
 step "container image"
-cargo nextest run -p beast-tests --test container --locked
+cargo nextest run --workspace --locked -E 'binary(container)'   # same build as above: nothing recompiled
 cargo test --workspace --doc --locked

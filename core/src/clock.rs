@@ -3,6 +3,10 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+/// How far ahead of this node's clock an exchange (or a cache entry) may stamp a price before
+/// the time is taken as wrong: a price from the future would otherwise never age.
+pub const FUTURE_TOLERANCE_MS: u64 = 2_000;
+
 /// Added to the wall clock: only [`shift_wall_clock`] sets it.
 static SHIFT_MS: AtomicI64 = AtomicI64::new(0);
 

@@ -80,7 +80,15 @@ pub fn run(
             .get(reactors)
             .copied();
     }
-    let warm = side::cache::warm_start(&side_options, &mut writer);
+    // The configured assets: what a warm start may read back.
+    let mut configured: Vec<Symbol> = prewarm
+        .iter()
+        .flat_map(|(_, assets)| assets.iter().copied())
+        .chain(seeds.iter().map(|seed| seed.asset))
+        .collect();
+    configured.sort();
+    configured.dedup();
+    let warm = side::cache::warm_start(&side_options, &mut writer, &configured);
     let candles = side::candles::warm_start(&side_options, &mut writer);
     let access = Arc::new(Access::new(config.engine.require_key.0, MAX_KEYS));
     // The performance profile also sets the log level (LOG_LEVEL), admin calls still logged;

@@ -424,7 +424,7 @@ pub fn render_feeds(
             );
         }
     }
-    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 14] = [
+    let series: [(&str, &str, &str, fn(&FeedStatus) -> u64); 15] = [
         (
             "beast_feed_messages_total",
             "counter",
@@ -502,6 +502,12 @@ pub fn render_feeds(
             "counter",
             "REST prices ignored because the stream was fresh again.",
             |f| FeedStatus::get(&f.rest_superseded),
+        ),
+        (
+            "beast_feed_future_times_total",
+            "counter",
+            "Prices stamped in the future beyond the tolerance, restamped at arrival.",
+            |f| FeedStatus::get(&f.future_times),
         ),
         (
             "beast_feed_rest_fallback_active",

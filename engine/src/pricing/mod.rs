@@ -223,13 +223,24 @@ impl State {
                 self.count(event.venue, |s| &s.rest_applied);
             }
         }
+        // A time in the future never ages: such a price would be fresh forever.
+        let exchange_ms = if event.exchange_ms
+            > event
+                .received_ms
+                .saturating_add(beast_core::clock::FUTURE_TOLERANCE_MS)
+        {
+            self.count(event.venue, |s| &s.future_times);
+            event.received_ms
+        } else {
+            event.exchange_ms
+        };
         let quote = Quote {
             price: event.price,
             source: Source {
                 venue: event.venue,
                 channel: event.channel,
             },
-            exchange_ms: event.exchange_ms,
+            exchange_ms,
             received_ms: event.received_ms,
         };
         writer.publish_quote(asset, &quote);

@@ -193,9 +193,18 @@ async fn write_node_stats(
     .map_err(|e| e.to_string())
 }
 
-/// Reads the cached prices into the table before the feeds start; how many. Bounded to a few
-/// seconds; without Valkey the node just starts cold.
-pub fn warm_start(options: &SideOptions, writer: &mut TableWriter) -> u64 {
+/// Cached prices older than this are not read back: the writers give their entries this TTL
+/// (10 minutes), so anything older was not written by a node of ours.
+const WARM_START_MAX_AGE_MS: u64 = 600_000;
+
+/// Reads the cached prices of `wanted` (the configured assets) into the table before the feeds
+/// start; how many. The cache is shared, so nothing in it is trusted: only the configured
+/// assets' entries are read (no scan; so the registry keeps room for them), and an entry is
+/// taken only if it names the asset of its key, carries a real venue's source (a simulated
+/// price never comes back as a real one), and an exchange time neither in the future (beyond
+/// the clock tolerance) nor older than [`WARM_START_MAX_AGE_MS`]. Bounded to a few seconds;
+/// without Valkey the node just starts cold.
+pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, wanted: &[Symbol]) -> u64 {
     let Some(url) = options.cache_url.clone() else {
         return 0;
     };
@@ -211,35 +220,17 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter) -> u64 {
     };
     let cached = runtime.block_on(async {
         let mut conn = connect(&url).await?;
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = tokio::time::timeout(
-                TIMEOUT,
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg("price:*")
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn),
-            )
-            .await
-            .ok()?
-            .ok()?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 || keys.len() > 100_000 {
-                break;
-            }
-        }
-        let mut values = Vec::new();
-        for chunk in keys.chunks(500) {
-            let got: Vec<Option<String>> = tokio::time::timeout(TIMEOUT, conn.mget(chunk))
+        let mut values = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(500) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|a| format!("price:{}", a.as_str()))
+                .collect();
+            let got: Vec<Option<String>> = tokio::time::timeout(TIMEOUT, conn.mget(keys))
                 .await
                 .ok()?
                 .ok()?;
-            values.extend(got.into_iter().flatten());
+            values.extend(chunk.iter().copied().zip(got));
         }
         Some(values)
     });
@@ -247,14 +238,32 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter) -> u64 {
         tracing::warn!("Valkey unreachable at start: no warm start");
         return 0;
     };
-    let mut loaded = 0u64;
-    for value in values {
-        if let Some((symbol, aggregate)) = parse_cached(&value)
-            && let Ok(id) = writer.add_asset(&symbol)
-        {
-            writer.publish_aggregate(id, &aggregate);
-            loaded += 1;
+    let now = beast_core::clock::wall_ms();
+    let (mut loaded, mut refused) = (0u64, 0u64);
+    for (asset, value) in values {
+        let Some(value) = value else {
+            continue;
+        };
+        let accepted = parse_cached(&value).filter(|(symbol, price)| {
+            *symbol == asset
+                && price.exchange_ms <= now + beast_core::clock::FUTURE_TOLERANCE_MS
+                && now.saturating_sub(price.exchange_ms) <= WARM_START_MAX_AGE_MS
+        });
+        match accepted {
+            Some((symbol, aggregate)) => {
+                if let Ok(id) = writer.add_asset(&symbol) {
+                    writer.publish_aggregate(id, &aggregate);
+                    loaded += 1;
+                }
+            }
+            None => refused += 1,
         }
+    }
+    if refused > 0 {
+        tracing::warn!(
+            refused,
+            "warm start: cached prices refused (another asset's, an unknown source, a time in the future or older than 10 min)"
+        );
     }
     tracing::info!(prices = loaded, "warm start from Valkey");
     loaded

@@ -90,6 +90,9 @@ pub struct FeedStatus {
     /// again (both counted by the price thread).
     pub rest_applied: AtomicU64,
     pub rest_superseded: AtomicU64,
+    /// Prices stamped further in the future than `FUTURE_TOLERANCE_MS`, restamped at arrival
+    /// (counted by the price thread).
+    pub future_times: AtomicU64,
     /// The REST fallback is polling for at least one stale asset.
     pub rest_active: AtomicBool,
 }
@@ -117,6 +120,7 @@ impl FeedStatus {
             rest_prices: AtomicU64::new(0),
             rest_applied: AtomicU64::new(0),
             rest_superseded: AtomicU64::new(0),
+            future_times: AtomicU64::new(0),
             rest_active: AtomicBool::new(false),
         }
     }
