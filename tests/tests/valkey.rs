@@ -37,7 +37,7 @@ beast_tests::on_both_backends! {
         // The first stats may be written before the seeded prices are in the table: wait for a
         // write that has them.
         let stats = || -> Value {
-            serde_json::from_str(&redis_cli(&["HGET", "cluster:stats", "valkey-a"]))
+            serde_json::from_str(&redis_cli(&["GET", "cluster:stats:valkey-a"]))
                 .unwrap_or(Value::Null)
         };
         assert!(
@@ -46,6 +46,9 @@ beast_tests::on_both_backends! {
             stats()
         );
         assert_eq!(stats()["node"], "valkey-a");
+        // A member entry expires by itself: a dead node leaves the cluster within 10 s.
+        let ttl: i64 = redis_cli(&["TTL", "cluster:stats:valkey-a"]).parse().unwrap();
+        assert!((1..=10).contains(&ttl), "{ttl}");
         assert_eq!(writer.metric("beast_cache_up"), 1.0);
 
         // No feeds, no seeded prices: the cache is all this node has.

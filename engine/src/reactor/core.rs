@@ -4,6 +4,7 @@
 //! core asks it for a receive or a send and is told when each has completed.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::conn::{self, Conn, Timer};
@@ -438,9 +439,12 @@ impl Core {
     fn sweep<D: Driver>(&mut self, driver: &mut D) {
         let now = self.mono_ms();
         self.collect_answers(driver);
-        if let Some(limit) = self.governor.tick(now) {
-            self.metrics().connection_limit.set(limit as u64);
-        }
+        self.governor
+            .share(self.answer.node().side.live_nodes.load(Ordering::Relaxed));
+        self.governor.tick(now);
+        self.metrics()
+            .connection_limit
+            .set(self.governor.limit() as u64);
         let timeouts = self.limits.timeouts;
         let past_grace = self
             .draining

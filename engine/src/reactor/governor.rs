@@ -1,6 +1,7 @@
 //! The connection governor: how many connections a reactor serves at once.
 //!
-//! The ceiling is the node's share of `adaptive_max_concurrent`, split evenly across reactors.
+//! The ceiling is the node's share of `adaptive_max_concurrent` (the cluster's, divided by the
+//! live nodes the side thread counts in Valkey), split evenly across reactors.
 //! Each second the governor looks at the responses: if fewer than `adaptive_success_threshold`
 //! of them succeeded, the limit shrinks to three quarters, down to a floor; after a healthy
 //! second it grows back by a twentieth of the ceiling. New connections past the limit get
@@ -14,6 +15,9 @@ const WINDOW_MS: u64 = 1_000;
 
 #[derive(Debug)]
 pub(crate) struct Governor {
+    /// The reactor's share of the whole cluster's limit, for a node alone.
+    whole: usize,
+    /// Its share with the nodes live now.
     ceiling: usize,
     floor: usize,
     limit: usize,
@@ -27,6 +31,7 @@ impl Governor {
     pub fn new(ceiling: usize, threshold: f64) -> Governor {
         let ceiling = ceiling.max(1);
         Governor {
+            whole: ceiling,
             ceiling,
             floor: (ceiling / 16).max(1),
             limit: ceiling,
@@ -41,6 +46,16 @@ impl Governor {
         self.limit
     }
 
+    /// Takes this node's share with `nodes` live (0: not known, counted as alone): the limit
+    /// drops to the new ceiling at once and grows towards a higher one as after a healthy
+    /// second.
+    pub fn share(&mut self, nodes: u64) {
+        let nodes = usize::try_from(nodes.max(1)).unwrap_or(usize::MAX);
+        self.ceiling = (self.whole / nodes).max(1);
+        self.floor = (self.ceiling / 16).max(1);
+        self.limit = self.limit.min(self.ceiling);
+    }
+
     pub(crate) fn admits(&self, open: usize) -> bool {
         open < self.limit
     }
@@ -51,16 +66,15 @@ impl Governor {
         self.successes += u64::from(successes);
     }
 
-    /// Closes the window when a second has passed; returns the new limit if it changed.
-    pub fn tick(&mut self, now_ms: u64) -> Option<usize> {
+    /// Closes the window when a second has passed.
+    pub fn tick(&mut self, now_ms: u64) {
         if now_ms.saturating_sub(self.window_start_ms) < WINDOW_MS {
-            return None;
+            return;
         }
         self.window_start_ms = now_ms;
         let (successes, total) = (self.successes, self.total);
         self.successes = 0;
         self.total = 0;
-        let before = self.limit;
         let healthy = (successes as f64) >= self.threshold * total as f64;
         if total >= MIN_SAMPLE && !healthy {
             self.limit = (self.limit * 3 / 4).max(self.floor);
@@ -68,13 +82,40 @@ impl Governor {
             // Healthy or idle: grow back. A small window that looks unhealthy holds.
             self.limit = (self.limit + (self.ceiling / 20).max(1)).min(self.ceiling);
         }
-        (self.limit != before).then_some(self.limit)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn takes_its_share_of_the_cluster() {
+        let mut governor = Governor::new(6_000, 0.9);
+        // (live nodes, ceiling, limit at once)
+        let cases = [
+            (3, 2_000, 2_000),
+            (0, 6_000, 2_000),
+            (2, 3_000, 2_000),
+            (6, 1_000, 1_000),
+        ];
+        for (nodes, ceiling, limit) in cases {
+            governor.share(nodes);
+            assert_eq!(
+                (governor.ceiling, governor.limit()),
+                (ceiling, limit),
+                "{nodes} nodes"
+            );
+        }
+        // A node that was left alone grows back to the whole, a twentieth of it a second.
+        governor.share(1);
+        let mut now = 0;
+        while governor.limit() < 6_000 {
+            now += 1_000;
+            governor.tick(now);
+        }
+        assert_eq!(now, 17_000);
+    }
 
     #[test]
     fn shrinks_on_failure_and_recovers() {

@@ -1,5 +1,6 @@
 //! Valkey (`CACHE_URL`, Redis 7 protocol): every fresh price under `price:{ASSET}` every 30 s,
-//! this node's stats in the `cluster:stats` hash (field: node name) every 3 s, and, at start,
+//! this node's stats under `cluster:stats:<node>` every 3 s with a 10 s expiry (the live nodes
+//! are the unexpired entries: the cluster's membership, no consensus of ours), and, at start,
 //! the cached prices read back so a node whose feeds are not up yet can answer at once (with
 //! their original exchange time, so age and staleness stay true).
 //!
@@ -184,13 +185,56 @@ async fn write_node_stats(
         "usage_journaled": stats.journaled.load(Ordering::Relaxed),
         "keys_active": stats.keys_active.load(Ordering::Relaxed),
     });
+    // Membership: a node is live while its entry has not expired; a dead node's goes away by
+    // itself within MEMBER_TTL_S.
     tokio::time::timeout(
         TIMEOUT,
-        conn.hset::<_, _, _, ()>("cluster:stats", &options.node, value.to_string()),
+        conn.set_ex::<_, _, ()>(
+            format!("{MEMBER_PREFIX}{}", options.node),
+            value.to_string(),
+            MEMBER_TTL_S,
+        ),
     )
     .await
     .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    let live = count_members(conn).await?;
+    stats.live_nodes.store(live, Ordering::Relaxed);
+    Ok(())
+}
+
+/// `cluster:stats:<node>`: each node's counters, which also say it is live.
+const MEMBER_PREFIX: &str = "cluster:stats:";
+/// A node's entry lives this long (it writes it every 3 s: three chances before it expires).
+const MEMBER_TTL_S: u64 = 10;
+/// Most members counted: more than any cluster of ours, a bound on what a scan may cost.
+const MAX_MEMBERS: u64 = 256;
+
+/// The live nodes: unexpired member entries (this node's among them: at least 1).
+async fn count_members(conn: &mut redis::aio::ConnectionManager) -> Result<u64, String> {
+    // SCAN may name a key twice: count each once.
+    let (mut cursor, mut members) = (0u64, std::collections::HashSet::new());
+    loop {
+        let (next, batch): (u64, Vec<String>) = tokio::time::timeout(
+            TIMEOUT,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{MEMBER_PREFIX}*"))
+                .arg("COUNT")
+                .arg(100)
+                .query_async(conn),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        members.extend(batch);
+        cursor = next;
+        let count = members.len() as u64;
+        if cursor == 0 || count >= MAX_MEMBERS {
+            return Ok(count.clamp(1, MAX_MEMBERS));
+        }
+    }
 }
 
 /// Cached prices older than this are not read back: the writers give their entries this TTL

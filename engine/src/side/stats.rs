@@ -63,6 +63,9 @@ pub struct SideStats {
     pub store_errors: AtomicU64,
     pub param_reloads: AtomicU64,
     pub cache_up: AtomicBool,
+    /// Nodes with an unexpired `cluster:stats:<node>` in Valkey (0: not known yet; the last
+    /// count stays while Valkey is down).
+    pub live_nodes: AtomicU64,
     pub cache_writes: AtomicU64,
     pub cache_errors: AtomicU64,
     pub warm_start_prices: AtomicU64,
@@ -367,6 +370,12 @@ impl SideStats {
                 "counter",
                 "Parameter sets applied.",
                 get(&self.param_reloads),
+            ),
+            (
+                "beast_cluster_live_nodes",
+                "gauge",
+                "Nodes live in the cluster (unexpired cluster:stats entries; 0: not known).",
+                get(&self.live_nodes),
             ),
             (
                 "beast_cache_up",
