@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 
+mod cluster_cmd;
 mod config_cmd;
 mod doctor_cmd;
 mod feeds_cmd;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Push subscriptions: create, list, show, pause, resume, delete, rotate-secret, deliveries, replay.
     #[command(subcommand)]
     Subscriptions(subscriptions_cmd::SubscriptionsCommand),
+    /// The cluster as Valkey has it: the live nodes.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
     /// Check this host and configuration for running a node: exit 0 ok, 1 warnings, 2 failures.
     Doctor(Box<doctor_cmd::DoctorArgs>),
     /// Ask the node on this host for /health (a container's HEALTHCHECK): exit 0 while it serves.
@@ -141,6 +145,10 @@ fn run(cli: Cli, matches: &ArgMatches) -> Result<ExitCode, Failure> {
     let sub = |name: &str| matches.subcommand_matches(name);
     match cli.command {
         Command::Serve(args) => serve::run(&args, sub("serve"), cli.config.as_deref()),
+        Command::Cluster(command) => {
+            let cluster_matches = sub("cluster").and_then(|m| m.subcommand().map(|(_, m)| m));
+            cluster_cmd::run(command, cluster_matches, cli.config.as_deref())
+        }
         Command::Doctor(args) => doctor_cmd::run(&args, sub("doctor"), cli.config.as_deref()),
         Command::Health(args) => health_cmd::run(&args, sub("health"), cli.config.as_deref()),
         Command::Config(command) => {

@@ -39,6 +39,11 @@ pub async fn run(
         return;
     };
     let mut connection: Option<redis::aio::ConnectionManager> = None;
+    // Metered requests at the last stats write: the node's load is the rate since.
+    let mut metered = (
+        stats.journaled.load(Ordering::Relaxed),
+        std::time::Instant::now(),
+    );
     let mut prices = tokio::time::interval(options.cache_prices_every);
     let mut node_stats = tokio::time::interval(options.cache_stats_every);
     for tick in [&mut prices, &mut node_stats] {
@@ -63,7 +68,7 @@ pub async fn run(
         let result = if write_prices {
             write_all_prices(conn, &table, &options).await
         } else {
-            write_node_stats(conn, &table, &feeds, &options, &stats).await
+            write_node_stats(conn, &table, &feeds, &options, &stats, &mut metered).await
         };
         match result {
             Ok(()) => {
@@ -169,7 +174,13 @@ async fn write_node_stats(
     feeds: &[Arc<beast_feeds::client::FeedStatus>],
     options: &SideOptions,
     stats: &SideStats,
+    metered: &mut (u64, std::time::Instant),
 ) -> Result<(), String> {
+    let journaled = stats.journaled.load(Ordering::Relaxed);
+    let seconds = metered.1.elapsed().as_secs_f64().max(0.001);
+    #[allow(clippy::cast_possible_truncation, reason = "a rate of requests")]
+    let requests_per_second = (journaled.saturating_sub(metered.0) as f64 / seconds).round() as u64;
+    *metered = (journaled, std::time::Instant::now());
     let priced = table
         .registry()
         .iter()
@@ -184,6 +195,9 @@ async fn write_node_stats(
         "feeds_streaming": feeds.iter().filter(|f| f.state().as_str() == "streaming").count(),
         "usage_journaled": stats.journaled.load(Ordering::Relaxed),
         "keys_active": stats.keys_active.load(Ordering::Relaxed),
+        "keys_version": stats.keys_version.load(Ordering::Relaxed),
+        "requests_per_second": requests_per_second,
+        "live_nodes": stats.live_nodes.load(Ordering::Relaxed),
     });
     // Membership: a node is live while its entry has not expired; a dead node's goes away by
     // itself within MEMBER_TTL_S.
@@ -198,8 +212,11 @@ async fn write_node_stats(
     .await
     .map_err(|_| "timed out".to_string())?
     .map_err(|e| e.to_string())?;
-    let live = count_members(conn).await?;
-    stats.live_nodes.store(live, Ordering::Relaxed);
+    let members = members(conn).await?;
+    stats
+        .live_nodes
+        .store((members.len() as u64).max(1), Ordering::Relaxed);
+    stats.members.store(Arc::new(members));
     Ok(())
 }
 
@@ -207,13 +224,16 @@ async fn write_node_stats(
 const MEMBER_PREFIX: &str = "cluster:stats:";
 /// A node's entry lives this long (it writes it every 3 s: three chances before it expires).
 const MEMBER_TTL_S: u64 = 10;
-/// Most members counted: more than any cluster of ours, a bound on what a scan may cost.
-const MAX_MEMBERS: u64 = 256;
+/// Most members read: more than any cluster of ours, a bound on what a scan may cost.
+const MAX_MEMBERS: usize = 256;
 
-/// The live nodes: unexpired member entries (this node's among them: at least 1).
-async fn count_members(conn: &mut redis::aio::ConnectionManager) -> Result<u64, String> {
-    // SCAN may name a key twice: count each once.
-    let (mut cursor, mut members) = (0u64, std::collections::HashSet::new());
+/// The live nodes' entries: the unexpired member keys (this node's among them), oldest name
+/// first, at most [`MAX_MEMBERS`].
+pub async fn members(
+    conn: &mut impl redis::aio::ConnectionLike,
+) -> Result<Vec<serde_json::Value>, String> {
+    // SCAN may name a key twice: each is kept once.
+    let (mut cursor, mut keys) = (0u64, std::collections::BTreeSet::new());
     loop {
         let (next, batch): (u64, Vec<String>) = tokio::time::timeout(
             TIMEOUT,
@@ -228,13 +248,27 @@ async fn count_members(conn: &mut redis::aio::ConnectionManager) -> Result<u64, 
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
-        members.extend(batch);
+        keys.extend(batch);
         cursor = next;
-        let count = members.len() as u64;
-        if cursor == 0 || count >= MAX_MEMBERS {
-            return Ok(count.clamp(1, MAX_MEMBERS));
+        if cursor == 0 || keys.len() >= MAX_MEMBERS {
+            break;
         }
     }
+    let keys: Vec<String> = keys.into_iter().take(MAX_MEMBERS).collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<Option<String>> =
+        tokio::time::timeout(TIMEOUT, redis::cmd("MGET").arg(&keys).query_async(conn))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+    // An entry that expired between the scan and the read is gone: not a member.
+    Ok(values
+        .into_iter()
+        .flatten()
+        .filter_map(|v| serde_json::from_str(&v).ok())
+        .collect())
 }
 
 /// Cached prices older than this are not read back: the writers give their entries this TTL

@@ -282,6 +282,10 @@ impl Keeper {
                         .collect();
                     save_snapshot(&self.options.data_dir, &kept);
                     self.keys_version = Some(keys_version);
+                    set(
+                        &self.stats.keys_version,
+                        u64::try_from(keys_version).unwrap_or(0),
+                    );
                 }
                 if let Some(params) = params {
                     self.apply_params(&params);

@@ -66,6 +66,10 @@ pub struct SideStats {
     /// Nodes with an unexpired `cluster:stats:<node>` in Valkey (0: not known yet; the last
     /// count stays while Valkey is down).
     pub live_nodes: AtomicU64,
+    /// Their entries as last read (`/admin/cluster`).
+    pub members: arc_swap::ArcSwap<Vec<serde_json::Value>>,
+    /// The version of the key set in force (the store's `keys` version).
+    pub keys_version: AtomicU64,
     pub cache_writes: AtomicU64,
     pub cache_errors: AtomicU64,
     pub warm_start_prices: AtomicU64,

@@ -54,10 +54,11 @@ pub fn respond<S: State>(
         ("bootstrap-key", true) => bootstrap_key(head, state, body),
         ("feed-status", false) => feed_status(state, fresh, body),
         ("key-status", false) => key_status(head, state, body),
+        ("cluster", false) => cluster(state, fresh, body),
         ("reload-params" | "invalidate-key" | "system-mode" | "bootstrap-key", false) => {
             Reply::method_not_allowed(body, b"use POST", b"Allow: POST\r\n")
         }
-        ("feed-status" | "key-status", true) => {
+        ("feed-status" | "key-status" | "cluster", true) => {
             Reply::method_not_allowed(body, b"use GET", b"Allow: GET, HEAD\r\n")
         }
         _ => Reply::error(body, ErrorCode::NotFound, b"no such admin call"),
@@ -256,6 +257,38 @@ fn feed_status<S: State>(state: &S, fresh: Freshness, body: &mut Vec<u8>) -> Rep
         })
         .collect();
     json(body, Status::Ok, &serde_json::json!({ "feeds": feeds }))
+}
+
+/// The live nodes as this node last read them from Valkey (every 3 s), with each entry's age.
+fn cluster<S: State>(state: &S, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
+    let stats = state.side();
+    let nodes: Vec<serde_json::Value> = stats
+        .members
+        .load()
+        .iter()
+        .map(|member| {
+            let mut member = member.clone();
+            let age = member
+                .get("ts")
+                .and_then(serde_json::Value::as_u64)
+                .map(|ts| fresh.now_ms.saturating_sub(ts));
+            if let Some(fields) = member.as_object_mut() {
+                fields.insert("age_ms".into(), age.into());
+            }
+            member
+        })
+        .collect();
+    json(
+        body,
+        Status::Ok,
+        &serde_json::json!({
+            "node": state.name(),
+            "live_nodes": stats.live_nodes.load(Ordering::Relaxed),
+            "cache_up": stats.cache_up.load(Ordering::Relaxed),
+            "keys_version": stats.keys_version.load(Ordering::Relaxed),
+            "nodes": nodes,
+        }),
+    )
 }
 
 fn key_status<S: State>(head: &Head<'_>, state: &S, body: &mut Vec<u8>) -> Reply {
