@@ -186,13 +186,14 @@ impl State {
         }
     }
 
-    /// Publishes one venue price and the asset's new aggregate; returns the asset's id.
+    /// Adds one to a counter of `venue`'s feed status.
     fn count(&self, venue: Venue, counter: impl Fn(&FeedStatus) -> &AtomicU64) {
         if let Some(status) = self.statuses.iter().find(|s| s.venue == venue) {
             FeedStatus::add(counter(status), 1);
         }
     }
 
+    /// Publishes one venue price and the asset's new aggregate; returns the asset's id.
     fn apply(&mut self, writer: &mut TableWriter, event: &FeedEvent) -> Option<AssetId> {
         if event.price.is_zero() {
             return None;
@@ -299,7 +300,7 @@ impl State {
                     })
                     .copied()
                     .collect();
-                if let Some(status) = feeds.statuses.iter().find(|s| s.venue == *venue) {
+                if let Some(status) = self.statuses.iter().find(|s| s.venue == *venue) {
                     status
                         .rest_active
                         .store(!stale.is_empty(), Ordering::Relaxed);

@@ -112,7 +112,6 @@ pub const RING_CAPACITY: usize = 8192;
 
 /// The running feeds of every venue and what the price thread needs to drain them.
 pub struct Feeds {
-    pub statuses: Vec<Arc<FeedStatus>>,
     /// One ring per venue stream.
     pub rings: Vec<rtrb::Consumer<FeedEvent>>,
     /// REST results from every venue's poller.
@@ -145,7 +144,6 @@ impl Feeds {
         let stop = Arc::new(AtomicBool::new(false));
         let (rest_tx, rest_results) = mpsc::sync_channel(RING_CAPACITY);
         let mut feeds = Feeds {
-            statuses: Vec::new(),
             rings: Vec::new(),
             rest_results,
             rest_requests: Vec::new(),
@@ -192,7 +190,6 @@ impl Feeds {
                     .spawn(move || poller.run(request_rx))?,
             );
             feeds.rest_requests.push((venue, request_tx));
-            feeds.statuses.push(status);
             feeds.rings.push(consumer);
         }
         Ok(feeds)
