@@ -26,8 +26,9 @@ fn assets() -> Vec<Symbol> {
         .collect()
 }
 
-fn start(sim: &Simulator, tls: bool) -> Feeds {
-    let specs = Venue::ALL
+/// The feeds of every venue against `sim`, and the status of each (kept by its creator).
+fn start(sim: &Simulator, tls: bool) -> (Feeds, Vec<Arc<beast_feeds::client::FeedStatus>>) {
+    let specs: Vec<FeedSpec> = Venue::ALL
         .iter()
         .map(|venue| FeedSpec {
             exchange: Arc::from(venues::for_venue(*venue, &assets())),
@@ -42,7 +43,11 @@ fn start(sim: &Simulator, tls: bool) -> Feeds {
             status: Arc::new(beast_feeds::client::FeedStatus::new(*venue)),
         })
         .collect();
-    Feeds::start(specs, std::thread::current()).expect("feeds start")
+    let statuses = specs.iter().map(|spec| Arc::clone(&spec.status)).collect();
+    (
+        Feeds::start(specs, std::thread::current()).expect("feeds start"),
+        statuses,
+    )
 }
 
 /// Drains prices until `done` says enough, bounded by WAIT.
@@ -75,7 +80,7 @@ fn every_venue_streams_over_tls_and_plain() {
             ..SimConfig::default()
         })
         .unwrap();
-        let mut feeds = start(&sim, tls);
+        let (mut feeds, _) = start(&sim, tls);
         let mut seen = HashSet::new();
         let all = collect(&mut feeds, |e| {
             if e.channel == Channel::Stream {
@@ -100,10 +105,9 @@ fn a_dropped_venue_reconnects_and_rest_answers() {
         ..SimConfig::default()
     })
     .unwrap();
-    let mut feeds = start(&sim, true);
+    let (mut feeds, statuses) = start(&sim, true);
     assert!(collect(&mut feeds, |e| e.venue == Venue::Okx));
-    let okx = feeds
-        .statuses
+    let okx = statuses
         .iter()
         .find(|s| s.venue == Venue::Okx)
         .unwrap()
