@@ -140,6 +140,16 @@ pub(crate) struct Window {
 }
 
 impl Window {
+    /// Warm-up, then the measured duration, then the drain, from `start`.
+    fn starting(start: Instant, spec: &LoadSpec) -> Window {
+        Window {
+            start,
+            measure_from: start + spec.warmup,
+            send_until: start + spec.warmup + spec.duration,
+            drain_until: start + spec.warmup + spec.duration + spec.timeout,
+        }
+    }
+
     pub fn measured(&self, intended: Instant) -> bool {
         intended >= self.measure_from
     }
@@ -226,12 +236,10 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
             ),
         });
     }
-    // The clock starts once every worker is running: a thread the scheduler starts late (a
-    // loaded machine, thousands of connections) still has the whole level to send in.
-    let clock = Arc::new((
-        std::sync::Barrier::new(threads + 1),
-        std::sync::OnceLock::<Window>::new(),
-    ));
+    // The workers start together, and each one's clock starts when it first runs: a thread
+    // the scheduler starts or wakes late (a loaded machine, thousands of connections) still
+    // has the whole level to send in.
+    let clock = Arc::new(std::sync::Barrier::new(threads + 1));
     let handles: Vec<_> = prepared
         .into_iter()
         .enumerate()
@@ -259,10 +267,8 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    clock.0.wait();
-                    let Some(&window) = clock.1.get() else {
-                        return WorkerResult::new();
-                    };
+                    clock.wait();
+                    let window = Window::starting(Instant::now(), &spec);
                     let worker = Worker {
                         spec: &spec,
                         per_thread_rate,
@@ -282,14 +288,8 @@ pub fn run(spec: &LoadSpec, mut progress: impl FnMut(Duration, u64)) -> anyhow::
                 })
         })
         .collect::<Result<_, _>>()?;
+    clock.wait();
     let start = Instant::now();
-    let _ = clock.1.set(Window {
-        start,
-        measure_from: start + spec.warmup,
-        send_until: start + spec.warmup + spec.duration,
-        drain_until: start + spec.warmup + spec.duration + spec.timeout,
-    });
-    clock.0.wait();
     // Progress while the workers run.
     let mut next = start + Duration::from_secs(1);
     while handles.iter().any(|h| !h.is_finished()) {
