@@ -38,14 +38,7 @@ pub fn run(
         .context("cannot start a runtime")?;
     let members = runtime
         .block_on(async {
-            let client = redis::Client::open(url.expose()).map_err(|e| e.to_string())?;
-            let mut conn = tokio::time::timeout(
-                std::time::Duration::from_secs(3),
-                client.get_multiplexed_async_connection(),
-            )
-            .await
-            .map_err(|_| "no connection within 3 s".to_string())?
-            .map_err(|e| e.to_string())?;
+            let mut conn = beast_engine::side::cache::dial(url.expose()).await?;
             beast_engine::side::cache::members(&mut conn).await
         })
         .map_err(|e| anyhow::anyhow!("Valkey at {}: {e}", url.masked()))?;

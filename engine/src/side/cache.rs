@@ -94,14 +94,19 @@ fn failed(stats: &SideStats, error: &str) {
     }
 }
 
+/// One connection for a command-line tool (`beast doctor`, `beast cluster status`): no
+/// reconnecting, a bounded wait, the failure in words.
+pub async fn dial(url: &str) -> Result<redis::aio::MultiplexedConnection, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())
+}
+
 /// Connects and asks PING (`beast doctor`).
 pub async fn ping(url: &str) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let mut connection =
-        tokio::time::timeout(CONNECT_TIMEOUT, client.get_multiplexed_async_connection())
-            .await
-            .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
+    let mut connection = dial(url).await?;
     let pong: String =
         tokio::time::timeout(TIMEOUT, redis::cmd("PING").query_async(&mut connection))
             .await
