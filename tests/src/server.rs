@@ -230,11 +230,13 @@ impl Beast {
     /// the journal has every record the reactors queued.
     pub fn wait_delivered(&self, sink: &str) {
         let backlog = format!("beast_usage_sink_backlog_bytes{{sink=\"{sink}\"}}");
+        // One scrape for all three: read apart, a batch journaled between them would pass.
         assert!(
             wait_until(Duration::from_secs(60), || {
-                self.metric(&backlog) == 0.0
-                    && self.metric("beast_usage_journaled_total")
-                        == self.metric("beast_usage_recorded_total")
+                let metrics = self.metrics();
+                metric(&metrics, &backlog) == 0.0
+                    && metric(&metrics, "beast_usage_journaled_total")
+                        == metric(&metrics, "beast_usage_recorded_total")
             }),
             "{sink} did not catch up:\n{}",
             self.metrics()

@@ -262,10 +262,11 @@ impl Drain {
             Ok(()) => {
                 let bytes = journal.disk_bytes() - before;
                 self.frames.clear();
-                add(&shared.stats.journaled, std::mem::take(&mut self.unwritten));
+                // Backlog first: whoever sees the records journaled sees them waiting too.
                 for kind in &shared.kinds {
                     add(&shared.stats.sink(*kind).backlog_bytes, bytes);
                 }
+                add(&shared.stats.journaled, std::mem::take(&mut self.unwritten));
             }
             Err(e) => {
                 // Kept in memory and written with the next drain.
