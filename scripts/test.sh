@@ -37,6 +37,10 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # The container test builds the image with podman from a Debian base it makes with
 # debootstrap (no image registry is reachable from CI); hadolint (below) lints the Dockerfile.
 for tool in podman debootstrap runc; do command -v $tool >/dev/null 2>&1 || missing+=($tool); done
+# The cluster test puts three nodes behind nginx's stream module (TCP and UDP; HAProxy has no
+# UDP).
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

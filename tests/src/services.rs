@@ -414,3 +414,110 @@ pub fn promtool(text: &str) -> (bool, String) {
         ),
     )
 }
+
+/// nginx in the foreground as a load balancer (its stream module: TCP and UDP, round robin)
+/// in front of some nodes, on a port of its own for each.
+pub struct Nginx {
+    child: Child,
+    dir: Scratch,
+    pub tcp: std::net::SocketAddr,
+    pub udp: std::net::SocketAddr,
+}
+
+impl Nginx {
+    /// Balances `tcp` and `udp` (the nodes' addresses); returns once it accepts connections.
+    pub fn start(tcp: &[std::net::SocketAddr], udp: &[std::net::SocketAddr]) -> Nginx {
+        let dir = Scratch::new();
+        let (tcp_port, udp_port) = (free_port(), free_udp_port());
+        let servers = |nodes: &[std::net::SocketAddr]| -> String {
+            nodes
+                .iter()
+                .map(|a| format!("    server {a} max_fails=1 fail_timeout=10s;\n"))
+                .collect()
+        };
+        let path = dir.path().display();
+        let config = format!(
+            "load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 1;
+pid {path}/nginx.pid;
+error_log {path}/error.log warn;
+events {{ worker_connections 4096; }}
+stream {{
+  upstream tcp_nodes {{
+{}  }}
+  upstream udp_nodes {{
+{}  }}
+  server {{
+    listen 127.0.0.1:{tcp_port};
+    proxy_pass tcp_nodes;
+    proxy_connect_timeout 1s;
+  }}
+  server {{
+    listen 127.0.0.1:{udp_port} udp;
+    proxy_pass udp_nodes;
+    proxy_responses 1;
+    proxy_timeout 1s;
+  }}
+}}
+",
+            servers(tcp),
+            servers(udp)
+        );
+        let conf = dir.write("nginx.conf", &config);
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&conf)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (scripts/test.sh installs it with its stream module)");
+        let tcp: std::net::SocketAddr = format!("127.0.0.1:{tcp_port}").parse().unwrap();
+        let udp = format!("127.0.0.1:{udp_port}").parse().unwrap();
+        let mut nginx = Nginx {
+            child,
+            dir,
+            tcp,
+            udp,
+        };
+        let up = wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(tcp).is_ok()
+        });
+        if !up {
+            let log = std::fs::read_to_string(nginx.dir.path().join("error.log"));
+            let _ = nginx.child.kill();
+            panic!("nginx did not start: {log:?}");
+        }
+        nginx
+    }
+}
+
+impl Nginx {
+    /// nginx's error log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM (not SIGKILL): the master takes its worker down with it.
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            crate::server::kill(pid, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP port nothing is bound to right now.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -78,6 +78,10 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &KeyEntry> {
+        self.keys.values()
+    }
 }
 
 /// Who a request is served for.
@@ -171,6 +175,18 @@ impl Access {
         &self.limiter
     }
 
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Holds a key to a share of its tier's limit on this node (`None`: the node's default
+    /// share), the side thread's cluster limits.
+    pub(crate) fn set_share(&self, entry: &KeyEntry, share: Option<limiter::Share>) {
+        let rate = entry.tier.rate(self.performance());
+        self.limiter
+            .set_share(entry.slot, share, self.now_us(), rate);
+    }
+
     /// Decides a request: its key (if any) must be in force and within its tier's rate.
     /// Allocates nothing and takes no lock.
     pub fn check(&self, presented: Option<&[u8]>) -> Result<Grant, Denied> {
@@ -183,7 +199,7 @@ impl Access {
         };
         let hash = ApiKey::hash_presented(presented).ok_or(Denied::Invalid)?;
         let entry = *self.keys.load().get(&hash).ok_or(Denied::Invalid)?;
-        let now_us = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now_us = self.now_us();
         let rate = entry.tier.rate(self.performance());
         match self.limiter.admit(entry.slot, now_us, rate) {
             Ok(()) => Ok(Grant::Key {

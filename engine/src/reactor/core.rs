@@ -439,9 +439,19 @@ impl Core {
     fn sweep<D: Driver>(&mut self, driver: &mut D) {
         let now = self.mono_ms();
         self.collect_answers(driver);
-        self.governor
-            .share(self.answer.node().side.live_nodes.load(Ordering::Relaxed));
+        let side = &self.answer.node().side;
+        self.governor.share(side.live_nodes.load(Ordering::Relaxed));
         self.governor.tick(now);
+        let counts = self.governor.take_counts();
+        for (total, n) in [
+            (&side.governor.successes, counts.successes),
+            (&side.governor.total, counts.total),
+            (&side.governor.throttled, counts.throttled),
+        ] {
+            if n > 0 {
+                total.fetch_add(n, Ordering::Relaxed);
+            }
+        }
         self.metrics()
             .connection_limit
             .set(self.governor.limit() as u64);

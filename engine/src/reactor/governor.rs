@@ -25,6 +25,16 @@ pub(crate) struct Governor {
     window_start_ms: u64,
     successes: u64,
     total: u64,
+    /// Counts not yet handed to the node's totals ([`Governor::take_counts`]).
+    unreported: Counts,
+}
+
+/// Responses (successes of the total) and connections refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub successes: u64,
+    pub total: u64,
+    pub throttled: u64,
 }
 
 impl Governor {
@@ -39,6 +49,7 @@ impl Governor {
             window_start_ms: 0,
             successes: 0,
             total: 0,
+            unreported: Counts::default(),
         }
     }
 
@@ -56,14 +67,25 @@ impl Governor {
         self.limit = self.limit.min(self.ceiling);
     }
 
-    pub(crate) fn admits(&self, open: usize) -> bool {
-        open < self.limit
+    /// Whether a new connection may open with `open` already open (a refusal is counted).
+    pub(crate) fn admits(&mut self, open: usize) -> bool {
+        let admitted = open < self.limit;
+        self.unreported.throttled += u64::from(!admitted);
+        admitted
     }
 
     #[inline]
     pub(crate) fn record_many(&mut self, successes: u32, failures: u32) {
-        self.total += u64::from(successes) + u64::from(failures);
+        let total = u64::from(successes) + u64::from(failures);
+        self.total += total;
         self.successes += u64::from(successes);
+        self.unreported.total += total;
+        self.unreported.successes += u64::from(successes);
+    }
+
+    /// The counts since the last call.
+    pub(crate) fn take_counts(&mut self) -> Counts {
+        std::mem::take(&mut self.unreported)
     }
 
     /// Closes the window when a second has passed.
@@ -121,6 +143,14 @@ mod tests {
     fn shrinks_on_failure_and_recovers() {
         let mut g = Governor::new(1000, 0.5);
         assert!(g.admits(999) && !g.admits(1000));
+        g.record_many(3, 1);
+        let counts = Counts {
+            successes: 3,
+            total: 4,
+            throttled: 1,
+        };
+        assert_eq!(g.take_counts(), counts);
+        assert_eq!(g.take_counts(), Counts::default());
         // (successes, failures, expected limit after the window)
         let windows = [
             (100, 0, 1000),

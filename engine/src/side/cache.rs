@@ -44,6 +44,8 @@ pub async fn run(
         stats.journaled.load(Ordering::Relaxed),
         std::time::Instant::now(),
     );
+    // The governors' counts already added to the cluster's `{adaptive:lpo}:*`.
+    let mut governor_sent = [0u64; 3];
     let mut prices = tokio::time::interval(options.cache_prices_every);
     let mut node_stats = tokio::time::interval(options.cache_stats_every);
     for tick in [&mut prices, &mut node_stats] {
@@ -68,7 +70,14 @@ pub async fn run(
         let result = if write_prices {
             write_all_prices(conn, &table, &options).await
         } else {
-            write_node_stats(conn, &table, &feeds, &options, &stats, &mut metered).await
+            write_node_stats(
+                conn,
+                (&table, &feeds),
+                &options,
+                &stats,
+                (&mut metered, &mut governor_sent),
+            )
+            .await
         };
         match result {
             Ok(()) => {
@@ -173,13 +182,19 @@ async fn write_all_prices(
         .map_err(|e| e.to_string())
 }
 
+/// The cluster's governor counters (the inventory's names): each node adds its own.
+const GOVERNOR_KEYS: [&str; 3] = [
+    "{adaptive:lpo}:successes",
+    "{adaptive:lpo}:total",
+    "{adaptive:lpo}:throttle",
+];
+
 async fn write_node_stats(
     conn: &mut redis::aio::ConnectionManager,
-    table: &PriceTable,
-    feeds: &[Arc<beast_feeds::client::FeedStatus>],
+    (table, feeds): (&PriceTable, &[Arc<beast_feeds::client::FeedStatus>]),
     options: &SideOptions,
     stats: &SideStats,
-    metered: &mut (u64, std::time::Instant),
+    (metered, governor_sent): (&mut (u64, std::time::Instant), &mut [u64; 3]),
 ) -> Result<(), String> {
     let journaled = stats.journaled.load(Ordering::Relaxed);
     let seconds = metered.1.elapsed().as_secs_f64().max(0.001);
@@ -203,6 +218,7 @@ async fn write_node_stats(
         "keys_version": stats.keys_version.load(Ordering::Relaxed),
         "requests_per_second": requests_per_second,
         "live_nodes": stats.live_nodes.load(Ordering::Relaxed),
+        "limits": stats.limits.view(),
     });
     // Membership: a node is live while its entry has not expired; a dead node's goes away by
     // itself within MEMBER_TTL_S.
@@ -217,6 +233,32 @@ async fn write_node_stats(
     .await
     .map_err(|_| "timed out".to_string())?
     .map_err(|e| e.to_string())?;
+    // Only what was added since the last write that worked: a failed one is added next time.
+    let counts = [
+        &stats.governor.successes,
+        &stats.governor.total,
+        &stats.governor.throttled,
+    ]
+    .map(|c| c.load(Ordering::Relaxed));
+    let mut pipe = redis::pipe();
+    for ((key, now), sent) in GOVERNOR_KEYS.iter().zip(counts).zip(*governor_sent) {
+        pipe.incr(*key, now.saturating_sub(sent));
+    }
+    let cluster: Vec<u64> = tokio::time::timeout(TIMEOUT, pipe.query_async(conn))
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    *governor_sent = counts;
+    for (total, value) in [
+        &stats.governor_cluster.successes,
+        &stats.governor_cluster.total,
+        &stats.governor_cluster.throttled,
+    ]
+    .into_iter()
+    .zip(cluster)
+    {
+        total.store(value, Ordering::Relaxed);
+    }
     let members = members(conn).await?;
     stats
         .live_nodes

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod candles;
 pub mod deferred;
 pub(crate) mod keys;
+pub mod limits;
 pub mod sink;
 pub(crate) mod stats;
 pub(crate) mod usage;
@@ -330,6 +331,12 @@ async fn run(
         Arc::clone(&stats),
         stopped.clone(),
     ));
+    let limits = tokio::task::spawn_local(limits::run(
+        options.clone(),
+        Arc::clone(&inputs.access),
+        Arc::clone(&stats),
+        stopped.clone(),
+    ));
     let cache = tokio::task::spawn_local(cache::run(
         options.clone(),
         Arc::clone(&inputs.table),
@@ -355,5 +362,6 @@ async fn run(
     }
     let _ = keys.await;
     let _ = cache.await;
+    let _ = limits.await;
     let _ = candles.await;
 }

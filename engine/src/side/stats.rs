@@ -68,6 +68,13 @@ pub struct SideStats {
     pub live_nodes: AtomicU64,
     /// Their entries as last read (`/admin/cluster`).
     pub members: arc_swap::ArcSwap<Vec<serde_json::Value>>,
+    /// Each key's share of its limit across the cluster ([`super::limits`]).
+    pub limits: super::limits::LimitStats,
+    /// The connection governors' counts, summed over the reactors (Valkey keeps the
+    /// cluster's under `{adaptive:lpo}:*`).
+    pub governor: GovernorCounts,
+    /// The cluster's, as Valkey last added them up.
+    pub governor_cluster: GovernorCounts,
     /// The version of the key set in force (the store's `keys` version).
     pub keys_version: AtomicU64,
     pub cache_writes: AtomicU64,
@@ -83,6 +90,24 @@ pub struct SideStats {
     pub bootstrapped: AtomicBool,
     /// The push engine's figures (a `WEBHOOK_SERVER` node).
     pub push: crate::push::stats::PushStats,
+}
+
+/// Responses the governors counted (successes of all) and connections they refused.
+#[derive(Default)]
+pub struct GovernorCounts {
+    pub successes: AtomicU64,
+    pub total: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
+impl GovernorCounts {
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "successes": get(&self.successes),
+            "total": get(&self.total),
+            "throttled": get(&self.throttled),
+        })
+    }
 }
 
 /// Why a node that serves prices is not healthy (`/health` says `degraded`, and why).
@@ -172,6 +197,7 @@ impl SideStats {
     /// Appends the Prometheus text for these figures.
     pub fn render(&self, out: &mut String) {
         self.push.render(out);
+        self.limits.render(out);
         let flag = |b: &AtomicBool| u64::from(b.load(Ordering::Relaxed));
         #[allow(clippy::cast_precision_loss, reason = "seconds for Prometheus")]
         let seconds = |ns: u64| ns as f64 / 1e9;

@@ -286,6 +286,11 @@ fn cluster<S: State>(state: &S, fresh: Freshness, body: &mut Vec<u8>) -> Reply {
             "live_nodes": stats.live_nodes.load(Ordering::Relaxed),
             "cache_up": stats.cache_up.load(Ordering::Relaxed),
             "keys_version": stats.keys_version.load(Ordering::Relaxed),
+            "limits": stats.limits.view(),
+            "governor": {
+                "node": stats.governor.view(),
+                "cluster": stats.governor_cluster.view(),
+            },
             "nodes": nodes,
         }),
     )
@@ -309,6 +314,9 @@ fn key_status<S: State>(head: &Head<'_>, state: &S, body: &mut Vec<u8>) -> Reply
                 "tier": entry.tier.name(),
                 "limit_per_s": rate.per_second,
                 "burst": rate.burst,
+                // This node's part of that limit in a cluster (1 alone).
+                "node_share": f64::from(state.access().limiter().share(entry.slot))
+                    / f64::from(crate::access::limiter::WHOLE),
             })
         }
         None => serde_json::json!({ "key": shown, "active": false }),
