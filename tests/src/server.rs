@@ -24,6 +24,9 @@ pub const SEED: &str = r#"{"asset":"BTC","price":"97123.45","source":"coinbase-w
 {"asset":"OLD","price":"1.5","source":"gemini-ws","ts":1000}
 "#;
 
+/// The admin key of [`Beast::cluster_node`]s.
+pub const CLUSTER_ADMIN: &str = "cluster-admin-key-0123456789abcdef";
+
 pub struct Beast {
     pid: libc::pid_t,
     /// The exit status, sent by a thread blocked in waitpid(2).
@@ -123,6 +126,18 @@ impl Beast {
             stderr,
             scratch,
         }
+    }
+
+    /// A node of a cluster: named `name`, sharing `cache` (Valkey) and `database`
+    /// (PostgreSQL), with [`CLUSTER_ADMIN`] as its admin key and 6 000 connections for the
+    /// cluster to share.
+    pub fn cluster_node(backend: &str, cache: &str, database: &str, name: &str) -> Beast {
+        Beast::start_with(backend, &["--database-url", database], |c| {
+            c.env("CACHE_URL", cache)
+                .env("CLUSTER_NODE", name)
+                .env("ADMIN_KEY", CLUSTER_ADMIN)
+                .env("ADAPTIVE_MAX_CONCURRENT", "6000");
+        })
     }
 
     pub fn addr(&self, name: &str) -> SocketAddr {

@@ -11,20 +11,11 @@ use std::time::{Duration, Instant};
 use beast_tests::server::{Beast, padded, wait_until};
 use beast_tests::services::{Nginx, Postgres, PrivateRedis};
 
-const ADMIN: &str = "cluster-admin-key-0123456789abcdef";
+const ADMIN: &str = beast_tests::server::CLUSTER_ADMIN;
 /// The demo tier's limit, a second, across the cluster.
 const DEMO_PER_S: u64 = 3;
 /// How long the limit is measured.
 const SPAN_S: u64 = 10;
-
-fn node(backend: &str, cache: &str, database: &str, name: &str) -> Beast {
-    Beast::start_with(backend, &["--database-url", database], |c| {
-        c.env("CACHE_URL", cache)
-            .env("CLUSTER_NODE", name)
-            .env("ADMIN_KEY", ADMIN)
-            .env("ADAPTIVE_MAX_CONCURRENT", "6000");
-    })
-}
 
 /// One HTTP request on a connection of its own (so the balancer picks a node for each):
 /// the status and the body.
@@ -106,7 +97,7 @@ beast_tests::on_both_backends! {
 
         let mut nodes: Vec<Beast> = ["node-a", "node-b", "node-c"]
             .iter()
-            .map(|name| node(backend, &url, &database, name))
+            .map(|name| Beast::cluster_node(backend, &url, &database, name))
             .collect();
         let lb = Nginx::start(
             &nodes.iter().map(|n| n.addr("tcp_lpo")).collect::<Vec<_>>(),
@@ -171,6 +162,17 @@ beast_tests::on_both_backends! {
         eprintln!("{answered} of {asked} answered in {SPAN_S} s");
         assert!(asked > 20 * answered, "the client asked far past the limit: {asked}");
 
+        // The shares follow the demand: a client of one node alone gets more than that
+        // node's even third (at most 6 × 1 + 1 in 6 s), within the cluster's bound (3 × 6 + 3).
+        let direct = nodes[0].addr("tcp_lpo");
+        let (mut alone, started) = (0u64, Instant::now());
+        while started.elapsed() < Duration::from_secs(6) {
+            alone += u64::from(get_once(direct, &http_path).0 == 200);
+        }
+        eprintln!("{alone} answered in 6 s by node-a alone");
+        assert!((9..=21).contains(&alone), "{alone} answered in 6 s by one node");
+        answered += alone;
+
         // Usage over the three is exactly the answers given.
         for node in &nodes {
             node.wait_delivered("postgres");
@@ -182,6 +184,13 @@ beast_tests::on_both_backends! {
             .parse()
             .unwrap();
         assert_eq!(metered, answered, "usage in PostgreSQL against answers seen");
+
+        // `beast cluster status` shows each node's lease state.
+        let scratch = beast_tests::Scratch::new();
+        let status = beast_tests::run(&mut scratch.beast(&["cluster", "status", "--cache-url", &url]));
+        assert_eq!(status.code, Some(0), "{}", status.stderr);
+        assert!(status.stdout.starts_with("3 live node(s)"), "{}", status.stdout);
+        assert_eq!(status.stdout.matches("  shared").count(), 3, "{}", status.stdout);
 
         // A node killed without a word: the others keep serving through the balancer, its
         // entry expires, and the survivors take half of each limit and of the connections.
@@ -239,7 +248,6 @@ beast_tests::on_both_backends! {
             .request("GET", &format!("/admin/key-status?key={demo}"), &[("X-Admin-Key", ADMIN)])
             .json();
         assert_eq!(status["node_share"], 0.5, "{status}");
-        let direct = nodes[0].addr("tcp_lpo");
         let (mut asked, mut answered) = (0u64, 0u64);
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(3) {

@@ -11,16 +11,7 @@ use beast_tests::server::{Beast, wait_until};
 use beast_tests::services::{Postgres, PrivateRedis};
 use serde_json::Value;
 
-const ADMIN: &str = "cluster-admin-key-0123456789abcdef";
-
-fn node(backend: &str, cache: &str, database: &str, name: &str) -> Beast {
-    Beast::start_with(backend, &["--database-url", database], |c| {
-        c.env("CACHE_URL", cache)
-            .env("CLUSTER_NODE", name)
-            .env("ADMIN_KEY", ADMIN)
-            .env("ADAPTIVE_MAX_CONCURRENT", "6000");
-    })
-}
+const ADMIN: &str = beast_tests::server::CLUSTER_ADMIN;
 
 fn cluster_status(cache: &str) -> Vec<Value> {
     let scratch = beast_tests::Scratch::new();
@@ -43,8 +34,8 @@ beast_tests::on_both_backends! {
         let redis = PrivateRedis::start();
         let pg = Postgres::start();
         let (url, database) = (redis.url(), pg.url());
-        let a = node(backend, &url, &database, "node-a");
-        let mut b = node(backend, &url, &database, "node-b");
+        let a = Beast::cluster_node(backend, &url, &database, "node-a");
+        let mut b = Beast::cluster_node(backend, &url, &database, "node-b");
         let shared = |n: &Beast| n.metric("beast_cluster_live_nodes") == 2.0 && n.metric("beast_connections_limit") == 3_000.0;
         assert!(
             wait_until(Duration::from_secs(20), || shared(&a) && shared(&b)),

@@ -46,14 +46,15 @@ pub fn run(
     let mut out = String::new();
     if !json {
         out.push_str(&format!(
-            "{} live node(s)\n{:<24} {:<10} {:>8} {:>10} {:>6} {:>8}\n",
+            "{} live node(s)\n{:<24} {:<10} {:>8} {:>10} {:>6} {:>8}  {}\n",
             members.len(),
             "node",
             "version",
             "age_ms",
             "req/s",
             "keys",
-            "priced"
+            "priced",
+            "rate limits"
         ));
     }
     for member in &members {
@@ -68,15 +69,40 @@ pub fn run(
             .as_u64()
             .map_or("-".into(), |ts| now.saturating_sub(ts).to_string());
         out.push_str(&format!(
-            "{:<24} {:<10} {:>8} {:>10} {:>6} {:>8}\n",
+            "{:<24} {:<10} {:>8} {:>10} {:>6} {:>8}  {}\n",
             text("node"),
             text("version"),
             age,
             number("requests_per_second"),
             number("keys_version"),
-            number("priced")
+            number("priced"),
+            limits(&member["limits"])
         ));
     }
     super::print_out(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A node's lease state in words: where its shares come from, and per tier with keys asked
+/// for, how many hold a share of their own and the node's mean share of their limits.
+fn limits(limits: &serde_json::Value) -> String {
+    let mode = limits["mode"].as_str().unwrap_or("-");
+    let tiers: Vec<String> = limits["tiers"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(tier, state)| {
+            let keys = state["keys"].as_u64().filter(|k| *k > 0)?;
+            let share = state["share"].as_f64().unwrap_or(0.0);
+            Some(format!("{tier} {keys} key(s) at {:.0} %", share * 100.0))
+        })
+        .collect();
+    let default = limits["default_share"]
+        .as_f64()
+        .map_or(String::new(), |s| format!(", others {:.0} %", s * 100.0));
+    if tiers.is_empty() {
+        format!("{mode}{default}")
+    } else {
+        format!("{mode}: {}{default}", tiers.join(", "))
+    }
 }

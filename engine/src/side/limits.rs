@@ -4,14 +4,15 @@
 //! Time is cut into one-second windows of the wall clock (the nodes' clocks agree to well under
 //! a millisecond under NTP). Shortly after a window closes, each node adds how many requests
 //! each key presented to it in that window (admitted or not: its demand) to the window's hash in
-//! Valkey, `{ratelimit}:<window>`, field `<key id>:<node>`. A little later every node reads the
-//! same hash and computes every node's share of each key's limit the same way
+//! Valkey, `{ratelimit}:<window>`, field `<key id>:<node>`. Valkey closes the window to writes
+//! by its own clock (a script), and a little later every node reads the same frozen hash and
+//! computes every node's share of each key's limit the same way
 //! ([`allocate`]): a tenth of the limit split evenly (so a node that saw no demand still admits
 //! a first request), the rest by max-min fairness over the demands, and what nobody wanted
 //! split evenly as headroom. Each node then holds each key to its own share until the next
 //! window's read. Keys nobody asked for get the even split, limit ÷ live nodes.
 //!
-//! The bound: while the nodes agree on the live count and read the same window, the shares of
+//! The bound: while the nodes agree on the live count (and read the window), the shares of
 //! a key sum to at most its limit `L`, and each node's cell allows one second of its share as
 //! burst, so across the cluster a key gets at most `L × t + L` answers in any `t` seconds: the
 //! bound of a single node. A share that grows restarts the cell at the new rate, which may admit
@@ -38,9 +39,12 @@ use crate::access::limiter::{Share, WHOLE};
 use crate::access::{Access, KeyEntry, Tier};
 
 const WINDOW_MS: u64 = 1_000;
-/// When, into the next window, each node writes the demand of the one that closed, and when
-/// it reads everyone's: far enough apart that every healthy node has written.
+/// When, into the next window, each node writes the demand of the one that closed, when Valkey
+/// stops taking writes for it (by its own clock, so every node's view of the closing is the
+/// same), and when the nodes read it: every node reads the same frozen hash, so every node
+/// computes the same shares, whatever a slow node managed to write.
 const WRITE_AT_MS: u64 = 50;
+const CLOSE_AT_MS: u64 = 300;
 const READ_AT_MS: u64 = 400;
 /// A window's hash is read 0.4 s after it closes; it expires by itself after this.
 const WINDOW_TTL_S: u64 = 10;
@@ -49,11 +53,28 @@ const FLOOR: f64 = 0.1;
 /// Most (key, node) demands read for one window; past it the window counts as missed (and
 /// the nodes fall back to the even split) rather than reading without bound.
 const MAX_FIELDS: usize = 200_000;
+/// Most demands one write carries (a call's arguments stay small).
+const WRITE_CHUNK: usize = 2_000;
 
-/// Reads a window's hash only if it is within [`MAX_FIELDS`].
+/// Adds demands (ARGV[3..]: field, count pairs) to a window's hash (KEYS[1]) unless Valkey's
+/// clock says the window closed (ARGV[1], Unix ms); 1 if written, 0 if too late.
+const WRITE_WINDOW: &str = r"
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) >= tonumber(ARGV[1]) then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+return 1
+";
+
+/// Reads a window's hash (KEYS[1]) once it is closed (ARGV[1]) and within ARGV[2] fields:
+/// `ok` and the fields and values, or why not (`open`, `full`).
 const READ_WINDOW: &str = r"
-if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[1]) then return false end
-return redis.call('HGETALL', KEYS[1])
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) < tonumber(ARGV[1]) then return {'open'} end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[2]) then return {'full'} end
+local reply = redis.call('HGETALL', KEYS[1])
+table.insert(reply, 1, 'ok')
+return reply
 ";
 
 /// Where the shares come from.
@@ -93,6 +114,8 @@ pub struct LimitStats {
     pub window: AtomicU64,
     pub windows_shared: AtomicU64,
     pub windows_missed: AtomicU64,
+    /// Windows this node's demand reached Valkey after it had closed them.
+    pub writes_late: AtomicU64,
     /// The share of a key no node asked for, in millionths.
     pub default_share: AtomicU64,
     /// Per tier ([`Tier::ALL`]): keys with a share of their own, and the sum of those shares
@@ -133,6 +156,7 @@ impl LimitStats {
             "default_share": ratio(get(&self.default_share)),
             "windows_shared": get(&self.windows_shared),
             "windows_missed": get(&self.windows_missed),
+            "writes_late": get(&self.writes_late),
             "tiers": tiers,
         })
     }
@@ -156,6 +180,11 @@ impl LimitStats {
             "# HELP beast_cluster_limit_windows_total One-second windows of cluster demand, read or missed.\n# TYPE beast_cluster_limit_windows_total counter\nbeast_cluster_limit_windows_total{{outcome=\"shared\"}} {}\nbeast_cluster_limit_windows_total{{outcome=\"missed\"}} {}",
             get(&self.windows_shared),
             get(&self.windows_missed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP beast_cluster_limit_writes_late_total Windows whose demand from this node reached Valkey after it closed them (counted as none).\n# TYPE beast_cluster_limit_writes_late_total counter\nbeast_cluster_limit_writes_late_total {}",
+            get(&self.writes_late)
         );
         let _ = writeln!(
             out,
@@ -255,17 +284,23 @@ pub async fn run(
         if connection.is_none() {
             connection = super::cache::connect(&url).await;
         }
+        let closes = window_end + CLOSE_AT_MS;
         let read = match connection.as_mut() {
-            Some(conn) => {
-                let written = write_demand(conn, closed, &options.node, &demands).await;
-                if !pause_until(window_end + READ_AT_MS, &mut stopped).await {
-                    return;
+            Some(conn) => match write_demand(conn, (closed, closes), &options.node, &demands).await
+            {
+                Ok(on_time) => {
+                    if !on_time {
+                        // The others count this node's demand as none for this window, and so
+                        // does this node: the shares still sum to the whole.
+                        add(&limits.writes_late, 1);
+                    }
+                    if !pause_until(window_end + READ_AT_MS, &mut stopped).await {
+                        return;
+                    }
+                    read_window(conn, closed, closes).await
                 }
-                match written {
-                    Ok(()) => read_window(conn, closed).await,
-                    Err(e) => Err(e),
-                }
-            }
+                Err(e) => Err(e),
+            },
             None => Err("cannot connect".to_string()),
         };
         let nodes = usize::try_from(get(&stats.live_nodes).max(1)).unwrap_or(1);
@@ -315,30 +350,35 @@ async fn pause_until(at_ms: u64, stopped: &mut watch::Receiver<bool>) -> bool {
     }
 }
 
+/// Adds this node's demands to the window's hash; false if Valkey had closed it already.
 async fn write_demand(
     conn: &mut redis::aio::ConnectionManager,
-    window: u64,
+    (window, closes_ms): (u64, u64),
     node: &str,
     demands: &[(u64, u32)],
-) -> Result<(), String> {
+) -> Result<bool, String> {
     if demands.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let key = window_key(window);
     let mut pipe = redis::pipe();
-    pipe.atomic();
-    for chunk in demands.chunks(1_000) {
-        let fields: Vec<(String, u32)> = chunk
-            .iter()
-            .map(|(id, asked)| (format!("{id}:{node}"), *asked))
-            .collect();
-        pipe.hset_multiple(&key, &fields).ignore();
+    for chunk in demands.chunks(WRITE_CHUNK) {
+        let call = pipe
+            .cmd("EVAL")
+            .arg(WRITE_WINDOW)
+            .arg(1)
+            .arg(&key)
+            .arg(closes_ms)
+            .arg(WINDOW_TTL_S);
+        for (id, asked) in chunk {
+            call.arg(format!("{id}:{node}")).arg(*asked);
+        }
     }
-    pipe.expire(&key, WINDOW_TTL_S as i64).ignore();
-    tokio::time::timeout(super::cache::TIMEOUT, pipe.query_async::<()>(conn))
+    let written: Vec<u8> = tokio::time::timeout(super::cache::TIMEOUT, pipe.query_async(conn))
         .await
         .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(written.iter().all(|w| *w == 1))
 }
 
 /// Each key's demands in a window, by node.
@@ -347,23 +387,34 @@ type Window = HashMap<u64, Vec<(String, u64)>>;
 async fn read_window(
     conn: &mut redis::aio::ConnectionManager,
     window: u64,
+    closes_ms: u64,
 ) -> Result<Window, String> {
-    // EVAL with the script's text (a hundred bytes a second): no script cache to lose.
-    let fields: Option<Vec<(String, u64)>> = tokio::time::timeout(
+    // EVAL with the script's text (a few hundred bytes a second): no script cache to lose.
+    let reply: Vec<String> = tokio::time::timeout(
         super::cache::TIMEOUT,
         redis::cmd("EVAL")
             .arg(READ_WINDOW)
             .arg(1)
             .arg(window_key(window))
+            .arg(closes_ms)
             .arg(MAX_FIELDS)
             .query_async(conn),
     )
     .await
     .map_err(|_| "timed out".to_string())?
     .map_err(|e| e.to_string())?;
-    let fields = fields.ok_or_else(|| format!("over {MAX_FIELDS} demands in one window"))?;
+    let mut reply = reply.into_iter();
+    match reply.next().as_deref() {
+        Some("ok") => {}
+        Some("open") => return Err("Valkey's clock says the window is still open: this node's clock is ahead of Valkey's by over 100 ms".into()),
+        Some("full") => return Err(format!("over {MAX_FIELDS} demands in one window")),
+        other => return Err(format!("unexpected reply {other:?}")),
+    }
     let mut window = Window::new();
-    for (field, demand) in fields {
+    while let (Some(field), Some(demand)) = (reply.next(), reply.next()) {
+        let Ok(demand) = demand.parse::<u64>() else {
+            continue;
+        };
         // Another node's field that does not parse is skipped, not trusted.
         if let Some((id, node)) = field.split_once(':')
             && let Ok(id) = id.parse::<u64>()
