@@ -15,6 +15,8 @@
 pub mod access;
 pub mod build_info;
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod host;
 pub mod logging;

@@ -7,7 +7,7 @@
 
 mod engine;
 mod feeds;
-mod file;
+pub(crate) mod file;
 pub(crate) mod group;
 mod params;
 mod push;

@@ -394,7 +394,7 @@ pub fn warm_start(options: &SideOptions, writer: &mut TableWriter, wanted: &[Sym
     loaded
 }
 
-fn parse_cached(value: &str) -> Option<(Symbol, Aggregate)> {
+pub(crate) fn parse_cached(value: &str) -> Option<(Symbol, Aggregate)> {
     let v: serde_json::Value = serde_json::from_str(value).ok()?;
     let symbol = Symbol::parse(v.get("asset")?.as_str()?.as_bytes()).ok()?;
     let exchange_ms = v.get("ts")?.as_u64()?;
