@@ -18,6 +18,8 @@ use crate::metrics::{CloseReason, ReactorMetrics};
 use crate::protocol::http::routes::PortKind;
 
 const SWEEP_EVERY: Duration = Duration::from_millis(100);
+/// An API connection idle this long may be closed to admit a new one at the limit.
+const API_EVICT_AFTER_MS: u64 = 1_000;
 /// Reap-and-handle rounds per turn: completions that arm new work (epoll attempts a receive
 /// re-armed on a socket it knows is readable at once) are followed a few times, then the next
 /// turn goes on where this one stopped, without waiting.
@@ -192,16 +194,22 @@ impl Core {
     }
 
     /// A new connection: admitted (a slot and a receive) or refused with 503. API ports are
-    /// admitted up to the governor's limit; health ports up to their own cap, and at the cap
-    /// the longest-idle health connection makes room (a load balancer's check must get
-    /// through, whoever holds the others).
+    /// admitted up to the governor's limit, health ports up to their own cap; at either, the
+    /// longest-idle connection of the same kind makes room: an idle keep-alive connection
+    /// costs its client one reconnect, while a flood of idle connections must not lock every
+    /// other client out (nor a load balancer's check). Connections that are busy (a request
+    /// being read, answered or written) are never closed for another, nor API connections idle
+    /// for under [`API_EVICT_AFTER_MS`]: a burst past the limit is refused, not traded.
     fn adopt<D: Driver>(&mut self, port: PortKind, fd: OwnedFd, driver: &mut D) {
         let admitted = if port.is_api() {
-            self.governor.admits(self.api_open)
+            self.governor.admits(self.api_open) || self.evict_idle(true, API_EVICT_AFTER_MS, driver)
         } else {
-            self.health_open < HEALTH_CONNECTIONS || self.evict_idle_health(driver)
+            self.health_open < HEALTH_CONNECTIONS || self.evict_idle(false, 0, driver)
         };
         if !admitted || self.conns.is_full() {
+            if port.is_api() {
+                self.governor.refused();
+            }
             self.metrics().rejected_overloaded.inc();
             driver.reject(fd);
             return;
@@ -237,8 +245,10 @@ impl Core {
         }
     }
 
-    /// Closes the health connection idle the longest; true if there was one.
-    fn evict_idle_health<D: Driver>(&mut self, driver: &mut D) -> bool {
+    /// Closes the API (or health) connection idle the longest, if it has been idle for
+    /// `min_idle_ms`; true if there was one.
+    fn evict_idle<D: Driver>(&mut self, api: bool, min_idle_ms: u64, driver: &mut D) -> bool {
+        let idle_since = self.mono_ms().saturating_sub(min_idle_ms);
         let mut oldest: Option<(Key, u64)> = None;
         for index in 0..self.conns.slot_count() {
             let Some(key) = self.conns.key_at(index) else {
@@ -248,8 +258,9 @@ impl Core {
                 continue;
             };
             if slot.phase == Phase::Open
-                && slot.conn.port == PortKind::Health
+                && slot.conn.port.is_api() == api
                 && slot.conn.is_idle()
+                && slot.conn.last_active_ms <= idle_since
                 && oldest.is_none_or(|(_, at)| slot.conn.last_active_ms < at)
             {
                 oldest = Some((key, slot.conn.last_active_ms));

@@ -67,11 +67,14 @@ impl Governor {
         self.limit = self.limit.min(self.ceiling);
     }
 
-    /// Whether a new connection may open with `open` already open (a refusal is counted).
-    pub(crate) fn admits(&mut self, open: usize) -> bool {
-        let admitted = open < self.limit;
-        self.unreported.throttled += u64::from(!admitted);
-        admitted
+    /// Whether a new connection may open with `open` already open.
+    pub(crate) fn admits(&self, open: usize) -> bool {
+        open < self.limit
+    }
+
+    /// A connection was refused for want of room.
+    pub(crate) fn refused(&mut self) {
+        self.unreported.throttled += 1;
     }
 
     #[inline]
@@ -143,6 +146,7 @@ mod tests {
     fn shrinks_on_failure_and_recovers() {
         let mut g = Governor::new(1000, 0.5);
         assert!(g.admits(999) && !g.admits(1000));
+        g.refused();
         g.record_many(3, 1);
         let counts = Counts {
             successes: 3,

@@ -308,6 +308,9 @@ pub async fn run(
         match read {
             Ok(window) => {
                 add(&limits.windows_shared, 1);
+                if limits.mode() == Mode::Fallback {
+                    tracing::info!("cluster rate limits: the cluster's demand is read again");
+                }
                 set(&limits.mode, Mode::Shared as u64);
                 shared_slots = apply(
                     &access,

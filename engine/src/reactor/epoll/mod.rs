@@ -70,6 +70,9 @@ struct Conn {
     fd: RawFd,
     readable: bool,
     writable: bool,
+    /// The peer's end of the stream (or an error) was reported: a read that comes back short
+    /// has not seen it yet, and no new edge will come for it.
+    read_closed: bool,
     recv: Option<IoBuf>,
     send: Option<IoBuf>,
     /// In the run queue.
@@ -86,7 +89,8 @@ pub struct Epoll {
     poll: Poll,
     events: Events,
     /// This wait's events, copied out of `events`.
-    ready: Vec<(Token, bool, bool)>,
+    /// Each event's token, and whether it reports input, the input's end, and room for output.
+    ready: Vec<(Token, bool, bool, bool)>,
     udp: Vec<UdpSocket>,
     /// Sockets that may have datagrams left after their last round.
     udp_pending: Vec<bool>,
@@ -168,6 +172,7 @@ impl Epoll {
                 fd,
                 readable: false,
                 writable: true,
+                read_closed: false,
                 recv: None,
                 send: None,
                 queued: false,
@@ -206,8 +211,12 @@ impl Epoll {
                 Err(libc::EINTR) => {}
                 result => {
                     let result = result.unwrap_or_else(|errno| -errno);
-                    // A short read drained the socket: the next arrival raises a new edge.
-                    if usize::try_from(result).is_ok_and(|n| n < buf.len) {
+                    // A short read drained the socket: the next arrival raises a new edge. Not
+                    // so its end: a FIN that came with the last bytes raised its edge with
+                    // them, so the next receive must run to see it (and return 0).
+                    if usize::try_from(result).is_ok_and(|n| n > 0 && n < buf.len)
+                        && !conn.read_closed
+                    {
                         conn.readable = false;
                     }
                     conn.recv = None;
@@ -418,11 +427,12 @@ impl Driver for Epoll {
             (
                 event.token(),
                 event.is_readable() || event.is_read_closed() || event.is_error(),
+                event.is_read_closed() || event.is_error(),
                 event.is_writable() || event.is_write_closed() || event.is_error(),
             )
         }));
         for i in 0..self.ready.len() {
-            let Some(&(token, readable, writable)) = self.ready.get(i) else {
+            let Some(&(token, readable, read_closed, writable)) = self.ready.get(i) else {
                 break;
             };
             match token {
@@ -445,6 +455,7 @@ impl Driver for Epoll {
                         && conn.key == key
                     {
                         conn.readable |= readable;
+                        conn.read_closed |= read_closed;
                         conn.writable |= writable;
                         self.schedule(key);
                     }
