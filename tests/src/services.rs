@@ -521,3 +521,92 @@ pub fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+fn call(
+    client: &beast_engine::side::sink::sqs::SqsClient,
+    target: &str,
+    body: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::from_str(&client.call(target, &body.to_string()).unwrap()).unwrap()
+}
+
+/// Receives and deletes every message; the bodies.
+pub fn drain(endpoint: &str, queue: &str) -> Vec<serde_json::Value> {
+    let client = beast_engine::side::sink::sqs::SqsClient::with_credentials(
+        endpoint,
+        "us-east-1",
+        "test",
+        "test",
+    );
+    let mut bodies = Vec::new();
+    let mut empty = 0;
+    while empty < 3 {
+        let got = call(
+            &client,
+            "AmazonSQS.ReceiveMessage",
+            &serde_json::json!({ "QueueUrl": queue, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1 }),
+        );
+        let messages = got["Messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            empty += 1;
+            continue;
+        }
+        empty = 0;
+        let entries: Vec<serde_json::Value> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| serde_json::json!({ "Id": i.to_string(), "ReceiptHandle": m["ReceiptHandle"] }))
+            .collect();
+        call(
+            &client,
+            "AmazonSQS.DeleteMessageBatch",
+            &serde_json::json!({ "QueueUrl": queue, "Entries": entries }),
+        );
+        bodies.extend(
+            messages
+                .iter()
+                .map(|m| serde_json::from_str(m["Body"].as_str().unwrap()).unwrap()),
+        );
+    }
+    bodies
+}
+
+pub fn create_queue(endpoint: &str, name: &str, fifo: bool) -> String {
+    let client = beast_engine::side::sink::sqs::SqsClient::with_credentials(
+        endpoint,
+        "us-east-1",
+        "test",
+        "test",
+    );
+    let attributes = if fifo {
+        serde_json::json!({ "FifoQueue": "true" })
+    } else {
+        serde_json::json!({})
+    };
+    let created = call(
+        &client,
+        "AmazonSQS.CreateQueue",
+        &serde_json::json!({ "QueueName": name, "Attributes": attributes }),
+    );
+    created["QueueUrl"].as_str().unwrap().to_string()
+}
+
+/// Records in the distinct batches received, and the number of messages.
+pub fn records(bodies: &[serde_json::Value]) -> (u64, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut records = 0;
+    for body in bodies {
+        if seen.insert(body["batch_id"].as_str().unwrap().to_string()) {
+            records += body["records"].as_u64().unwrap();
+        }
+    }
+    (records, seen.len())
+}
+
+/// Every message left in `queue` (received and deleted): records in distinct batches, the
+/// distinct batches, and the messages.
+pub fn sqs_records(endpoint: &str, queue: &str) -> (u64, usize, usize) {
+    let bodies = drain(endpoint, queue);
+    let (records, batches) = records(&bodies);
+    (records, batches, bodies.len())
+}

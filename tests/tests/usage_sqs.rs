@@ -9,67 +9,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use beast_engine::side::sink::sqs::{CONCURRENT_CALLS, SqsClient};
+use beast_engine::side::sink::sqs::CONCURRENT_CALLS;
 use beast_tests::server::{Beast, Load, wait_until};
-use beast_tests::services::{Moto, Postgres};
-use serde_json::{Value, json};
+use beast_tests::services::{Moto, Postgres, create_queue, drain, records};
 
 const LIMIT: Duration = Duration::from_secs(60);
-
-fn call(client: &SqsClient, target: &str, body: &Value) -> Value {
-    serde_json::from_str(&client.call(target, &body.to_string()).unwrap()).unwrap()
-}
-
-/// Receives and deletes every message; the bodies.
-fn drain(endpoint: &str, queue: &str) -> Vec<Value> {
-    let client = SqsClient::with_credentials(endpoint, "us-east-1", "test", "test");
-    let mut bodies = Vec::new();
-    let mut empty = 0;
-    while empty < 3 {
-        let got = call(
-            &client,
-            "AmazonSQS.ReceiveMessage",
-            &json!({ "QueueUrl": queue, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1 }),
-        );
-        let messages = got["Messages"].as_array().cloned().unwrap_or_default();
-        if messages.is_empty() {
-            empty += 1;
-            continue;
-        }
-        empty = 0;
-        let entries: Vec<Value> = messages
-            .iter()
-            .enumerate()
-            .map(|(i, m)| json!({ "Id": i.to_string(), "ReceiptHandle": m["ReceiptHandle"] }))
-            .collect();
-        call(
-            &client,
-            "AmazonSQS.DeleteMessageBatch",
-            &json!({ "QueueUrl": queue, "Entries": entries }),
-        );
-        bodies.extend(
-            messages
-                .iter()
-                .map(|m| serde_json::from_str(m["Body"].as_str().unwrap()).unwrap()),
-        );
-    }
-    bodies
-}
-
-fn create_queue(endpoint: &str, name: &str, fifo: bool) -> String {
-    let client = SqsClient::with_credentials(endpoint, "us-east-1", "test", "test");
-    let attributes = if fifo {
-        json!({ "FifoQueue": "true" })
-    } else {
-        json!({})
-    };
-    let created = call(
-        &client,
-        "AmazonSQS.CreateQueue",
-        &json!({ "QueueName": name, "Attributes": attributes }),
-    );
-    created["QueueUrl"].as_str().unwrap().to_string()
-}
 
 fn serve(backend: &str, queue: &str, data: &str) -> Beast {
     serve_with(backend, queue, data, |_| {})
@@ -87,18 +31,6 @@ fn serve_with(
             .env("AWS_SECRET_ACCESS_KEY", "test");
         adjust(c);
     })
-}
-
-/// Records in the distinct batches received, and the number of messages.
-fn records(bodies: &[Value]) -> (u64, usize) {
-    let mut seen = HashSet::new();
-    let mut records = 0;
-    for body in bodies {
-        if seen.insert(body["batch_id"].as_str().unwrap().to_string()) {
-            records += body["records"].as_u64().unwrap();
-        }
-    }
-    (records, seen.len())
 }
 
 fn wait_delivered(beast: &Beast, records: f64) {

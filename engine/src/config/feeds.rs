@@ -10,7 +10,8 @@ settings_group! {
         feeds: FeedMode = FeedMode::Live, env = "BEAST_FEEDS";
         /// A venue whose fresh price is served instead of the median of fresh sources.
         primary_source: Option<VenueName> = None, env = "BEAST_PRIMARY_SOURCE";
-        /// How often the REST fallback polls a venue for its stale assets.
+        /// How often the REST fallback polls a venue for the assets its stream has not priced for
+        /// half of `--cache-ttl-seconds` (so the REST price is in before the stream's goes stale).
         rest_poll_ms: Int<100, 600_000> = Int::new(2000), env = "BEAST_REST_POLL_MS";
         /// Feeds reach the in-process simulator over wss:// (its generated certificate trusted).
         sim_tls: Switch = Switch(true), env = "BEAST_SIM_TLS";

@@ -203,7 +203,7 @@ impl State {
             // Counted by the registry (`beast_assets_refused_total`).
             Err(_) => return None,
         };
-        let stale_after_ms = self.stale_after_ms;
+        let rest_after_ms = self.rest_after_ms();
         let slot = self.stream_times(asset);
         let venue_index = event.venue.index();
         match event.channel {
@@ -216,7 +216,7 @@ impl State {
                 // The stream took over again: its price is newer than any poll.
                 let stream_fresh = slot
                     .and_then(|s| s.get(venue_index))
-                    .is_some_and(|t| event.received_ms.saturating_sub(*t) <= stale_after_ms);
+                    .is_some_and(|t| event.received_ms.saturating_sub(*t) <= rest_after_ms);
                 if stream_fresh {
                     self.count(event.venue, |s| &s.rest_superseded);
                     return Some(asset);
@@ -261,6 +261,14 @@ impl State {
         }
     }
 
+    /// How long a stream may leave an asset unpriced before REST is asked for it, and before a
+    /// REST price beats the stream's: half the stale limit, so the REST price is in before the
+    /// stream's last one goes stale (a stalled stream shows only by its silence), and clients
+    /// are never served a stale price in between.
+    fn rest_after_ms(&self) -> u64 {
+        self.stale_after_ms / 2
+    }
+
     fn stream_times(&mut self, asset: AssetId) -> Option<&mut [u64; Venue::COUNT]> {
         if self.last_stream_ms.len() <= asset.index() {
             self.last_stream_ms
@@ -296,7 +304,7 @@ impl State {
                             .and_then(|t| t.get(venue.index()))
                             .copied()
                             .unwrap_or(0);
-                        now.saturating_sub(last) > self.stale_after_ms
+                        now.saturating_sub(last) > self.rest_after_ms()
                     })
                     .copied()
                     .collect();

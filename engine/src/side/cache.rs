@@ -68,7 +68,9 @@ pub async fn run(
             continue;
         };
         let result = if write_prices {
-            write_all_prices(conn, &table, &options).await
+            write_all_prices(conn, &table, &options)
+                .await
+                .map(|()| false)
         } else {
             write_node_stats(
                 conn,
@@ -80,7 +82,12 @@ pub async fn run(
             .await
         };
         match result {
-            Ok(()) => {
+            Ok(emptied) => {
+                if emptied {
+                    // Flushed, or a new (empty) Valkey: the cached prices are gone too, so
+                    // they are written now rather than at the next interval.
+                    prices.reset_immediately();
+                }
                 add(&stats.cache_writes, 1);
                 if !stats.cache_up.swap(true, Ordering::Relaxed) {
                     tracing::info!("Valkey reachable");
@@ -195,7 +202,7 @@ async fn write_node_stats(
     options: &SideOptions,
     stats: &SideStats,
     (metered, governor_sent): (&mut (u64, std::time::Instant), &mut [u64; 3]),
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let journaled = stats.journaled.load(Ordering::Relaxed);
     let seconds = metered.1.elapsed().as_secs_f64().max(0.001);
     #[allow(clippy::cast_possible_truncation, reason = "a rate of requests")]
@@ -221,14 +228,17 @@ async fn write_node_stats(
         "limits": stats.limits.view(),
     });
     // Membership: a node is live while its entry has not expired; a dead node's goes away by
-    // itself within MEMBER_TTL_S.
-    tokio::time::timeout(
+    // itself within MEMBER_TTL_S. The entry it replaces says whether Valkey still holds what
+    // this node wrote 3 s ago (gone: flushed or restarted empty).
+    let previous: Option<String> = tokio::time::timeout(
         TIMEOUT,
-        conn.set_ex::<_, _, ()>(
-            format!("{MEMBER_PREFIX}{}", options.node),
-            value.to_string(),
-            MEMBER_TTL_S,
-        ),
+        redis::cmd("SET")
+            .arg(format!("{MEMBER_PREFIX}{}", options.node))
+            .arg(value.to_string())
+            .arg("EX")
+            .arg(MEMBER_TTL_S)
+            .arg("GET")
+            .query_async(conn),
     )
     .await
     .map_err(|_| "timed out".to_string())?
@@ -264,7 +274,7 @@ async fn write_node_stats(
         .live_nodes
         .store((members.len() as u64).max(1), Ordering::Relaxed);
     stats.members.store(Arc::new(members));
-    Ok(())
+    Ok(previous.is_none())
 }
 
 /// `cluster:stats:<node>`: each node's counters, which also say it is live.

@@ -1,0 +1,239 @@
+//! The runbook's recovery drills that fit one machine, each against real processes and real
+//! services, each measuring its recovery time and printing it beside the runbook's as a line
+//! `DRILL<TAB>scenario<TAB>measured<TAB>runbook<TAB>what was checked`. They are not part of the
+//! test command (`#[ignore]`: they wait on production timings, minutes in all);
+//! `scripts/dr-drills.sh` runs them and collects the lines (docs/DR.md). The production backend
+//! (epoll, as on Fargate) and production settings unless a drill says otherwise.
+
+use std::time::{Duration, Instant};
+
+use beast_tests::server::{Beast, wait_until};
+use beast_tests::services::{Moto, Postgres, PrivateRedis};
+
+fn report(scenario: &str, measured: Duration, runbook: &str, checked: &str) {
+    println!(
+        "DRILL\t{scenario}\t{:.2} s\t{runbook}\t{checked}",
+        measured.as_secs_f64()
+    );
+}
+
+fn btc(beast: &Beast) -> serde_json::Value {
+    beast.get("/price?asset=BTC").json()
+}
+
+/// Container failure: the task is killed (SIGKILL) and a new one starts on the same storage:
+/// serving again at once with warm prices from Valkey, every answered request's usage kept.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn container_failure() {
+    let redis = PrivateRedis::start();
+    let data = beast_tests::Scratch::new();
+    let dir = data.path().to_str().unwrap().to_string();
+    let url = redis.url();
+    let env = |c: &mut std::process::Command| {
+        c.env("CACHE_URL", &url)
+            .env("BEAST_CACHE_PRICES_EVERY_S", "1");
+    };
+    let first = Beast::start_with("epoll", &["--beast-data-dir", &dir], env);
+    for _ in 0..100 {
+        assert_eq!(first.get("/price?asset=BTC").status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(10), || redis
+        .cli(&["EXISTS", "price:BTC"])
+        == "1"));
+    drop(first); // SIGKILL
+    // The new task has no seed and no feeds: its BTC can only come from Valkey.
+    let started = Instant::now();
+    let second = Beast::start_with("epoll", &["--beast-data-dir", &dir, "--feeds", "off"], env);
+    let price = btc(&second);
+    let serving = started.elapsed();
+    assert_eq!(price["price"], "97123.45", "{price}");
+    second.wait_delivered("sqlite");
+    drop(second);
+    let counted = beast_tests::server::usage_count(&data, &[], &["--beast-data-dir", &dir]);
+    // The 100 answered before the kill, and the new node's first.
+    assert_eq!(counted, 101, "the journal replayed every answered request");
+    report(
+        "container failure (kill -9, restart)",
+        serving,
+        "2–3 min",
+        "start to first answer with Valkey's warm price; every answered request metered (101 of 101)",
+    );
+}
+
+/// Aurora failover: PostgreSQL goes away and comes back while the node serves: no answer is
+/// refused, and delivery catches up with nothing lost.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn aurora_failover() {
+    let mut pg = Postgres::start();
+    let beast = Beast::start("epoll", &["--database-url", &pg.url()]);
+    for _ in 0..50 {
+        assert_eq!(beast.get("/price?asset=BTC").status, 200);
+    }
+    beast.wait_delivered("postgres");
+    pg.stop();
+    for _ in 0..50 {
+        assert_eq!(
+            beast.get("/price?asset=BTC").status,
+            200,
+            "serving through the outage"
+        );
+    }
+    let back = Instant::now();
+    pg.resume();
+    beast.wait_delivered("postgres");
+    let caught_up = back.elapsed();
+    assert_eq!(pg.usage_requests(), 100, "every request metered once");
+    report(
+        "Aurora failover (PostgreSQL restarted)",
+        caught_up,
+        "30–60 s",
+        "served throughout; from the database back to usage delivered, 100 of 100, none twice",
+    );
+}
+
+/// ElastiCache flushed, then stopped and restarted: the cache is written again within one
+/// write interval; the node serves throughout.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn elasticache_flush_and_restart() {
+    let redis = PrivateRedis::start();
+    // Live (simulated) prices, so there is always a fresh one to write.
+    let beast = Beast::start_with("epoll", &["--feeds", "sim"], |c| {
+        c.env("CACHE_URL", redis.url());
+    });
+    // Prices are written every 30 s (BEAST_CACHE_PRICES_EVERY_S), and at once when the node's
+    // stats write (every 3 s) finds its own entry gone.
+    let every = Duration::from_secs(31);
+    assert!(wait_until(every, || redis.cli(&["EXISTS", "price:BTC"]) == "1"));
+    let flushed = Instant::now();
+    redis.cli(&["FLUSHALL"]);
+    assert!(wait_until(every, || redis.cli(&["EXISTS", "price:BTC"]) == "1"));
+    let after_flush = flushed.elapsed();
+    redis.stop();
+    assert!(wait_until(Duration::from_secs(10), || beast
+        .metric("beast_cache_up")
+        == 0.0));
+    assert_eq!(
+        beast.get("/price?asset=BTC").status,
+        200,
+        "serving without Valkey"
+    );
+    let restarted = Instant::now();
+    redis.resume();
+    assert!(wait_until(every, || redis.cli(&["EXISTS", "price:BTC"]) == "1"));
+    let after_restart = restarted.elapsed();
+    report(
+        "ElastiCache flushed",
+        after_flush,
+        "~16 s (rebuilt)",
+        "flush to price:BTC written again",
+    );
+    report(
+        "ElastiCache stopped and restarted",
+        after_restart,
+        "~16 s (rebuilt)",
+        "restart to price:BTC written again; answers served throughout",
+    );
+}
+
+/// Every exchange's WebSocket lost (the simulator stalls all six streams): prices come from
+/// the REST fallback, then from the streams again once the venues return.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn websocket_feeds_lost_on_every_exchange() {
+    let beast = Beast::start("epoll", &["--feeds", "sim"]);
+    let source = || {
+        btc(&beast)["source"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let venues = ["coinbase", "gemini", "kraken", "gateio", "cryptocom", "okx"];
+    assert!(wait_until(Duration::from_secs(30), || source().ends_with("-ws")));
+    let lost = Instant::now();
+    for venue in venues {
+        beast.sim_fault(venue, "stall");
+    }
+    // What a client asking throughout gets: the oldest price it is served, and never one
+    // marked stale.
+    let mut oldest_ms = 0;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let price = btc(&beast);
+            assert!(price.get("stale").is_none(), "a stale answer: {price}");
+            oldest_ms = oldest_ms.max(price["age_ms"].as_u64().unwrap_or(0));
+            price["source"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("-rest"))
+        }),
+        "fresh prices from REST: {}",
+        btc(&beast)
+    );
+    let on_rest = lost.elapsed();
+    let back = Instant::now();
+    for venue in venues {
+        beast.sim_fault(venue, "resume");
+    }
+    assert!(wait_until(Duration::from_secs(120), || source()
+        .ends_with("-ws")
+        && venues.iter().all(|v| beast.feed(v)["state"] == "streaming")));
+    let streaming = back.elapsed();
+    report(
+        "WebSocket feeds lost on every exchange: REST fallback",
+        on_rest,
+        "1–2 min (reconnect)",
+        &format!(
+            "streams stalled to BTC from REST (the stale limit is 9 s); no answer stale, the oldest price served {:.1} s old",
+            oldest_ms as f64 / 1000.0
+        ),
+    );
+    report(
+        "WebSocket feeds lost on every exchange: streams back",
+        streaming,
+        "1–2 min (reconnect)",
+        "venues back to all six streaming and BTC from a stream",
+    );
+}
+
+/// SQS unreachable, then back: usage waits in the journal and reaches the queue, each batch
+/// once.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn sqs_outage() {
+    let moto = Moto::start();
+    let queue = beast_tests::services::create_queue(&moto.endpoint(), "drill.fifo", true);
+    let beast = Beast::start_with("epoll", &[], |c| {
+        c.env("SQS_USAGE_LOG_QUEUE_URL", &queue)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test");
+    });
+    moto.pause();
+    for _ in 0..100 {
+        assert_eq!(
+            beast.get("/price?asset=BTC").status,
+            200,
+            "serving through the outage"
+        );
+    }
+    assert!(wait_until(Duration::from_secs(30), || beast
+        .metric("beast_usage_sink_errors_total{sink=\"sqs\"}")
+        > 0.0));
+    let back = Instant::now();
+    moto.resume();
+    beast.wait_delivered("sqs");
+    let caught_up = back.elapsed();
+    let (records, batches, messages) = beast_tests::services::sqs_records(&moto.endpoint(), &queue);
+    assert_eq!(
+        (records, batches),
+        (100, messages),
+        "every record, each batch once"
+    );
+    report(
+        "SQS outage (unreachable, then back)",
+        caught_up,
+        "messages kept 4 days",
+        "queue back to every record delivered, 100 of 100, no batch twice",
+    );
+}
