@@ -2,8 +2,11 @@
 
 pub mod browser;
 pub mod inproc;
+mod rng;
 pub mod server;
 pub mod services;
+
+pub use rng::Rng;
 
 /// Runs one test body on each I/O backend, as a test of its own per backend:
 /// `on_both_backends! { fn name(backend) { ... } }` makes `name::uring` and `name::epoll`,

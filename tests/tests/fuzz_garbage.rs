@@ -1,46 +1,10 @@
 //! Random bytes at every port: the server answers within the rules, never crashes, and keeps
 //! serving. 10 000 random datagrams and hundreds of random HTTP byte strings per backend.
-#![allow(
-    clippy::cast_possible_truncation,
-    reason = "random bytes are truncated on purpose"
-)]
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
+use beast_tests::Rng;
 use beast_tests::server::{BACKENDS, Beast, WAIT, padded};
-
-/// xorshift64*: reproducible bytes without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let len = (self.next() as usize) % (max + 1);
-        let style = self.next() % 4;
-        (0..len)
-            .map(|_| {
-                let r = self.next();
-                match style {
-                    0 => r as u8,                              // anything
-                    1 => pick(b"BTCETHPEPE ,key=\0\r\n\t", r), // near-valid text
-                    2 => pick(b"GET /price?asset=BTC HTTP/1.1\r\n:%", r),
-                    _ => (r % 95) as u8 + 32, // printable
-                }
-            })
-            .collect()
-    }
-}
-
-fn pick(alphabet: &[u8], r: u64) -> u8 {
-    alphabet[(r % alphabet.len() as u64) as usize]
-}
 
 #[test]
 fn random_datagrams() {
