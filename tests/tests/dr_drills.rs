@@ -61,6 +61,64 @@ fn container_failure() {
     );
 }
 
+/// Full cluster outage: every node killed at once and started again on its storage: serving
+/// at once with warm prices, and the cluster's usage in PostgreSQL exactly the answers given,
+/// none lost and none counted twice.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn full_cluster_outage() {
+    let redis = PrivateRedis::start();
+    let pg = Postgres::start();
+    let (url, database) = (redis.url(), pg.url());
+    let dirs = [beast_tests::Scratch::new(), beast_tests::Scratch::new()];
+    let start = |dir: &beast_tests::Scratch, name: &str, extra: &[&str]| {
+        let path = dir.path().to_str().unwrap().to_string();
+        let args = [
+            &["--beast-data-dir", &path, "--database-url", &database][..],
+            extra,
+        ]
+        .concat();
+        Beast::start_with("epoll", &args, |c| {
+            c.env("CACHE_URL", &url)
+                .env("CLUSTER_NODE", name)
+                .env("BEAST_CACHE_PRICES_EVERY_S", "1");
+        })
+    };
+    let nodes = [start(&dirs[0], "a", &[]), start(&dirs[1], "b", &[])];
+    for _ in 0..100 {
+        for node in &nodes {
+            assert_eq!(node.get("/price?asset=BTC").status, 200);
+        }
+    }
+    assert!(wait_until(Duration::from_secs(10), || redis
+        .cli(&["EXISTS", "price:BTC"])
+        == "1"));
+    drop(nodes); // SIGKILL, both
+    let started = Instant::now();
+    let nodes = [
+        start(&dirs[0], "a", &["--feeds", "off"]),
+        start(&dirs[1], "b", &["--feeds", "off"]),
+    ];
+    for node in &nodes {
+        assert_eq!(btc(node)["price"], "97123.45");
+    }
+    let serving = started.elapsed();
+    for node in &nodes {
+        node.wait_delivered("postgres");
+    }
+    assert_eq!(
+        pg.usage_requests(),
+        202,
+        "200 before the outage and one from each node after"
+    );
+    report(
+        "Full cluster outage (every node killed, restarted)",
+        serving,
+        "2–3 min",
+        "start of both to both answering with Valkey's warm price; usage in PostgreSQL 202 of 202, none twice",
+    );
+}
+
 /// Aurora failover: PostgreSQL goes away and comes back while the node serves: no answer is
 /// refused, and delivery catches up with nothing lost.
 #[test]
