@@ -151,6 +151,99 @@ fn aurora_failover() {
     );
 }
 
+/// Aurora moved to a new endpoint by configuration: the database restored from a dump on a
+/// new server, the node restarted (as a new task definition would) with the new
+/// `DATABASE_URL`: the key still works, and the usage the old endpoint never got (it was
+/// already gone) reaches the new one from the journal, none lost, none twice.
+#[test]
+#[ignore = "a recovery drill: scripts/dr-drills.sh"]
+fn aurora_new_endpoint() {
+    let mut old = Postgres::start();
+    let new = Postgres::start();
+    let data = beast_tests::Scratch::new();
+    let dir = data.path().to_str().unwrap().to_string();
+    let key = {
+        let made = beast_tests::run(&mut data.beast(&[
+            "keys",
+            "create",
+            "--tier",
+            "pro",
+            "--database-url",
+            &old.url(),
+        ]));
+        assert_eq!(made.code, Some(0), "{}", made.stderr);
+        made.stdout.trim().to_string()
+    };
+    let path = format!("/price?asset=BTC&key={key}");
+    let mut first = Beast::start(
+        "epoll",
+        &[
+            "--beast-data-dir",
+            &dir,
+            "--database-url",
+            &old.url(),
+            "--require-key",
+            "true",
+        ],
+    );
+    for _ in 0..50 {
+        assert_eq!(first.get(&path).status, 200);
+    }
+    first.wait_delivered("postgres");
+    // The move: a dump restored on the new server, the old one gone.
+    let dump = data.path().join("dump.sql");
+    let dumped = std::process::Command::new("pg_dump")
+        .arg(old.url())
+        .arg("-f")
+        .arg(&dump)
+        .status()
+        .unwrap();
+    assert!(dumped.success());
+    old.stop();
+    for _ in 0..50 {
+        assert_eq!(
+            first.get(&path).status,
+            200,
+            "serving while the database is away"
+        );
+    }
+    let restored = std::process::Command::new("psql")
+        .arg(new.url())
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(&dump)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(restored.success());
+    assert!(first.signal_and_wait(libc::SIGTERM).success());
+    let moved = Instant::now();
+    let second = Beast::start(
+        "epoll",
+        &[
+            "--beast-data-dir",
+            &dir,
+            "--database-url",
+            &new.url(),
+            "--require-key",
+            "true",
+        ],
+    );
+    assert_eq!(second.get(&path).status, 200, "the key came with the data");
+    second.wait_delivered("postgres");
+    let caught_up = moved.elapsed();
+    assert_eq!(
+        new.usage_requests(),
+        101,
+        "50 in the dump, 50 from the journal, 1 after the move"
+    );
+    report(
+        "Aurora moved to a new endpoint (restored dump, new DATABASE_URL)",
+        caught_up,
+        "30–60 s",
+        "restart on the new endpoint to every usage record there (101 of 101, none twice); the key kept working",
+    );
+}
+
 /// ElastiCache flushed, then stopped and restarted: the cache is written again within one
 /// write interval; the node serves throughout.
 #[test]
