@@ -19,6 +19,8 @@ pub struct SinkStats {
     pub delivered: AtomicU64,
     /// Records the sink already held (a batch delivered again): no-ops.
     pub duplicates: AtomicU64,
+    /// Records a store lacked before a batch it was given ([`crate::usage::apply::Applied`]).
+    pub gap_records: AtomicU64,
     /// Records written by an earlier run of the process and delivered by this one.
     pub replayed: AtomicU64,
     /// Rows (or messages) written.
@@ -311,6 +313,12 @@ impl SideStats {
                 "counter",
                 "Records delivered again that the sink already held (no-ops).",
                 &|s: &SinkStats| get(&s.duplicates),
+            ),
+            (
+                "beast_usage_sink_gap_records_total",
+                "counter",
+                "Records a store lacked before a batch it was given: usage it lost (restored from an older backup) or never got (given up at the journal cap).",
+                &|s: &SinkStats| get(&s.gap_records),
             ),
             (
                 "beast_usage_sink_replayed_total",

@@ -513,6 +513,14 @@ async fn deliver(
                 let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 add(&stats.delivered, applied.applied + applied.duplicates);
                 add(&stats.duplicates, applied.duplicates);
+                if applied.gap > 0 {
+                    add(&stats.gap_records, applied.gap);
+                    tracing::warn!(
+                        sink = kind.name(),
+                        records = applied.gap,
+                        "usage missing from the store before the batch just delivered (restored from an older backup, or given up at the journal cap): counted in beast_usage_sink_gap_records_total"
+                    );
+                }
                 add(&stats.replayed, replayed);
                 add(&stats.rows_written, applied.rows);
                 add(&stats.deliveries, 1);

@@ -52,6 +52,8 @@ pub(crate) struct Plan {
     /// Records in the batches applied, and in those skipped as already applied.
     pub applied: u64,
     pub duplicates: u64,
+    /// Records missing between what the store held of a boot and the next batch it was given.
+    pub gap: u64,
 }
 
 /// What a delivery did, as the store reports it.
@@ -61,6 +63,9 @@ pub struct Applied {
     pub duplicates: u64,
     /// Rows written (rollups upserted, raw records inserted).
     pub rows: u64,
+    /// Records the store lacks before the batches it was given: usage it lost (restored from
+    /// an older backup) or never got (given up at the journal's cap, a sink added later).
+    pub gap: u64,
 }
 
 impl Plan {
@@ -69,6 +74,7 @@ impl Plan {
             applied: self.applied,
             duplicates: self.duplicates,
             rows: (self.rollups.len() + self.raw.len()) as u64,
+            gap: self.gap,
         }
     }
 }
@@ -101,6 +107,7 @@ pub(crate) fn plan(batches: &[Batch], progress: &HashMap<String, i64>, raw: bool
             plan.duplicates += batch.records;
             continue;
         }
+        plan.gap += batch.first_seq - applied_end;
         plan.applied += batch.records;
         ends.insert(batch.boot, (batch.end_seq(), batch.node.as_str()));
         for r in &batch.rollups {
@@ -201,5 +208,10 @@ mod tests {
         let twice = plan(&[sample(0, 5), sample(0, 5)], &none, false);
         assert_eq!((twice.applied, twice.duplicates), (5, 5));
         assert_eq!(boots(&batches), ["deadbeef01234567"]);
+        assert_eq!(first.gap + again.gap + twice.gap, 0, "no record missing");
+        // The store restored from an older backup: it holds 0..5, the next batch starts at 8.
+        let restored: HashMap<String, i64> = [("deadbeef01234567".to_string(), 5)].into();
+        let after = plan(&[sample(8, 2)], &restored, false);
+        assert_eq!((after.applied, after.gap), (2, 3));
     }
 }

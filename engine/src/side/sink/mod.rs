@@ -144,6 +144,7 @@ impl Sink {
                     applied: records,
                     duplicates: 0,
                     rows: messages,
+                    gap: 0,
                 })
             }
         }
