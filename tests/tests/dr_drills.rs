@@ -35,9 +35,7 @@ fn container_failure() {
             .env("BEAST_CACHE_PRICES_EVERY_S", "1");
     };
     let first = Beast::start_with("epoll", &["--beast-data-dir", &dir], env);
-    for _ in 0..100 {
-        assert_eq!(first.get("/price?asset=BTC").status, 200);
-    }
+    answer_all(&first, "/price?asset=BTC", 100, "answered");
     assert!(wait_until(Duration::from_secs(10), || redis
         .cli(&["EXISTS", "price:BTC"])
         == "1"));
@@ -126,18 +124,10 @@ fn full_cluster_outage() {
 fn aurora_failover() {
     let mut pg = Postgres::start();
     let beast = Beast::start("epoll", &["--database-url", &pg.url()]);
-    for _ in 0..50 {
-        assert_eq!(beast.get("/price?asset=BTC").status, 200);
-    }
+    answer_all(&beast, "/price?asset=BTC", 50, "answered");
     beast.wait_delivered("postgres");
     pg.stop();
-    for _ in 0..50 {
-        assert_eq!(
-            beast.get("/price?asset=BTC").status,
-            200,
-            "serving through the outage"
-        );
-    }
+    answer_all(&beast, "/price?asset=BTC", 50, "serving through the outage");
     let back = Instant::now();
     pg.resume();
     beast.wait_delivered("postgres");
@@ -162,18 +152,7 @@ fn aurora_new_endpoint() {
     let new = Postgres::start();
     let data = beast_tests::Scratch::new();
     let dir = data.path().to_str().unwrap().to_string();
-    let key = {
-        let made = beast_tests::run(&mut data.beast(&[
-            "keys",
-            "create",
-            "--tier",
-            "pro",
-            "--database-url",
-            &old.url(),
-        ]));
-        assert_eq!(made.code, Some(0), "{}", made.stderr);
-        made.stdout.trim().to_string()
-    };
+    let key = create_key(&data, &old.url(), "pro");
     let path = format!("/price?asset=BTC&key={key}");
     let mut first = Beast::start(
         "epoll",
@@ -186,35 +165,14 @@ fn aurora_new_endpoint() {
             "true",
         ],
     );
-    for _ in 0..50 {
-        assert_eq!(first.get(&path).status, 200);
-    }
+    answer_all(&first, &path, 50, "answered");
     first.wait_delivered("postgres");
     // The move: a dump restored on the new server, the old one gone.
     let dump = data.path().join("dump.sql");
-    let dumped = std::process::Command::new("pg_dump")
-        .arg(old.url())
-        .arg("-f")
-        .arg(&dump)
-        .status()
-        .unwrap();
-    assert!(dumped.success());
+    pg_dump(&old.url(), &dump);
     old.stop();
-    for _ in 0..50 {
-        assert_eq!(
-            first.get(&path).status,
-            200,
-            "serving while the database is away"
-        );
-    }
-    let restored = std::process::Command::new("psql")
-        .arg(new.url())
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
-        .arg(&dump)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(restored.success());
+    answer_all(&first, &path, 50, "serving while the database is away");
+    psql(&new.url(), &["-f", dump.to_str().unwrap()]);
     assert!(first.signal_and_wait(libc::SIGTERM).success());
     let moved = Instant::now();
     let second = Beast::start(
@@ -252,52 +210,24 @@ fn aurora_new_endpoint() {
 fn aurora_data_loss() {
     let pg = Postgres::start();
     let data = beast_tests::Scratch::new();
-    let made = beast_tests::run(&mut data.beast(&[
-        "keys",
-        "create",
-        "--tier",
-        "pro",
-        "--database-url",
-        &pg.url(),
-    ]));
-    assert_eq!(made.code, Some(0), "{}", made.stderr);
-    let path = format!("/price?asset=BTC&key={}", made.stdout.trim());
+    let path = format!(
+        "/price?asset=BTC&key={}",
+        create_key(&data, &pg.url(), "pro")
+    );
     let beast = Beast::start(
         "epoll",
         &["--database-url", &pg.url(), "--require-key", "true"],
     );
-    let ask = |n: usize| {
-        for _ in 0..n {
-            assert_eq!(beast.get(&path).status, 200);
-        }
-    };
+    let ask = |n: usize| answer_all(&beast, &path, n, "answered");
     ask(50);
     beast.wait_delivered("postgres");
     let backup = data.path().join("backup.sql");
-    assert!(
-        std::process::Command::new("pg_dump")
-            .arg(pg.url())
-            .arg("-f")
-            .arg(&backup)
-            .status()
-            .unwrap()
-            .success()
-    );
+    pg_dump(&pg.url(), &backup);
     ask(50);
     beast.wait_delivered("postgres");
     // The loss: the backup restored into a new database, which then takes the old one's
     // place (so the node, reconnecting, never finds a half-restored one).
     let admin = pg.url().replace("/beast", "/postgres");
-    let psql = |url: &str, args: &[&str]| {
-        let ran = std::process::Command::new("psql")
-            .arg(url)
-            .args(["-q", "-v", "ON_ERROR_STOP=1"])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ran.success(), "psql {args:?}");
-    };
     psql(&admin, &["-c", "CREATE DATABASE restored"]);
     psql(
         &pg.url().replace("/beast", "/restored"),
@@ -448,13 +378,12 @@ fn sqs_outage() {
             .env("AWS_SECRET_ACCESS_KEY", "test");
     });
     moto.pause();
-    for _ in 0..100 {
-        assert_eq!(
-            beast.get("/price?asset=BTC").status,
-            200,
-            "serving through the outage"
-        );
-    }
+    answer_all(
+        &beast,
+        "/price?asset=BTC",
+        100,
+        "serving through the outage",
+    );
     assert!(wait_until(Duration::from_secs(30), || beast
         .metric("beast_usage_sink_errors_total{sink=\"sqs\"}")
         > 0.0));
@@ -474,4 +403,46 @@ fn sqs_outage() {
         "messages kept 4 days",
         "queue back to every record delivered, 100 of 100, no batch twice",
     );
+}
+
+/// Asks `path` `n` times; every answer must be 200.
+fn answer_all(beast: &Beast, path: &str, n: usize, why: &str) {
+    for _ in 0..n {
+        assert_eq!(beast.get(path).status, 200, "{why}");
+    }
+}
+
+/// A key of `tier` made with the CLI against `database`.
+fn create_key(scratch: &beast_tests::Scratch, database: &str, tier: &str) -> String {
+    let made = beast_tests::run(&mut scratch.beast(&[
+        "keys",
+        "create",
+        "--tier",
+        tier,
+        "--database-url",
+        database,
+    ]));
+    assert_eq!(made.code, Some(0), "{}", made.stderr);
+    made.stdout.trim().to_string()
+}
+
+fn pg_dump(database: &str, file: &std::path::Path) {
+    let dumped = std::process::Command::new("pg_dump")
+        .arg(database)
+        .arg("-f")
+        .arg(file)
+        .status()
+        .unwrap();
+    assert!(dumped.success(), "pg_dump");
+}
+
+fn psql(database: &str, args: &[&str]) {
+    let ran = std::process::Command::new("psql")
+        .arg(database)
+        .args(["-q", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ran.success(), "psql {args:?}");
 }
